@@ -1,0 +1,27 @@
+"""hwsim: analytic performance simulator and capacity planner for LLM inference.
+
+Public API::
+
+    import hwsim
+    est = hwsim.estimate(model="llama-2-7b", hardware="a100-80gb-sxm", batch=1,
+                         prompt_len=512, gen_len=128)
+    est.latency.ttft_s, est.memory.kv_cache_bytes_per_token
+"""
+
+from __future__ import annotations
+
+from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
+from hwsim.estimate import estimate
+from hwsim.profiles.loader import load_hardware, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HwsimError",
+    "InfeasibleError",
+    "ProfileError",
+    "UnknownProfileError",
+    "estimate",
+    "load_hardware",
+    "load_model",
+]

@@ -1,0 +1,1 @@
+"""The ``hwsim`` command line: thin typer commands over the Python API."""

@@ -1,0 +1,94 @@
+"""Shared CLI plumbing: error reporting, JSON output, the rich console."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from hwsim.errors import HwsimError
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_USAGE = 2
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` to stderr and exit 2."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
+
+
+def handle_errors(func: Callable) -> Callable:
+    """Turn domain errors into a message and exit code 2 instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except HwsimError as exc:
+            fail(str(exc))
+        except FileNotFoundError as exc:
+            fail(f"file not found: {exc.filename}")
+        except KeyboardInterrupt:  # pragma: no cover
+            sys.exit(130)
+
+    return wrapper
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars/arrays and non-finite floats to plain JSON (inf/nan -> null)."""
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(data), indent=2))
+
+
+def parse_int_list(text: str, what: str) -> list[int]:
+    """Parse '1k,4k,32k,1M' into integers: k = 1,000 and M = 1,000,000 (decimal);
+    Ki = 1,024 and Mi = 1,048,576 for the binary sizes model cards often mean."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        mult = 1
+        for suffix, factor in (
+            ("Ki", 1024),
+            ("Mi", 1024**2),
+            ("k", 1000),
+            ("K", 1000),
+            ("M", 10**6),
+        ):
+            if part.endswith(suffix):
+                part, mult = part[: -len(suffix)], factor
+                break
+        try:
+            value = float(part) * mult
+        except ValueError:
+            fail(f"{what}: cannot read {part!r}; use integers with optional k, M, Ki, Mi suffix")
+        if value <= 0 or value != int(value):
+            fail(f"{what}: {value} must be a positive integer")
+        out.append(int(value))
+    if not out:
+        fail(f"{what}: empty list")
+    return out

@@ -1,0 +1,112 @@
+"""``hwsim plan``: price a deployment from a scenario YAML and/or flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from hwsim.cli.common import console, fail, handle_errors, print_json
+from hwsim.errors import ProfileError
+from hwsim.estimate import estimate
+from hwsim.scenario import Scenario, load_scenario
+
+
+def _overrides(**flags) -> dict:
+    return {k: v for k, v in flags.items() if v is not None}
+
+
+def build_scenario(scenario_path: Path | None, **flags) -> Scenario:
+    """Flags over the scenario file over defaults."""
+    base = load_scenario(scenario_path) if scenario_path else None
+    data = base.model_dump() if base else {}
+    for key in ("model", "hardware"):
+        if flags.get(key) is not None:
+            data[key] = flags[key]
+    sections = {
+        "parallel": _overrides(tp=flags.get("tp"), pp=flags.get("pp"), dp=flags.get("dp")),
+        "precision": _overrides(weights=flags.get("weight_dtype"), kv=flags.get("kv_dtype")),
+        "workload": _overrides(
+            batch=flags.get("batch"),
+            prompt_len=flags.get("prompt_len"),
+            gen_len=flags.get("gen_len"),
+        ),
+    }
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values}
+    if flags.get("tpot_slo_ms") is not None:
+        data["slo"] = {**data.get("slo", {}), "tpot_p95_s": flags["tpot_slo_ms"] / 1e3}
+    if "model" not in data or "hardware" not in data:
+        fail("give a scenario file or both --model and --hardware")
+    from hwsim.profiles.loader import validate
+
+    return validate(Scenario, data, str(scenario_path) if scenario_path else "command line")
+
+
+def run_estimate(sc: Scenario):
+    return estimate(
+        sc.model,
+        sc.hardware,
+        tp=sc.parallel.tp,
+        pp=sc.parallel.pp,
+        dp=sc.parallel.dp,
+        batch=sc.workload.batch,
+        prompt_len=sc.workload.prompt_len,
+        gen_len=sc.workload.gen_len,
+        weight_dtype=sc.precision.weights,
+        kv_dtype=sc.precision.kv,
+        activation_dtype=sc.precision.activations,
+        attention_impl=sc.attention_impl,
+        tpot_slo_s=sc.slo.tpot_p95_s,
+        memory_utilization=sc.memory_utilization,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def plan(
+        scenario: Path | None = typer.Argument(None, help="scenario YAML (see examples/)"),
+        model: str | None = typer.Option(None, help="model id, YAML path or config.json"),
+        hardware: str | None = typer.Option(None, help="hardware id or YAML path"),
+        tp: int | None = typer.Option(None, help="tensor-parallel degree"),
+        pp: int | None = typer.Option(None, help="pipeline-parallel degree"),
+        dp: int | None = typer.Option(None, help="data-parallel replicas"),
+        batch: int | None = typer.Option(None, help="concurrent sequences"),
+        prompt_len: int | None = typer.Option(None, help="prompt tokens"),
+        gen_len: int | None = typer.Option(None, help="generated tokens"),
+        weight_dtype: str | None = typer.Option(None, help="fp32|bf16|fp16|fp8|int8|int4"),
+        kv_dtype: str | None = typer.Option(None, help="bf16|fp16|fp8|int8|int4"),
+        tpot_slo_ms: float | None = typer.Option(None, help="TPOT SLO for users per GPU"),
+        json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+    ) -> None:
+        """Predict latency, memory, throughput and users per GPU for one deployment."""
+        if scenario is not None and not scenario.is_file():
+            raise ProfileError("scenario file not found", file=str(scenario))
+        sc = build_scenario(
+            scenario,
+            model=model,
+            hardware=hardware,
+            tp=tp,
+            pp=pp,
+            dp=dp,
+            batch=batch,
+            prompt_len=prompt_len,
+            gen_len=gen_len,
+            weight_dtype=weight_dtype,
+            kv_dtype=kv_dtype,
+            tpot_slo_ms=tpot_slo_ms,
+        )
+        est = run_estimate(sc)
+        if json_out:
+            print_json(
+                {
+                    **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
+                    "ops": {
+                        "prefill": [r.model_dump() for r in est.prefill_ops],
+                        "decode": [r.model_dump() for r in est.decode_ops],
+                    },
+                }
+            )
+            return
+        console.print(est)

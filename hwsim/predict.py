@@ -1,0 +1,83 @@
+"""Turn op cost descriptors into seconds on a device: roofline x efficiency, alpha-beta links.
+
+Roofline (Williams, Waterman & Patterson 2009): t = max(F / pi, B / beta). hwsim scales the
+peaks by the profile's efficiency curve for the op class (see EfficiencyCurve) and adds the
+kernel launch overhead. Collectives use the ring alpha-beta model (formulas.md section 10):
+all-reduce = 2 (p-1) alpha + 2 (p-1)/p * S / bw; point-to-point = alpha + S / bw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.ops import Op
+from hwsim.profiles.hardware import HardwareProfile
+
+BOUNDS = ("compute", "memory", "communication")
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Predicted time of one op (per execution) and what bounds it."""
+
+    op: Op
+    time_s: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    bound: np.ndarray  # 0 compute, 1 memory, 2 communication (index into BOUNDS)
+
+    @property
+    def total_s(self) -> np.ndarray:
+        return self.time_s * self.op.count
+
+
+def peak_flops_per_s(hw: HardwareProfile, op: Op) -> float:
+    if op.on_vector_units:
+        return hw.vector_peak_flops_per_s("fp32")
+    return hw.matrix_peak_flops_per_s(op.compute_dtype)
+
+
+def time_op(hw: HardwareProfile, op: Op) -> OpTime:
+    if op.op_class == "communication":
+        return _time_collective(hw, op)
+    curve = hw.efficiency.for_class(op.op_class)
+    flops = np.asarray(op.flops, dtype=float)
+    nbytes = np.asarray(op.hbm_bytes, dtype=float)
+    compute_s = (flops + curve.compute_half_flops * (flops > 0)) / (
+        peak_flops_per_s(hw, op) * curve.compute_fraction
+    )
+    memory_s = (nbytes + curve.memory_half_bytes * (nbytes > 0)) / (
+        hw.bandwidth_bytes_per_s * curve.memory_fraction
+    )
+    time_s = np.maximum(compute_s, memory_s) + op.kernels * curve.launch_overhead_s
+    bound = np.where(compute_s >= memory_s, 0, 1)
+    return OpTime(op, time_s, compute_s, memory_s, bound)
+
+
+def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:
+    size = np.asarray(op.comm_bytes, dtype=float)
+    link = hw.link_for(op.ranks)
+    if link is None or op.ranks <= 1:
+        zero = np.zeros_like(size)
+        return OpTime(op, zero, zero, zero, np.full(size.shape, 2))
+    bw = link.bandwidth_per_direction_bytes_per_s.value * hw.efficiency.link_fraction.value
+    alpha = link.latency_s.value
+    p = op.ranks
+    if op.collective == "all_reduce":
+        time_s = 2 * (p - 1) * alpha + 2 * (p - 1) / p * size / bw
+    else:
+        time_s = alpha + size / bw
+    zero = np.zeros_like(time_s)
+    return OpTime(op, time_s, zero, zero, np.full(np.shape(time_s), 2))
+
+
+def roofline_floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
+    """Speed of light for an op: peak rates, no efficiency, no overhead."""
+    if op.op_class == "communication":
+        return np.zeros_like(np.asarray(op.comm_bytes, dtype=float))
+    return np.maximum(
+        np.asarray(op.flops, dtype=float) / peak_flops_per_s(hw, op),
+        np.asarray(op.hbm_bytes, dtype=float) / hw.bandwidth_bytes_per_s,
+    )

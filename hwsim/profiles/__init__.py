@@ -1,0 +1,1 @@
+"""Validated hardware and model profiles, and the loader that finds them."""

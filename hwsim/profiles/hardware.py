@@ -1,0 +1,179 @@
+"""Hardware profile schema: a roofline (peak rates, memory), on-chip sizes, links, efficiency.
+
+Every number is a sourced quantity. Peak rates are dense (no 2:4 sparsity).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+from hwsim.errors import HwsimError
+from hwsim.profiles.sourced import (
+    STRICT,
+    SourcedBytes,
+    SourcedBytesPerS,
+    SourcedFlopsPerS,
+    SourcedNumber,
+    SourcedSeconds,
+)
+
+OP_CLASSES = ("matmul", "attention", "elementwise")
+DTYPE_NAMES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
+
+
+class Memory(BaseModel):
+    model_config = STRICT
+    capacity_bytes: SourcedBytes
+    bandwidth_bytes_per_s: SourcedBytesPerS
+
+
+class OnChip(BaseModel):
+    """On-chip memory: the L2 (or equivalent) and the SRAM a single tiled kernel can use."""
+
+    model_config = STRICT
+    l2_bytes: SourcedBytes | None = None
+    sram_per_core_bytes: SourcedBytes
+    cores: SourcedNumber
+
+
+class Link(BaseModel):
+    model_config = STRICT
+    bandwidth_per_direction_bytes_per_s: SourcedBytesPerS
+    latency_s: SourcedSeconds
+
+
+class Interconnect(BaseModel):
+    model_config = STRICT
+    devices_per_node: SourcedNumber
+    intra_node: Link | None = None
+    inter_node: Link | None = None
+
+
+class EfficiencyCurve(BaseModel):
+    """Achievable fraction of peak, saturating with op size.
+
+    time = max((F + F_half) / (peak * compute_fraction),
+               (B + B_half) / (bandwidth * memory_fraction)) + launch_overhead_s
+    i.e. efficiency(F) = compute_fraction * F / (F + F_half): small ops pay a fixed cost and
+    large ops approach compute_fraction of peak. Defaults (F_half = B_half = 0) are the plain
+    roofline scaled by the fractions.
+    """
+
+    model_config = STRICT
+    compute_fraction: float = Field(gt=0, le=1)
+    memory_fraction: float = Field(gt=0, le=1)
+    compute_half_flops: float = Field(default=0.0, ge=0)
+    memory_half_bytes: float = Field(default=0.0, ge=0)
+    launch_overhead_s: float = Field(default=0.0, ge=0)
+    source: str
+
+
+class Efficiency(BaseModel):
+    model_config = STRICT
+    default: EfficiencyCurve
+    matmul: EfficiencyCurve | None = None
+    attention: EfficiencyCurve | None = None
+    elementwise: EfficiencyCurve | None = None
+    link_fraction: SourcedNumber = Field(
+        default=SourcedNumber(value=0.8, source="assumed: NCCL ring reaches ~80% of link rate")
+    )
+
+    def for_class(self, op_class: str) -> EfficiencyCurve:
+        return getattr(self, op_class, None) or self.default
+
+
+class ResidualBand(BaseModel):
+    """Quantiles of log(measured / predicted) on held-out calibration points."""
+
+    model_config = STRICT
+    p10: float
+    p50: float
+    p90: float
+    n_points: int = Field(ge=1)
+
+
+class Calibration(BaseModel):
+    model_config = STRICT
+    calibrated_from: str
+    date: str
+    device_name: str | None = None
+    heldout_median_abs_error: float | None = None
+    heldout_p90_abs_error: float | None = None
+    heldout_band_coverage: float | None = None
+    residuals: dict[str, ResidualBand] = Field(default_factory=dict)
+
+
+class HardwareProfile(BaseModel):
+    model_config = STRICT
+    id: str
+    name: str
+    vendor: str
+    kind: Literal["gpu", "tpu", "cpu"]
+    matrix_flops_per_s: dict[str, SourcedFlopsPerS]
+    vector_flops_per_s: dict[str, SourcedFlopsPerS]
+    memory: Memory
+    on_chip: OnChip
+    interconnect: Interconnect
+    price_per_hour_usd: SourcedNumber | None = None
+    tdp_watts: SourcedNumber | None = None
+    efficiency: Efficiency
+    calibration: Calibration | None = None
+    notes: str | None = None
+
+    @field_validator("matrix_flops_per_s", "vector_flops_per_s")
+    @classmethod
+    def _known_dtypes(cls, rates: dict[str, SourcedFlopsPerS]) -> dict[str, SourcedFlopsPerS]:
+        unknown = sorted(set(rates) - set(DTYPE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown dtype(s) {unknown}; allowed: {', '.join(DTYPE_NAMES)}")
+        return rates
+
+    @model_validator(mode="after")
+    def _has_matrix_rate(self) -> HardwareProfile:
+        if not self.matrix_flops_per_s:
+            raise ValueError("matrix_flops_per_s needs at least one dtype")
+        return self
+
+    # -- convenience accessors (SI units) ---------------------------------------------------
+    @property
+    def capacity_bytes(self) -> float:
+        return self.memory.capacity_bytes.value
+
+    @property
+    def bandwidth_bytes_per_s(self) -> float:
+        return self.memory.bandwidth_bytes_per_s.value
+
+    @property
+    def sram_per_core_bytes(self) -> float:
+        return self.on_chip.sram_per_core_bytes.value
+
+    def matrix_peak_flops_per_s(self, dtype: str) -> float:
+        """Dense matrix-unit peak for ``dtype``; fp16 and bf16 stand in for each other."""
+        for name in (dtype, *_SUBSTITUTES.get(dtype, ())):
+            if name in self.matrix_flops_per_s:
+                return self.matrix_flops_per_s[name].value
+        raise HwsimError(
+            f"hardware {self.id!r} lists no matrix rate for {dtype}; "
+            f"it has: {', '.join(self.matrix_flops_per_s)}"
+        )
+
+    def has_matrix_dtype(self, dtype: str) -> bool:
+        return dtype in self.matrix_flops_per_s
+
+    def vector_peak_flops_per_s(self, dtype: str = "fp32") -> float:
+        for name in (dtype, "fp32", *self.vector_flops_per_s):
+            if name in self.vector_flops_per_s:
+                return self.vector_flops_per_s[name].value
+        return self.matrix_peak_flops_per_s("bf16")
+
+    def link_for(self, n_devices: int) -> Link | None:
+        """Link for a collective over ``n_devices``: NVLink-class in a node, else the network."""
+        per_node = int(self.interconnect.devices_per_node.value)
+        if n_devices <= per_node and self.interconnect.intra_node is not None:
+            return self.interconnect.intra_node
+        return self.interconnect.inter_node or self.interconnect.intra_node
+
+
+_SUBSTITUTES = {"fp16": ("bf16",), "bf16": ("fp16",), "tf32": ("fp32",)}

@@ -1,0 +1,127 @@
+"""Find and load profiles: a shipped id, a YAML path, or (models) a Hugging Face config.json.
+
+Errors name the file, the field, the value and what is allowed; unknown ids list close matches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from hwsim.errors import ProfileError, UnknownProfileError
+from hwsim.profiles.hardware import HardwareProfile
+from hwsim.profiles.model import ModelProfile
+
+P = TypeVar("P", bound=BaseModel)
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def shipped_dir(kind: str) -> Path:
+    """Folder of shipped profiles: inside the wheel, or the repository top level."""
+    folder = f"{kind}_profiles"
+    for candidate in (_PACKAGE / "_shipped" / folder, _PACKAGE.parent / folder):
+        if candidate.is_dir():
+            return candidate
+    raise ProfileError(f"no shipped {folder}/ folder found next to the hwsim package")
+
+
+def shipped_ids(kind: str) -> list[str]:
+    return sorted(p.stem for p in shipped_dir(kind).glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError("file not found", file=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ProfileError(
+            f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(path)
+        ) from None
+    if not isinstance(data, dict):
+        raise ProfileError("expected a mapping of field: value at the top level", file=str(path))
+    return data
+
+
+def validate(cls: type[P], data: dict, file: str) -> P:
+    """Validate ``data`` as ``cls``; on failure name the first bad field, value and rule."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc), file=file) from None
+    except ValueError as exc:  # raised by nested builders (e.g. mixer specs)
+        raise ProfileError(str(exc), file=file) from None
+
+
+def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
+    lines = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (not allowed by the schema; check the spelling)"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"field '{loc}': {msg}{shown}")
+    more = len(exc.errors()) - limit
+    if more > 0:
+        lines.append(f"... and {more} more problem(s)")
+    return "; ".join(lines)
+
+
+def _looks_like_path(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml", ".json")) or "/" in ref or Path(ref).is_file()
+
+
+def _unknown(kind: str, ref: str) -> UnknownProfileError:
+    ids = shipped_ids(kind)
+    close = difflib.get_close_matches(ref, ids, n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownProfileError(
+        f"unknown {kind} profile {ref!r}{hint} "
+        "(see `hwsim profiles list`; or give a path to a YAML file)"
+    )
+
+
+@lru_cache(maxsize=256)
+def _load_file(cls: type[P], path: Path, mtime: float) -> P:
+    return validate(cls, read_yaml(path), str(path))
+
+
+def _load(kind: str, cls: type[P], ref: str) -> P:
+    if _looks_like_path(ref):
+        path = Path(ref).expanduser()
+        if not path.is_file():
+            raise ProfileError("file not found", file=str(path))
+    else:
+        path = shipped_dir(kind) / f"{ref}.yaml"
+        if not path.is_file():
+            raise _unknown(kind, ref)
+    return _load_file(cls, path.resolve(), path.stat().st_mtime)
+
+
+def load_hardware(ref: str | Path | HardwareProfile) -> HardwareProfile:
+    """A shipped hardware id (``h100-sxm``), a YAML path, or a profile (returned as is)."""
+    if isinstance(ref, HardwareProfile):
+        return ref
+    return _load("hardware", HardwareProfile, str(ref))
+
+
+def load_model(ref: str | Path | ModelProfile) -> ModelProfile:
+    """A shipped model id, a YAML path, or a Hugging Face ``config.json`` path (no network)."""
+    if isinstance(ref, ModelProfile):
+        return ref
+    ref = str(ref)
+    if ref.endswith(".json"):
+        from hwsim.profiles.hf_config import model_from_hf_config
+
+        return model_from_hf_config(ref)
+    return _load("model", ModelProfile, ref)

@@ -1,0 +1,41 @@
+"""Human units for tables (decimal: 1 GB = 1e9 B; times in s/ms/us)."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt_bytes(b: float) -> str:
+    if b is None or not math.isfinite(b):
+        return "-"
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(b) >= scale:
+            return f"{b / scale:,.2f} {unit}"
+    return f"{b:,.0f} B"
+
+
+def fmt_time(s: float) -> str:
+    if s is None or not math.isfinite(s):
+        return "-"
+    if s >= 1:
+        return f"{s:,.3f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:,.2f} ms"
+    return f"{s * 1e6:,.1f} us"
+
+
+def fmt_flops(f: float) -> str:
+    if f is None or not math.isfinite(f):
+        return "-"
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
+        if abs(f) >= scale:
+            return f"{f / scale:,.2f} {unit}"
+    return f"{f:,.0f} FLOP"
+
+
+def fmt_count(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "-"
+    if x >= 1e6:
+        return f"{x:,.3g}"
+    return f"{x:,.1f}".rstrip("0").rstrip(".")

@@ -1,0 +1,95 @@
+"""Rich tables (terminal) and HTML (notebooks) for an Estimate."""
+
+from __future__ import annotations
+
+import html
+
+from rich.console import Group
+from rich.table import Table
+
+from hwsim.report.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
+from hwsim.results import Estimate
+
+
+def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
+    m, p, d, lat, thr, cap = (
+        est.memory,
+        est.prefill,
+        est.decode,
+        est.latency,
+        est.throughput,
+        est.capacity,
+    )
+    slo = est.config.tpot_slo_s
+    return {
+        "Memory per GPU": [
+            ("weights", fmt_bytes(m.weights_bytes)),
+            ("KV cache per token", fmt_bytes(m.kv_cache_bytes_per_token)),
+            ("KV cache (batch x context)", fmt_bytes(m.kv_cache_bytes)),
+            ("recurrent state per sequence", fmt_bytes(m.state_bytes_per_sequence)),
+            ("activation workspace", fmt_bytes(m.activation_workspace_bytes)),
+            ("total", fmt_bytes(m.total_bytes)),
+            ("usable / capacity", f"{fmt_bytes(m.usable_bytes)} / {fmt_bytes(m.capacity_bytes)}"),
+            ("fits", "yes" if m.fits else "NO"),
+        ],
+        "Latency": [
+            ("prefill (TTFT)", f"{fmt_time(lat.ttft_s)}  [{p.bound}-bound, {fmt_flops(p.flops)}]"),
+            ("decode (TPOT, mean)", f"{fmt_time(lat.tpot_s)}  [{d.bound}-bound]"),
+            ("TPOT bandwidth floor", fmt_time(d.bandwidth_floor_s)),
+            ("end to end", fmt_time(lat.e2e_s)),
+        ],
+        "Throughput": [
+            ("output tokens/s (this batch)", fmt_count(thr.output_tokens_per_s)),
+            ("decode tokens/s (steady)", fmt_count(thr.decode_tokens_per_s)),
+        ],
+        "Capacity": [
+            (f"max batch at {fmt_count(cap.context_tokens)} tokens", fmt_count(cap.max_batch)),
+            ("max context at batch 1", fmt_count(cap.max_context_tokens)),
+            (
+                "users per GPU" + (f" (TPOT <= {fmt_time(slo)})" if slo else ""),
+                fmt_count(cap.users_per_gpu),
+            ),
+            ("binding constraint", str(cap.binding_constraint)),
+        ],
+    }
+
+
+def _title(est: Estimate) -> str:
+    c = est.config
+    return (
+        f"{c.model} on {c.hardware}  tp={c.tp} pp={c.pp} dp={c.dp}  "
+        f"weights {c.weight_dtype}, KV {c.kv_dtype}  batch {fmt_count(c.batch)}, "
+        f"prompt {fmt_count(c.prompt_len)}, generate {fmt_count(c.gen_len)}"
+    )
+
+
+def estimate_tables(est: Estimate) -> Group:
+    parts = []
+    for title, rows in _rows(est).items():
+        table = Table(title=title, show_header=False, title_justify="left", min_width=60)
+        table.add_column("quantity", style="cyan")
+        table.add_column("value", justify="right")
+        for key, value in rows:
+            table.add_row(key, value)
+        parts.append(table)
+    if est.context.extrapolation:
+        parts.append(
+            f"[yellow]warning:[/] context {fmt_count(est.capacity.context_tokens)} exceeds the "
+            f"{est.context.max_supported_tokens:,} tokens {est.config.model} supports "
+            f"(trained {est.context.max_trained_tokens:,}); RoPE factor needed "
+            f"{est.context.rope_factor_needed:.2f}: this is extrapolation"
+        )
+    parts.append(f"[dim]predictor: {est.config.predictor}[/]")
+    return Group(f"[bold]{_title(est)}[/]", *parts)
+
+
+def estimate_html(est: Estimate) -> str:
+    out = [f"<h4>{html.escape(_title(est))}</h4>"]
+    for title, rows in _rows(est).items():
+        out.append(f"<table><caption style='text-align:left'><b>{html.escape(title)}</b></caption>")
+        out += [
+            f"<tr><td>{html.escape(k)}</td><td style='text-align:right'>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        ]
+        out.append("</table>")
+    return "\n".join(out)

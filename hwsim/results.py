@@ -1,0 +1,141 @@
+"""Typed results: one record whose tables, JSON and plots are all views.
+
+Fields hold floats for scalar calls and numpy arrays for sweeps (same shapes as the inputs
+broadcast together). Dotted JSON keys such as ``memory.kv_cache_bytes`` are a stable contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+Num = Union[float, int, np.ndarray]  # noqa: UP007 - pydantic needs the runtime union
+Label = Union[str, np.ndarray]  # noqa: UP007
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
+
+
+class Memory(_Section):
+    """Per GPU (the most loaded one of the group)."""
+
+    weights_bytes: Num
+    kv_cache_bytes_per_token: Num
+    kv_cache_bytes: Num
+    state_bytes_per_sequence: Num
+    activation_workspace_bytes: Num
+    total_bytes: Num
+    capacity_bytes: Num
+    usable_bytes: Num
+    fits: Any
+
+
+class Prefill(_Section):
+    flops: Num
+    hbm_bytes: Num
+    time_s: Num
+    bound: Label
+    pipeline_bubble_fraction: Num
+
+
+class Decode(_Section):
+    flops_per_token: Num
+    hbm_bytes_per_step: Num
+    time_per_token_s: Num
+    bound: Label
+    bandwidth_floor_s: Num
+
+
+class Latency(_Section):
+    ttft_s: Num
+    tpot_s: Num
+    e2e_s: Num
+
+
+class Throughput(_Section):
+    output_tokens_per_s: Num
+    decode_tokens_per_s: Num
+
+
+class Capacity(_Section):
+    context_tokens: Num
+    max_batch: Num
+    max_context_tokens: Num
+    users_per_gpu: Num
+    binding_constraint: Label
+
+
+class Attention(_Section):
+    pairs_per_head_per_layer: Num
+    score_matrix_elements_per_head_per_layer: Num
+    score_matrix_bytes: Num
+
+
+class Context(_Section):
+    max_trained_tokens: int
+    max_supported_tokens: int
+    extrapolation: Any
+    rope_factor_needed: Num
+
+
+class Config(_Section):
+    model: str
+    hardware: str
+    tp: int
+    pp: int
+    dp: int
+    gpus: int
+    weight_dtype: str
+    kv_dtype: str
+    activation_dtype: str
+    attention_impl: str
+    batch: Num
+    prompt_len: Num
+    gen_len: Num
+    predictor: str
+    tpot_slo_s: float | None = None
+
+
+class OpRow(_Section):
+    name: str
+    op_class: str
+    count: int
+    time_s: float
+    bound: str
+    flops: float
+    hbm_bytes: float
+
+
+class Estimate(_Section):
+    config: Config
+    memory: Memory
+    prefill: Prefill
+    decode: Decode
+    latency: Latency
+    throughput: Throughput
+    capacity: Capacity
+    attention: Attention
+    context: Context
+    prefill_ops: list[OpRow] = []
+    decode_ops: list[OpRow] = []
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> values (the JSON contract)."""
+        out: dict[str, Any] = {}
+        for section, values in self.model_dump(exclude={"prefill_ops", "decode_ops"}).items():
+            for key, value in values.items():
+                out[f"{section}.{key}"] = value
+        return out
+
+    def _repr_html_(self) -> str:  # notebooks
+        from hwsim.report.tables import estimate_html
+
+        return estimate_html(self)
+
+    def __rich__(self):  # rich console
+        from hwsim.report.tables import estimate_tables
+
+        return estimate_tables(self)
