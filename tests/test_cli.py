@@ -1,6 +1,7 @@
 """CLI through typer's CliRunner: output, JSON contract, every error path exits 2 cleanly."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -70,7 +71,7 @@ def test_plan_scenario_file_and_flag_override(tmp_path):
 
 
 def test_plan_own_hardware_yaml_relative_to_scenario(tmp_path):
-    hw = open("hardware_profiles/h100-sxm.yaml").read().replace("id: h100-sxm", "id: my-gpu")
+    hw = Path("hardware_profiles/h100-sxm.yaml").read_text().replace("id: h100-sxm", "id: my-gpu")
     (tmp_path / "my-gpu.yaml").write_text(hw)
     (tmp_path / "s.yaml").write_text("model: llama-2-7b\nhardware: my-gpu.yaml\n")
     result = _run("plan", str(tmp_path / "s.yaml"), "--json")
@@ -115,7 +116,7 @@ def test_bad_yaml_names_file_field_value_and_rule(tmp_path):
     assert result.exit_code == 2
     assert "bad.yaml" in result.output and "workload.batch" in result.output
     assert "'zero'" in result.output
-    hw = open("hardware_profiles/h100-sxm.yaml").read().replace("3.35 TB/s", "3.35 TB")
+    hw = Path("hardware_profiles/h100-sxm.yaml").read_text().replace("3.35 TB/s", "3.35 TB")
     (tmp_path / "gpu.yaml").write_text(hw)
     result = _run("plan", "--model", "llama-2-7b", "--hardware", str(tmp_path / "gpu.yaml"))
     assert result.exit_code == 2
