@@ -19,7 +19,7 @@ def forward_ops(fw: Forward, pp: int = 1) -> list[Op]:
     model = fw.model
     ops: list[Op] = [_embedding(fw)]
     for mixer, is_moe, count in model.layer_groups:
-        layer = [*_norms(fw), *mixer.ops(fw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw)]
+        layer = [*_norms(fw), *mixer.ops(fw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
         ops += [op.times(count) for op in layer]
     ops.append(_norm(fw, "final_norm"))
     ops.append(_lm_head(fw))
@@ -74,10 +74,13 @@ def _lm_head(fw: Forward) -> Op:
     )
 
 
-def _tp_all_reduces(fw: Forward) -> list[Op]:
+def _tp_all_reduces(fw: Forward, mixer) -> list[Op]:
+    """One all-reduce per row-parallel block output: the mixer's, plus the FFN's unless the
+    layer has none or runs attention and MLP in parallel (one shared all-reduce, Falcon)."""
     if fw.tp == 1:
         return []
-    per_layer = 1 if fw.model.parallel_attention_mlp else 2
+    has_ffn = fw.model.ffn.type != "none" and not fw.model.parallel_attention_mlp
+    per_layer = mixer.tp_all_reduces + (1 if has_ffn else 0)
     op = Op(
         name="tp.all_reduce",
         op_class="communication",

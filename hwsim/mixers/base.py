@@ -34,6 +34,9 @@ class Mixer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind_name: ClassVar[str] = ""
     is_attention: ClassVar[bool] = False
+    # Row-parallel outputs this block all-reduces under tensor parallelism (Megatron: one
+    # after the attention/SSM output projection; RWKV's channel-mix inside the block adds one).
+    tp_all_reduces: ClassVar[int] = 1
 
     kind: str
 
