@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hwsim.mixers.attention import AttentionMixer
 from hwsim.mixers.base import register
@@ -21,11 +21,18 @@ class SlidingWindowAttention(AttentionMixer):
     kind_name: ClassVar[str] = "sliding_window"
     window: int = Field(ge=1, description="keys visible to a query, itself included")
 
+    @field_validator("causal")
+    @classmethod
+    def _causal(cls, v: bool) -> bool:
+        if not v:
+            raise ValueError(
+                "'sliding_window' is causal only; a bidirectional band is kind 'longformer'"
+            )
+        return v
+
     def pairs_per_head(self, n):
         n = np.asarray(n, dtype=float)
         w = float(self.window)
-        if not self.causal:  # bidirectional band |i - j| < w/2 each side is Longformer's job
-            raise NotImplementedError("bidirectional windows: use kind 'longformer'")
         inside = np.minimum(n, w)
         return inside * (inside + 1) / 2 + np.maximum(n - w, 0.0) * w
 
