@@ -10,6 +10,7 @@ Public API::
 
 from __future__ import annotations
 
+from hwsim.context import context_sweep
 from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
 from hwsim.estimate import estimate
 from hwsim.profiles.loader import load_hardware, load_model
@@ -21,6 +22,7 @@ __all__ = [
     "InfeasibleError",
     "ProfileError",
     "UnknownProfileError",
+    "context_sweep",
     "estimate",
     "load_hardware",
     "load_model",

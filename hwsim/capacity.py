@@ -10,12 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.deployment import Deployment
-from hwsim.engine import decode_step_cost, prefill_cost
+from hwsim.engine import decode_step_cost, make_forward, price_forward
 from hwsim.memory import cache_bytes_per_sequence_per_gpu, workspace_bytes
 from hwsim.results import Capacity
 
 MAX_CONTEXT_SEARCH_TOKENS = 2.0**30
 MAX_BATCH = 1e7  # cap for attention-free models whose state is tiny
+# Serving engines prefill long prompts in chunks; vLLM's default max_num_batched_tokens.
+PREFILL_CHUNK_TOKENS = 8192
 
 
 def on_unique(fn, x) -> np.ndarray:
@@ -28,11 +30,13 @@ def on_unique(fn, x) -> np.ndarray:
 
 
 def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> np.ndarray:
-    """Memory left for KV/state once weights and one prefill's workspace are resident."""
+    """Memory left for KV/state once weights and the workspace of one prefill chunk (at most
+    PREFILL_CHUNK_TOKENS new tokens attending to the whole prompt) are resident."""
     usable = dep.hardware.capacity_bytes * dep.memory_utilization
 
     def free(s):
-        workspace = workspace_bytes(prefill_cost(dep, 1.0, s))
+        chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)
+        workspace = workspace_bytes(price_forward(dep, make_forward(dep, "prefill", 1.0, chunk, s)))
         return np.maximum(usable - weights_bytes - workspace, 0.0)
 
     return on_unique(free, prompt_len)

@@ -51,9 +51,15 @@ def cache_bytes_per_sequence_per_gpu(dep: Deployment, context) -> np.ndarray:
     return np.asarray(total, dtype=float) * dep.stage_layer_fraction
 
 
+def held_bytes(op) -> np.ndarray:
+    """Activation memory an op holds while it runs: its inputs plus outputs, unless the op
+    states otherwise (attention kernels stream more through HBM than they hold)."""
+    if "workspace_bytes" in op.meta:
+        return np.asarray(op.meta["workspace_bytes"], dtype=float)
+    return np.asarray(op.act_read_bytes + op.act_write_bytes, dtype=float)
+
+
 def workspace_bytes(cost: PhaseCost) -> np.ndarray:
-    """Transient activation memory: the largest single op's inputs plus outputs."""
-    per_op = [
-        np.asarray(t.op.act_read_bytes + t.op.act_write_bytes, dtype=float) for t in cost.op_times
-    ]
+    """Transient activation memory: the largest single op's held bytes."""
+    per_op = [held_bytes(t.op) for t in cost.op_times]
     return np.max(np.stack(np.broadcast_arrays(*per_op)), axis=0)

@@ -100,6 +100,7 @@ class AttentionMixer(Mixer):
             else:
                 io = self._tiled_io_bytes(fw, pairs)
             act_read, act_write = io / 2, io / 2
+        held = self._held_bytes(fw)
         return Op(
             name="attn.core",
             op_class="attention",
@@ -110,8 +111,18 @@ class AttentionMixer(Mixer):
             kv_write_bytes=kv_write,
             compute_dtype=fw.compute_dtype if fw.act.float_like else "bf16",
             kernels=1 if fw.attention_impl == "flash" else 3,
-            meta={"pairs_per_head": pairs},
+            meta={"pairs_per_head": pairs, "workspace_bytes": held},
         )
+
+    def _held_bytes(self, fw: Forward) -> np.ndarray:
+        """Memory the kernel holds at once: Q, K, V and O (a tiled kernel keeps its tiles in
+        SRAM); a naive kernel also holds the score matrix S and the probabilities P."""
+        dh, act = fw.model.head_size, fw.act.bytes_per_element
+        b, h, hk = fw.batch, fw.heads_per_rank, fw.kv_heads_per_rank
+        held = b * (2 * h * fw.new_tokens + 2 * hk * fw.context) * dh * act
+        if fw.attention_impl == "naive":
+            held = held + 2 * b * h * fw.new_tokens * fw.context * act
+        return held
 
     def _naive_score_bytes(self, fw: Forward) -> np.ndarray:
         """Score traffic of a materialising kernel: write S, read S, write P, read P
