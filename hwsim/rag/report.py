@@ -1,0 +1,109 @@
+"""Rich view of a :class:`~hwsim.rag.results.RagComparison`: side by side, then the limits."""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Group
+from rich.table import Table
+
+from hwsim.rag.results import Approach, RagComparison
+from hwsim.report.format import fmt_bytes, fmt_count, fmt_time
+
+
+def fmt_usd(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "- (no price in a profile)"
+    return f"${x:.3g}" if x < 1 else f"${x:,.2f}"
+
+
+def fmt_tokens(x: float | None) -> str:
+    return "never (searched up to 2^31 tokens)" if x is None else f"{x:,.0f} tokens"
+
+
+def _fits(a: Approach, max_context: int) -> str:
+    if a.fits:
+        return "yes"
+    why = []
+    if not a.fits_memory:
+        why.append(f"weights + KV {fmt_bytes(a.llm_memory_bytes)} > {fmt_bytes(a.usable_bytes)}")
+    if not a.within_context:
+        why.append(f"beyond the {max_context:,}-token context")
+    if not a.index_fits:
+        why.append(
+            f"index {fmt_bytes(a.search_device_bytes)} > {fmt_bytes(a.search_device_usable_bytes)}"
+        )
+    return "NO: " + "; ".join(why)
+
+
+def _title(c: RagComparison) -> str:
+    return (
+        f"{c.model} on {c.hardware}: corpus {c.corpus_tokens:,.0f} tokens "
+        f"({c.n_chunks:,.0f} chunks of {c.chunk_tokens}), top {c.top_k}, question "
+        f"{c.question_tokens} tokens, batch {c.batch}, generate {c.gen_len}"
+    )
+
+
+def comparison_table(c: RagComparison) -> Group:
+    lc, rag, s, e = c.long_context, c.rag, c.search, c.embedding
+    max_ctx = c.long_context_estimate.context.max_supported_tokens
+    slo = f" (TPOT <= {fmt_time(c.tpot_slo_s)})" if c.tpot_slo_s else ""
+    rows = [
+        ("prompt tokens", f"{lc.prompt_tokens:,.0f}", f"{rag.prompt_tokens:,.0f}"),
+        (f"query embedding ({e.device})", "-", fmt_time(rag.embedding_s)),
+        (
+            f"vector search ({s.index}, {s.device})",
+            "-",
+            f"{fmt_time(rag.search_s)} ({s.bound}-bound)",
+        ),
+        (f"prefill ({c.hardware})", fmt_time(lc.prefill_s), fmt_time(rag.prefill_s)),
+        ("TTFT", fmt_time(lc.ttft_s), fmt_time(rag.ttft_s)),
+        ("TPOT (mean)", fmt_time(lc.tpot_s), fmt_time(rag.tpot_s)),
+        ("end to end", fmt_time(lc.e2e_s), fmt_time(rag.e2e_s)),
+        ("KV cache (batch)", fmt_bytes(lc.kv_cache_bytes), fmt_bytes(rag.kv_cache_bytes)),
+        ("weights + KV per GPU", fmt_bytes(lc.llm_memory_bytes), fmt_bytes(rag.llm_memory_bytes)),
+        (
+            f"index + embedder ({s.device})",
+            "-",
+            f"{fmt_bytes(rag.search_device_bytes)} of {fmt_bytes(rag.search_device_usable_bytes)}",
+        ),
+        ("fits", _fits(lc, max_ctx), _fits(rag, max_ctx)),
+        ("users per GPU" + slo, fmt_count(lc.users_per_gpu), fmt_count(rag.users_per_gpu)),
+        (
+            "GPU-seconds per query",
+            f"{lc.llm_gpu_s_per_query:,.3g}",
+            f"{rag.llm_gpu_s_per_query:,.3g}",
+        ),
+        ("cost per query", fmt_usd(lc.cost_per_query_usd), fmt_usd(rag.cost_per_query_usd)),
+    ]
+    side = Table(title="Long context vs RAG (per query)", title_justify="left")
+    side.add_column("quantity", style="cyan")
+    side.add_column("long context", justify="right")
+    side.add_column(f"RAG (top {c.top_k} x {c.chunk_tokens})", justify="right")
+    for row in rows:
+        side.add_row(*row)
+
+    lim = c.limits
+    limits = Table(title="Corpus size limits", show_header=False, title_justify="left")
+    limits.add_column("quantity", style="cyan")
+    limits.add_column("value", justify="right")
+    limits.add_row(
+        "long context stops fitting above",
+        f"{lim.long_context_max_corpus_tokens:,} tokens ({lim.long_context_binding})",
+    )
+    limits.add_row("  memory (weights + KV)", f"{lim.long_context_max_corpus_tokens_memory:,}")
+    limits.add_row("  model context", f"{lim.long_context_max_corpus_tokens_context:,}")
+    limits.add_row(
+        f"RAG stops fitting above ({s.index} index on {s.device})",
+        f"{lim.rag_max_corpus_tokens:,} tokens ({lim.rag_max_chunks:,} chunks)",
+    )
+    limits.add_row("RAG TTFT <= long context from", fmt_tokens(lim.break_even_ttft_corpus_tokens))
+    limits.add_row("RAG cost <= long context from", fmt_tokens(lim.break_even_cost_corpus_tokens))
+    limits.add_row(f"one-off: embed the corpus ({e.device})", fmt_time(e.corpus_time_s))
+    return Group(
+        f"[bold]{_title(c)}[/]",
+        side,
+        limits,
+        "[dim]fit = weights + KV cache within usable memory and within the model's context; "
+        "cost = device-seconds x each profile's price per hour[/]",
+    )

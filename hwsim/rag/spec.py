@@ -1,0 +1,176 @@
+"""``rag:`` section of a scenario YAML: corpus, chunking, embedder, index, search device.
+
+Counts may carry decimal or binary suffixes: ``corpus_tokens: 2M`` (2,000,000),
+``params: 110M``, ``n_chunks: 64Ki`` (65,536). Each index kind is one class with a ``cost``
+method; ``kind`` selects it (a discriminated union, no dispatch chain).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from hwsim.errors import ProfileError
+from hwsim.profiles.loader import format_validation_error
+from hwsim.rag.embedding import BERT_BASE_DIM, BERT_BASE_LAYERS, BERT_BASE_PARAMS
+from hwsim.rag.search_cost import SearchCost, flat_cost, hnsw_cost, ivf_cost
+
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+_COUNT = re.compile(
+    r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?\s*"
+    r"(tokens?|params?|parameters|chunks?)?\s*$"
+)
+_FACTORS = {
+    None: 1,
+    "k": 1e3,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+VECTOR_DTYPES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0}  # bytes per element
+
+
+def parse_count(value: Any) -> Any:
+    """'2M' -> 2000000, '64Ki' -> 65536, '110M params' -> 110000000; ints pass through."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value  # let the schema reject it with its own message
+    if isinstance(value, str):
+        match = _COUNT.match(value)
+        if not match:
+            raise ValueError(
+                f"cannot read {value!r} as a count; use an integer with an optional "
+                "k/M/G (x1000) or Ki/Mi/Gi (x1024) suffix, e.g. 2M or 64Ki"
+            )
+        value = float(match[1]) * _FACTORS[match[2]]
+    if value != int(value):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(value)
+
+
+Count = Annotated[int, BeforeValidator(parse_count), Field(ge=1)]
+
+
+class Embedding(BaseModel):
+    """The query encoder. Defaults: a BERT-base-class embedder (110M params, 768-dim)."""
+
+    model_config = STRICT
+    params: Count = BERT_BASE_PARAMS
+    dim: int = Field(default=BERT_BASE_DIM, ge=1)
+    layers: int = Field(default=BERT_BASE_LAYERS, ge=1)
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    hardware: str | None = None  # None: the search device
+
+
+class _Index(BaseModel):
+    model_config = STRICT
+    vector_dtype: Literal["fp32", "fp16", "bf16", "int8"] = "fp32"
+
+    @property
+    def bytes_per_element(self) -> float:
+        return VECTOR_DTYPES[self.vector_dtype]
+
+
+class FlatIndex(_Index):
+    """Exhaustive (exact) search over every vector."""
+
+    kind: Literal["flat"] = "flat"
+
+    def cost(self, n_chunks, dim: int) -> SearchCost:
+        return flat_cost(n_chunks, dim, self.bytes_per_element)
+
+
+class IvfIndex(_Index):
+    """Inverted file: ``nprobe`` of ``nlist`` k-means lists are scanned. The defaults follow
+    FAISS's guideline of nlist ~ 4 sqrt(D) for ~65k-chunk corpora and a recall-oriented
+    nprobe; tune both for your corpus."""
+
+    kind: Literal["ivf"]
+    nlist: int = Field(default=1024, ge=1)
+    nprobe: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _probe_within_lists(self) -> IvfIndex:
+        if self.nprobe > self.nlist:
+            raise ValueError(f"nprobe ({self.nprobe}) must be <= nlist ({self.nlist})")
+        return self
+
+    def cost(self, n_chunks, dim: int) -> SearchCost:
+        return ivf_cost(n_chunks, dim, self.bytes_per_element, self.nlist, self.nprobe)
+
+
+class HnswIndex(_Index):
+    """Graph index. m = 32 is FAISS's common ``HNSW32``; ef_search = 64 is an assumed
+    recall-oriented setting (FAISS's default is 16)."""
+
+    kind: Literal["hnsw"]
+    m: int = Field(default=32, ge=2)
+    ef_search: int = Field(default=64, ge=1)
+
+    def cost(self, n_chunks, dim: int) -> SearchCost:
+        return hnsw_cost(n_chunks, dim, self.bytes_per_element, self.m, self.ef_search)
+
+
+Index = Annotated[Union[FlatIndex, IvfIndex, HnswIndex], Field(discriminator="kind")]  # noqa: UP007
+
+
+class RagSpec(BaseModel):
+    """Retrieval pipeline. Give the corpus as ``corpus_tokens`` or ``n_chunks`` (not both).
+
+    Defaults (assumed, typical of RAG tutorials and frameworks): 512-token chunks, top 8,
+    64-token questions, exact flat search on the ``cpu`` profile.
+    """
+
+    model_config = STRICT
+    corpus_tokens: Count | None = None
+    n_chunks: Count | None = None
+    chunk_tokens: Count = 512
+    top_k: Count = 8
+    question_tokens: Count = 64
+    embedding: Embedding = Embedding()
+    index: Index = FlatIndex()
+    search_hardware: str = "cpu"
+    search_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_corpus_size(self) -> RagSpec:
+        if (self.corpus_tokens is None) == (self.n_chunks is None):
+            raise ValueError("give exactly one of corpus_tokens or n_chunks")
+        return self
+
+    @property
+    def total_corpus_tokens(self) -> int:
+        if self.corpus_tokens is not None:
+            return self.corpus_tokens
+        return self.n_chunks * self.chunk_tokens  # type: ignore[operator]
+
+    @property
+    def embedding_hardware(self) -> str:
+        return self.embedding.hardware or self.search_hardware
+
+    def chunks_for(self, corpus_tokens):
+        """Chunks a corpus of ``corpus_tokens`` splits into (the last one may be partial)."""
+        return np.ceil(np.asarray(corpus_tokens, dtype=float) / self.chunk_tokens)
+
+
+class _Section(BaseModel):
+    model_config = STRICT
+    rag: RagSpec
+
+
+def parse_rag_section(data: Any, file: str) -> RagSpec:
+    """Validate a scenario's ``rag:`` mapping; errors name ``file`` and ``rag.<field>``."""
+    if data is None:
+        raise ProfileError("no 'rag:' section (see examples/rag-vs-long-context.yaml)", file=file)
+    try:
+        return _Section.model_validate({"rag": data}).rag
+    except ValidationError as exc:
+        raise ProfileError(format_validation_error(exc), file=file) from None
