@@ -79,8 +79,22 @@ def register(app: typer.Typer) -> None:
         kv_dtype: str | None = typer.Option(None, help="bf16|fp16|fp8|int8|int4"),
         tpot_slo_ms: float | None = typer.Option(None, help="TPOT SLO for users per GPU"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+        report: Path | None = typer.Option(
+            None, help="capacity planning: write report.html + report.md into this folder"
+        ),
+        force: bool = typer.Option(False, help="allow --report to replace existing files"),
+        workers: int | None = typer.Option(
+            None, help="local worker processes for the candidate search (default: cores)"
+        ),
+        ray_address: str | None = typer.Option(
+            None, help="run the candidate search on Ray: 'auto' or HOST:PORT"
+        ),
+        simulate_top: int | None = typer.Option(
+            None, help="confirm this many top candidates with the serving simulator"
+        ),
     ) -> None:
-        """Predict latency, memory, throughput and users per GPU for one deployment."""
+        """Price one deployment, or, when the scenario has a `traffic:` section, plan capacity:
+        how many GPUs of which kind, configured how, at what cost."""
         if scenario is not None and not scenario.is_file():
             raise ProfileError("scenario file not found", file=str(scenario))
         sc = build_scenario(
@@ -97,6 +111,21 @@ def register(app: typer.Typer) -> None:
             kv_dtype=kv_dtype,
             tpot_slo_ms=tpot_slo_ms,
         )
+        if sc.traffic is not None:
+            from hwsim.cli.plan_capacity import run_capacity_plan
+
+            run_capacity_plan(
+                sc,
+                json_out=json_out,
+                report=report,
+                force=force,
+                workers=workers,
+                ray_address=ray_address,
+                simulate_top=simulate_top,
+            )
+            return
+        if report is not None:
+            fail("--report needs a scenario with a 'traffic:' section (capacity planning)")
         est = run_estimate(sc)
         if json_out:
             print_json(

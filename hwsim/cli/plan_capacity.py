@@ -1,0 +1,99 @@
+"""The capacity-planning face of ``hwsim plan``: progress, summary table, JSON, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from hwsim.cli.common import console, err_console, fail, print_json
+from hwsim.planner.plan import plan
+from hwsim.report.format import fmt_time
+from hwsim.report.plan_report import (
+    COMPACT,
+    HEADER,
+    _candidate_rows,
+    check_writable,
+    write_report,
+)
+from hwsim.scenario import Scenario
+
+
+def run_capacity_plan(
+    sc: Scenario,
+    *,
+    json_out: bool,
+    report: Path | None,
+    force: bool,
+    workers: int | None,
+    ray_address: str | None,
+    simulate_top: int | None,
+) -> None:
+    if report is not None:
+        check_writable(report, force)  # fail before minutes of work, not after
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out,
+    ) as bar:
+        task = bar.add_task("pricing candidates", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        result = plan(
+            sc,
+            workers=workers,
+            ray_address=ray_address,
+            progress=progress,
+            simulate_top=simulate_top,
+        )
+    if result.best is None:
+        reasons = "; ".join(f"{r.candidate.label}: {r.reason}" for r in result.pruned[:5])
+        fail(f"no candidate meets the SLOs ({len(result.pruned)} pruned). {reasons}")
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _print_summary(result)
+    if report is not None:
+        paths = write_report(result, report, overwrite=force)
+        err_console.print(f"report: {paths['html']} and {paths['markdown']}")
+
+
+def _print_summary(result) -> None:
+    console.print(f"[bold green]{result.recommendation_sentence()}[/]")
+    w = result.workload
+    console.print(
+        f"workload: peak {w.peak_rate_per_s:g} req/s, prompt mean {w.prompt_mean:,.0f} "
+        f"(p95 {w.prompt_p95:,.0f}), output mean {w.output_mean:,.0f} tokens"
+    )
+    table = Table(title="feasible candidates, cheapest first", title_justify="left")
+    keep = [HEADER.index(c) for c in COMPACT]
+    for i in keep:
+        table.add_column(HEADER[i], no_wrap=True)
+    for row in _candidate_rows(result, compact=True)[:15]:
+        table.add_row(*(row[i] for i in keep))
+    console.print(table)
+    if len(result.feasible) > 15:
+        console.print(f"... and {len(result.feasible) - 15} more (see --json or --report)")
+    if result.pruned:
+        pruned = Table(title="pruned", title_justify="left")
+        pruned.add_column("candidate", no_wrap=True)
+        pruned.add_column("why")
+        for r in result.pruned[:15]:
+            pruned.add_row(r.candidate.label, r.reason)
+        console.print(pruned)
+    best = result.best
+    if best is not None and best.simulated:
+        s = best.simulated
+        console.print(
+            f"simulated at {s['rate_per_s']:.2f} req/s per replica ({s['n_requests']} requests): "
+            f"TTFT p95 {fmt_time(s['ttft_p95_s'])} vs analytic {fmt_time(best.ttft_p95_at_load_s)}"
+            f", TPOT p95 {fmt_time(s['tpot_p95_s'])} vs analytic mean "
+            f"{fmt_time(best.tpot_at_load_s)}, preemptions {s['preemptions']}"
+        )

@@ -1,0 +1,1 @@
+"""Capacity planning: SLO-driven candidate search, serving-simulator confirmation, reports."""

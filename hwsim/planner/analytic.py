@@ -1,0 +1,182 @@
+"""Analytic steady state of one candidate replica under continuous batching.
+
+A replica serving lambda requests/s with b sequences decoding at once spends a share
+rho = lambda * t_pf(S) of its time on prefill, so each decode step stretches to
+t_dec(b) / (1 - rho). Little's law (L = lambda W, Little 1961) with W ~ G * TPOT gives
+b = lambda * G * t_dec(b) / (1 - rho), i.e. lambda(b) = b / (G t_dec(b) + b t_pf(S)).
+TTFT is the p95 prompt's prefill plus one decode iteration plus the M/D/1 mean wait of the
+prefill "server", rho t_pf / (2 (1 - rho)) (Pollaczek-Khinchine with deterministic service).
+The planner takes the largest b that meets every SLO and fits in memory, then sizes
+replicas = ceil(peak / (lambda(b) (1 - headroom))).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwsim.capacity import free_bytes_for_cache, max_batch
+from hwsim.deployment import Deployment, make_deployment
+from hwsim.engine import decode_step_cost, prefill_cost
+from hwsim.errors import HwsimError
+from hwsim.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+from hwsim.planner.spec import Candidate
+from hwsim.scenario import SLO
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the traffic asks of a replica, summarised for the analytic model."""
+
+    peak_rate_per_s: float
+    prompt_mean: float
+    prompt_p95: float
+    output_mean: float
+    prefill_mean: float  # prompt tokens actually prefilled (prefix caching skips history)
+
+
+@dataclass
+class CandidateResult:
+    candidate: Candidate
+    feasible: bool
+    reason: str = ""
+    replicas: int = 0
+    gpus: int = 0
+    price_per_gpu_hour_usd: float = float("nan")
+    cost_per_hour_usd: float = float("nan")
+    cost_per_million_output_tokens_usd: float = float("nan")
+    per_replica_rate_per_s: float = float("nan")
+    batch_at_slo: int = 0
+    users_per_gpu: float = 0.0
+    ttft_p95_s: float = float("nan")
+    tpot_s: float = float("nan")
+    e2e_s: float = float("nan")
+    weights_bytes: float = float("nan")
+    kv_capacity_tokens: float = float("nan")
+    binding_constraint: str = ""
+    load_rate_per_s: float = float("nan")
+    ttft_p95_at_load_s: float = float("nan")
+    tpot_at_load_s: float = float("nan")
+    simulated: dict = field(default_factory=dict)
+    estimate: dict = field(default_factory=dict)
+    load_curve: dict = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("candidate", "load_curve")}
+        out["candidate"] = self.candidate.__dict__ | {"label": self.candidate.label}
+        return out
+
+
+def price_of(dep: Deployment, overrides: dict[str, float]) -> float:
+    if dep.hardware.id in overrides:
+        return overrides[dep.hardware.id]
+    price = dep.hardware.price_per_hour_usd
+    return price.value if price else float("nan")
+
+
+def evaluate(
+    model, cand: Candidate, work: Workload, slo: SLO, prices: dict[str, float]
+) -> CandidateResult:
+    try:
+        dep = make_deployment(
+            model,
+            cand.hardware,
+            tp=cand.tp,
+            pp=cand.pp,
+            weight_dtype_name=cand.weight_dtype,
+            kv_dtype_name=cand.kv_dtype,
+        )
+    except HwsimError as exc:
+        return CandidateResult(cand, False, str(exc))
+    weights = weight_bytes_per_gpu(dep)
+    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    if weights > usable:
+        return CandidateResult(
+            cand,
+            False,
+            f"weights do not fit: {weights / 1e9:.1f} GB > {usable / 1e9:.1f} GB usable per GPU",
+            weights_bytes=weights,
+        )
+    return _steady_state(dep, cand, work, slo, price_of(dep, prices), weights)
+
+
+def _steady_state(
+    dep: Deployment, cand: Candidate, work: Workload, slo: SLO, price: float, weights: float
+) -> CandidateResult:
+    g = work.output_mean
+    t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s)
+    t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s)
+    context = work.prompt_mean + g
+    free = free_bytes_for_cache(dep, min(work.prompt_p95, cand.max_num_batched_tokens), weights)
+    by_memory = int(max_batch(dep, context, free))
+    limit = min(by_memory, cand.max_num_seqs)
+    per_token = kv_bytes_per_token_per_gpu(dep)
+    kv_tokens = float(free) / per_token if per_token > 0 else float("inf")
+    base = CandidateResult(
+        cand,
+        False,
+        weights_bytes=weights,
+        price_per_gpu_hour_usd=price,
+        kv_capacity_tokens=kv_tokens,
+    )
+    if limit < 1:
+        base.reason = f"KV cache for one {context:.0f}-token sequence does not fit"
+        return base
+    b = np.arange(1, limit + 1, dtype=float)
+    t_dec = decode_step_cost(dep, b, work.prompt_mean + g / 2).time_s
+    lam = b / (g * t_dec + b * t_pf)
+    rho = lam * t_pf
+    tpot = t_dec / (1 - rho)
+    ttft = t_pf_p95 + t_dec + rho * t_pf / (2 * (1 - rho))
+    e2e = ttft + (g - 1) * tpot
+    checks = {
+        "tpot_p95": (slo.tpot_p95_s, tpot),
+        "ttft_p95": (slo.ttft_p95_s, ttft),
+        "ttft_p99": (slo.ttft_p99_s, ttft),
+        "e2e_p95": (slo.e2e_p95_s, e2e),
+    }
+    checks = {k: (t, v) for k, (t, v) in checks.items() if t is not None}
+    for name, (target, value) in checks.items():
+        if value[0] > target:
+            base.reason = (
+                f"{name} SLO unreachable even at batch 1: "
+                f"{value[0] * 1e3:.1f} ms > {target * 1e3:.1f} ms"
+            )
+            return base
+    ok = np.logical_and.reduce([v <= t for t, v in checks.values()] or [np.ones_like(b, bool)])
+    i = int(np.argmin(ok)) - 1 if not ok.all() else len(b) - 1  # last b before the first miss
+    if ok.all():
+        binding = "memory" if limit == by_memory else "max_num_seqs"
+    else:
+        binding = next(f"{k} SLO" for k, (t, v) in checks.items() if v[i + 1] > t)
+    rate = float(lam[i]) * (1 - slo.headroom_fraction)
+    replicas = math.ceil(work.peak_rate_per_s / rate)
+    gpus = replicas * dep.gpus_per_replica
+    cost = gpus * price
+    tokens_per_hour = work.peak_rate_per_s * g * 3600
+    load = work.peak_rate_per_s / replicas  # what each replica actually serves at the peak
+    at_load = {k: float(np.interp(load, lam, v)) for k, v in (("ttft", ttft), ("tpot", tpot))}
+    return CandidateResult(
+        cand,
+        True,
+        replicas=replicas,
+        gpus=gpus,
+        price_per_gpu_hour_usd=price,
+        cost_per_hour_usd=cost,
+        cost_per_million_output_tokens_usd=cost / tokens_per_hour * 1e6,
+        per_replica_rate_per_s=rate,
+        batch_at_slo=int(b[i]),
+        users_per_gpu=float(b[i]) / dep.gpus_per_replica,
+        ttft_p95_s=float(ttft[i]),
+        tpot_s=float(tpot[i]),
+        e2e_s=float(e2e[i]),
+        weights_bytes=weights,
+        kv_capacity_tokens=kv_tokens,
+        binding_constraint=binding,
+        load_rate_per_s=load,
+        ttft_p95_at_load_s=at_load["ttft"],
+        tpot_at_load_s=at_load["tpot"],
+        load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
+    )

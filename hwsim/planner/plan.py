@@ -1,0 +1,318 @@
+"""``hwsim.plan``: search candidates analytically, confirm the best with the simulator.
+
+Steps: summarise the traffic (mean/p95 lengths from a seeded sample), price every candidate's
+steady state (:mod:`hwsim.planner.analytic`), rank feasible ones by cost, mark the Pareto
+front of cost vs TPOT, then simulate the top few at their per-replica load and report where
+the simulated percentiles and the analytic answer differ.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim.deployment import make_deployment
+from hwsim.errors import HwsimError, ProfileError
+from hwsim.planner.analytic import CandidateResult, Workload
+from hwsim.planner.parallel import evaluate_all
+from hwsim.planner.spec import CandidatesSpec, ServingSpec
+from hwsim.planner.step_model import EngineStepModel
+from hwsim.profiles.loader import validate
+from hwsim.scenario import Scenario, load_scenario
+from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
+from hwsim.serving import simulate as run_simulation
+
+WORKLOAD_SAMPLE = 20_000
+
+
+@dataclass
+class PlanResult:
+    scenario: Scenario
+    workload: Workload
+    feasible: list[CandidateResult]
+    pruned: list[CandidateResult]
+    pareto: list[str]
+    assumptions: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> CandidateResult | None:
+        return self.feasible[0] if self.feasible else None
+
+    def recommendation_sentence(self) -> str:
+        best = self.best
+        if best is None:
+            return "No candidate meets the SLOs; see the pruned candidates for why."
+        c = best.candidate
+        return (
+            f"Run {best.replicas} replica(s) of {self.scenario.model} on {c.hardware} "
+            f"(tp={c.tp}, pp={c.pp}, weights {c.weight_dtype}, KV {c.kv_dtype}): "
+            f"{best.gpus} GPUs, ${best.cost_per_hour_usd:,.2f}/hour "
+            f"(${best.cost_per_hour_usd * 730:,.0f}/month), for "
+            f"{self.workload.peak_rate_per_s:g} requests/s at peak with "
+            f"{self.scenario.slo.headroom_fraction:.0%} headroom."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {
+            "recommendation": {
+                "sentence": self.recommendation_sentence(),
+                "candidate": best.to_dict() if best else None,
+            },
+            "workload": self.workload.__dict__,
+            "candidates": [r.to_dict() for r in self.feasible + self.pruned],
+            "pareto": self.pareto,
+            "assumptions": self.assumptions,
+        }
+
+
+def as_scenario(scenario: str | Path | dict | Scenario) -> Scenario:
+    if isinstance(scenario, Scenario):
+        return scenario
+    if isinstance(scenario, dict):
+        return validate(Scenario, scenario, "scenario dict")
+    return load_scenario(scenario)
+
+
+def traffic_of(sc: Scenario) -> TrafficSpec:
+    if sc.traffic is None:
+        raise ProfileError("capacity planning needs a 'traffic:' section", field="traffic")
+    return validate(TrafficSpec, sc.traffic, "scenario traffic")
+
+
+def candidates_of(sc: Scenario) -> CandidatesSpec:
+    raw = sc.candidates or {
+        "hardware": [sc.hardware],
+        "tp": [sc.parallel.tp],
+        "pp": [sc.parallel.pp],
+        "weight_dtype": [sc.precision.weights],
+        "kv_dtype": [sc.precision.kv],
+    }
+    return validate(CandidatesSpec, raw, "scenario candidates")
+
+
+def serving_of(sc: Scenario) -> ServingSpec:
+    return validate(ServingSpec, sc.serving or {}, "scenario serving")
+
+
+def summarise_workload(traffic: TrafficSpec, seed: int = 0) -> Workload:
+    """Mean and p95 lengths from a seeded sample of the traffic (any distribution, sessions)."""
+    n = WORKLOAD_SAMPLE
+    try:
+        req = sample_requests(traffic, n, seed)
+    except HwsimError:  # a trace shorter than the sample: take all of it
+        req = sample_requests(traffic, None, seed)
+    prompt = req.prompt_tokens.astype(float)
+    prefilled = prompt - req.cached_prefix_tokens.astype(float)
+    return Workload(
+        peak_rate_per_s=float(traffic.peak_rate_per_s),
+        prompt_mean=float(prompt.mean()),
+        prompt_p95=float(np.percentile(prompt, 95)),
+        output_mean=float(req.output_tokens.astype(float).mean()),
+        prefill_mean=float(prefilled.mean()),
+    )
+
+
+def pareto_front(results: list[CandidateResult]) -> list[str]:
+    """Labels not dominated in (cost per hour, TPOT): nothing is both cheaper and faster."""
+    front = []
+    for r in results:
+        dominated = any(
+            o.cost_per_hour_usd <= r.cost_per_hour_usd
+            and o.tpot_s <= r.tpot_s
+            and (o.cost_per_hour_usd < r.cost_per_hour_usd or o.tpot_s < r.tpot_s)
+            for o in results
+        )
+        if not dominated:
+            front.append(r.candidate.label)
+    return front
+
+
+def plan(
+    scenario: str | Path | dict | Scenario,
+    *,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    simulate_top: int | None = None,
+) -> PlanResult:
+    sc = as_scenario(scenario)
+    traffic, cands, serving = traffic_of(sc), candidates_of(sc), serving_of(sc)
+    work = summarise_workload(traffic, serving.seed)
+    results = evaluate_all(
+        sc.model,
+        cands.expand(),
+        work,
+        sc.slo,
+        cands.price_per_gpu_hour_usd,
+        workers=workers,
+        ray_address=ray_address,
+        progress=progress,
+    )
+    feasible = sorted(
+        (r for r in results if r.feasible), key=lambda r: (r.cost_per_hour_usd, r.tpot_s)
+    )
+    pruned = [r for r in results if not r.feasible]
+    top = serving.simulate_top if simulate_top is None else simulate_top
+    for r in feasible[:top]:
+        r.simulated = confirm_with_simulator(sc, r, traffic, serving)
+    for r in feasible[: max(top, 1)]:
+        r.estimate = operating_point_estimate(sc, r, work)
+    return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), assumptions(sc, work))
+
+
+def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -> dict:
+    import hwsim
+
+    c = r.candidate
+    est = hwsim.estimate(
+        sc.model,
+        c.hardware,
+        tp=c.tp,
+        pp=c.pp,
+        weight_dtype=c.weight_dtype,
+        kv_dtype=c.kv_dtype,
+        batch=max(r.batch_at_slo, 1),
+        prompt_len=round(work.prompt_mean),
+        gen_len=max(round(work.output_mean), 1),
+        tpot_slo_s=sc.slo.tpot_p95_s,
+    )
+    return est.flat()
+
+
+def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfig:
+    c = r.candidate
+    kv_tokens = r.kv_capacity_tokens
+    if not math.isfinite(kv_tokens):
+        kv_tokens = 1e12
+    return SchedulerConfig(
+        kv_capacity_tokens=int(kv_tokens),
+        max_num_seqs=c.max_num_seqs,
+        max_num_batched_tokens=max(c.max_num_batched_tokens, c.max_num_seqs),
+        block_size_tokens=serving.block_size_tokens,
+        chunked_prefill=c.chunked_prefill,
+        prefix_caching=c.prefix_caching,
+    )
+
+
+def confirm_with_simulator(
+    sc: Scenario, r: CandidateResult, traffic: TrafficSpec, serving: ServingSpec
+) -> dict:
+    """Simulate one replica at its share of the peak and compare with the analytic answer."""
+    c = r.candidate
+    dep = make_deployment(
+        sc.model,
+        c.hardware,
+        tp=c.tp,
+        pp=c.pp,
+        weight_dtype_name=c.weight_dtype,
+        kv_dtype_name=c.kv_dtype,
+    )
+    rate = r.load_rate_per_s
+    try:
+        replica_traffic = traffic.at_rate(rate)
+    except HwsimError:
+        replica_traffic = traffic
+    requests = sample_requests(replica_traffic, serving.n_requests, serving.seed)
+    result = run_simulation(requests, EngineStepModel(dep), scheduler_config(r, serving))
+    slo = sc.slo
+    goodput_slo = None
+    if slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s:
+        goodput_slo = Slo(ttft_s=slo.ttft_p95_s, tpot_s=slo.tpot_p95_s, e2e_s=slo.e2e_p95_s)
+    summary = summarize(result, goodput_slo)
+    out = {
+        "rate_per_s": rate,
+        "n_requests": summary.n_requests,
+        "ttft_p50_s": summary.ttft.p50_s,
+        "ttft_p95_s": summary.ttft.p95_s,
+        "ttft_p99_s": summary.ttft.p99_s,
+        "tpot_p95_s": summary.tpot.p95_s,
+        "e2e_p95_s": summary.e2e.p95_s,
+        "queue_delay_p95_s": summary.queue_delay.p95_s,
+        "preemptions": summary.preemptions,
+        "kv_utilisation_mean": summary.kv.mean_fraction,
+        "kv_utilisation_peak": summary.kv.peak_fraction,
+        "goodput_fraction": summary.goodput.fraction if summary.goodput else None,
+        "output_tokens_per_s": summary.output_tokens_per_s,
+    }
+    out["meets_slo"] = all(
+        target is None or value <= target
+        for target, value in (
+            (slo.ttft_p95_s, out["ttft_p95_s"]),
+            (slo.tpot_p95_s, out["tpot_p95_s"]),
+            (slo.e2e_p95_s, out["e2e_p95_s"]),
+            (slo.ttft_p99_s, out["ttft_p99_s"]),
+        )
+    )
+    out["analytic_vs_simulated"] = {
+        "ttft_p95_simulated_over_analytic": out["ttft_p95_s"] / r.ttft_p95_at_load_s,
+        "tpot_p95_simulated_over_analytic_mean": out["tpot_p95_s"] / r.tpot_at_load_s,
+    }
+    return out
+
+
+def assumptions(sc: Scenario, work: Workload) -> list[str]:
+    return [
+        f"Traffic summarised from a seeded sample of {WORKLOAD_SAMPLE:,} requests: mean prompt "
+        f"{work.prompt_mean:,.0f} tokens (p95 {work.prompt_p95:,.0f}), mean output "
+        f"{work.output_mean:,.0f} tokens; sized for the peak rate {work.peak_rate_per_s:g}/s.",
+        "Analytic steady state: continuous batching; prefill share rho = rate x prefill time; "
+        "TPOT = decode step / (1 - rho); TTFT = p95 prompt's prefill + one decode step + M/D/1 "
+        "wait; Little's law links batch and rate.",
+        "Decode step priced at the mean context (prompt + output/2); KV capacity after weights "
+        "and a chunked-prefill workspace at "
+        f"{sc.memory_utilization:.0%} of device memory.",
+        "Replicas = ceil(peak / (per-replica rate at the SLO x (1 - headroom))); cost = GPUs x "
+        "price per GPU-hour (hardware profile unless overridden); a month = 730 hours.",
+        "Simulator: vLLM-style continuous batching with paged KV blocks, recompute preemption, "
+        "iteration time from the same op-level engine; one replica at its share of the peak.",
+    ]
+
+
+def simulate(scenario: str | Path | dict | Scenario, n_requests: int = 2000, seed: int = 0):
+    """Simulate the scenario's own deployment (one replica at rate / dp) with its traffic.
+
+    Returns ``(SimulationResult, ServingSummary)``: per-request records (arrival_s,
+    first_token_s, finish_s, prompt and output tokens, preemptions) and the percentiles."""
+    sc = as_scenario(scenario)
+    traffic = traffic_of(sc)
+    dep = make_deployment(
+        sc.model,
+        sc.hardware,
+        tp=sc.parallel.tp,
+        pp=sc.parallel.pp,
+        weight_dtype_name=sc.precision.weights,
+        kv_dtype_name=sc.precision.kv,
+        memory_utilization=sc.memory_utilization,
+    )
+    if sc.parallel.dp > 1:
+        traffic = traffic.at_rate(traffic.peak_rate_per_s / sc.parallel.dp)
+    cands = candidates_of(sc).expand()[0]
+    probe = evaluate_single(sc, dep, cands)
+    config = scheduler_config(probe, serving_of(sc))
+    requests = sample_requests(traffic, n_requests, seed)
+    result = run_simulation(requests, EngineStepModel(dep), config)
+    slo = sc.slo
+    goodput = None
+    if slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s:
+        goodput = Slo(ttft_s=slo.ttft_p95_s, tpot_s=slo.tpot_p95_s, e2e_s=slo.e2e_p95_s)
+    return result, summarize(result, goodput)
+
+
+def evaluate_single(sc: Scenario, dep, cand) -> CandidateResult:
+    """KV capacity of the scenario's deployment (what the scheduler may fill)."""
+    from hwsim.capacity import free_bytes_for_cache
+    from hwsim.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+
+    weights = weight_bytes_per_gpu(dep)
+    free = float(free_bytes_for_cache(dep, float(cand.max_num_batched_tokens), weights))
+    per_token = kv_bytes_per_token_per_gpu(dep)
+    kv_tokens = free / per_token if per_token > 0 else float("inf")
+    if free <= 0:
+        raise HwsimError(f"{sc.model} does not fit on {dep.hardware.id} with tp={dep.tp}")
+    return CandidateResult(cand, True, kv_capacity_tokens=kv_tokens)

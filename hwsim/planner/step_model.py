@@ -1,0 +1,99 @@
+"""Iteration time of a continuous-batching engine, priced by the same op builder as
+``hwsim.estimate``.
+
+One iteration runs the decode sequences (one new token each) and any prefill chunks together:
+weights are read once, per-token work adds up. The decode part is priced at the batch's
+mean context (exact for attention whose keys grow linearly with context, and for recurrent
+layers; for windowed layers it is the mean context, not the mean of the windowed keys) and
+memoised, since consecutive iterations repeat the same shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import lru_cache
+
+import numpy as np
+
+from hwsim.deployment import Deployment
+from hwsim.engine import make_forward
+from hwsim.ffn import expected_distinct_experts
+from hwsim.graph import forward_ops
+from hwsim.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
+from hwsim.ops import Op
+from hwsim.predict import time_op
+
+SUMMED = (
+    "flops",
+    "act_read_bytes",
+    "act_write_bytes",
+    "kv_read_bytes",
+    "kv_write_bytes",
+    "comm_bytes",
+)
+CONTEXT_QUANTUM = 16  # decode mean context is rounded to this many tokens for memoisation
+
+
+class EngineStepModel:
+    """``iteration_time_s(new_tokens, context_after)`` for one deployment (one replica)."""
+
+    def __init__(self, dep: Deployment):
+        self.dep = dep
+        self._decode_ops = lru_cache(maxsize=65536)(self._decode_ops_uncached)
+        self._decode_time = lru_cache(maxsize=65536)(self._decode_time_uncached)
+
+    def iteration_time_s(self, new_tokens, context_after) -> float:
+        new = np.asarray(new_tokens, dtype=float)
+        ctx = np.asarray(context_after, dtype=float)
+        if new.size == 0:
+            return 0.0
+        decoding = new == 1
+        parts: list[list[Op]] = []
+        n_dec = int(decoding.sum())
+        if n_dec:
+            mean_ctx = float(ctx[decoding].mean())
+            quantised = max(CONTEXT_QUANTUM, round(mean_ctx / CONTEXT_QUANTUM) * CONTEXT_QUANTUM)
+            if n_dec == new.size:
+                return self._decode_time(n_dec, quantised)
+            parts.append(self._decode_ops(n_dec, quantised))
+        if n_dec < new.size:
+            fw = make_forward(self.dep, "prefill", 1.0, new[~decoding], ctx[~decoding])
+            parts.append(forward_ops(fw, self.dep.pp))
+        total_tokens = float(new.sum())
+        merged = [self._merge(ops, total_tokens) for ops in zip(*parts)]
+        return float(sum(float(np.sum(time_op(self.dep.hardware, op).total_s)) for op in merged))
+
+    def _decode_time_uncached(self, n_seqs: int, context: float) -> float:
+        ops = self._decode_ops(n_seqs, context)
+        return float(sum(float(np.sum(time_op(self.dep.hardware, op).total_s)) for op in ops))
+
+    def _decode_ops_uncached(self, n_seqs: int, context: float) -> list[Op]:
+        return forward_ops(
+            make_forward(self.dep, "decode", float(n_seqs), 1.0, context), self.dep.pp
+        )
+
+    @staticmethod
+    def _merge(ops: tuple[Op, ...], total_tokens: float) -> Op:
+        """One op of the iteration: per-token work summed, weights read once."""
+        first = ops[0]
+        summed = {f: float(sum(np.sum(getattr(op, f)) for op in ops)) for f in SUMMED}
+        weight = max(float(np.max(op.weight_bytes)) for op in ops)
+        if "expert_bytes" in first.meta:  # experts touched by all tokens of the iteration
+            m = first.meta
+            weight = float(
+                expected_distinct_experts(total_tokens, m["n_experts"], m["top_k"])
+                * m["expert_bytes"]
+            )
+        return replace(first, weight_bytes=weight, **summed)
+
+    # -- memory the scheduler may fill ---------------------------------------------------
+    def kv_capacity_tokens(self, weights_bytes: float, workspace_bytes: float = 0.0) -> int:
+        """Tokens of KV the replica can hold after weights and workspace (per GPU view)."""
+        dep = self.dep
+        usable = dep.hardware.capacity_bytes * dep.memory_utilization
+        free = usable - weights_bytes - workspace_bytes
+        per_token = kv_bytes_per_token_per_gpu(dep)
+        if per_token <= 0:  # recurrent-only: bounded by per-sequence state instead
+            state = float(cache_bytes_per_sequence_per_gpu(dep, 1.0))
+            return int(max(free, 0) / max(state, 1.0)) * 1_000_000
+        return int(max(free, 0.0) // per_token)

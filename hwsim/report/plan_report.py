@@ -1,0 +1,260 @@
+"""The plan report: one self-contained HTML file (images inlined) and a Markdown twin.
+
+Nothing the user already has is overwritten: if any output file exists the writer stops
+with an error naming it (``overwrite=True`` replaces them on purpose).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hwsim.deployment import make_deployment
+from hwsim.errors import HwsimError
+from hwsim.profiles.loader import load_hardware, load_model
+from hwsim.report import plots
+from hwsim.report.format import fmt_bytes, fmt_time
+
+PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
+
+
+def _money(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"${x:,.2f}"
+
+
+def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
+    rows = []
+    front = set(result.pareto)
+    for r in result.feasible:
+        sim = r.simulated
+        sim_text = "-"
+        if sim and compact:
+            sim_text = "meets SLO" if sim["meets_slo"] else "MISSES SLO"
+        elif sim:
+            sim_text = (
+                f"TTFT p95 {fmt_time(sim['ttft_p95_s'])}, TPOT p95 "
+                f"{fmt_time(sim['tpot_p95_s'])}, {'meets' if sim['meets_slo'] else 'MISSES'}"
+                " SLO"
+            )
+        rows.append(
+            [
+                r.candidate.label + (" *" if r.candidate.label in front else ""),
+                str(r.replicas),
+                str(r.gpus),
+                _money(r.cost_per_hour_usd),
+                _money(r.cost_per_million_output_tokens_usd),
+                f"{r.users_per_gpu:,.0f}",
+                fmt_time(r.ttft_p95_at_load_s),
+                fmt_time(r.tpot_at_load_s),
+                r.binding_constraint,
+                sim_text,
+            ]
+        )
+    return rows
+
+
+HEADER = [
+    "candidate (* Pareto)",
+    "replicas",
+    "GPUs",
+    "cost/hour",
+    "cost/1M out tokens",
+    "users/GPU",
+    "TTFT p95 (analytic)",
+    "TPOT (analytic)",
+    "bound by",
+    "simulated",
+]
+COMPACT = (
+    "candidate (* Pareto)",
+    "GPUs",
+    "cost/hour",
+    "users/GPU",
+    "TTFT p95 (analytic)",
+    "TPOT (analytic)",
+    "simulated",
+)
+
+
+def _figures(result) -> dict[str, bytes]:
+    sc, best = result.scenario, result.best
+    figs: dict[str, bytes] = {}
+    if best is None:
+        return figs
+    figs["latency_vs_load"] = plots.latency_vs_load(best, sc.slo)
+    per_hw = {}
+    for r in result.feasible:
+        per_hw.setdefault(r.candidate.hardware, r)
+    figs["users_vs_context"] = plots.users_vs_context(
+        sc.model, list(per_hw.values()), sc.slo.tpot_p95_s
+    )
+    figs["cost_by_hardware"] = plots.cost_by_hardware(result.feasible)
+    figs["memory_breakdown"] = plots.memory_breakdown(best)
+    c = best.candidate
+    dep = make_deployment(
+        sc.model,
+        c.hardware,
+        tp=c.tp,
+        pp=c.pp,
+        weight_dtype_name=c.weight_dtype,
+        kv_dtype_name=c.kv_dtype,
+    )
+    w = result.workload
+    figs["roofline"] = plots.roofline(dep, best, w.prefill_mean, w.prompt_mean + w.output_mean / 2)
+    return figs
+
+
+def _sources(result) -> list[tuple[str, str, str]]:
+    """(profile, source, calibration status) for the model and every candidate hardware."""
+    model = load_model(result.scenario.model)
+    out = [(f"model {model.id}", model.source, "n/a")]
+    seen = set()
+    for r in result.feasible + result.pruned:
+        hw_id = r.candidate.hardware
+        if hw_id in seen:
+            continue
+        seen.add(hw_id)
+        try:
+            hw = load_hardware(hw_id)
+        except HwsimError:
+            continue
+        src = "; ".join(
+            sorted({v.source for v in hw.matrix_flops_per_s.values()})[:2]
+            + [hw.memory.bandwidth_bytes_per_s.source]
+        )
+        status = (
+            f"calibrated from {hw.calibration.calibrated_from} on {hw.calibration.date}"
+            if hw.calibration
+            else "uncalibrated (default efficiency)"
+        )
+        out.append((f"hardware {hw.id}", src, status))
+    return out
+
+
+def check_writable(out_dir: Path, overwrite: bool) -> list[Path]:
+    targets = [out_dir / "report.html", out_dir / "report.md"]
+    targets += [out_dir / "plots" / f"{name}.png" for name in PLOTS]
+    existing = [p for p in targets if p.exists()]
+    if existing and not overwrite:
+        raise HwsimError(
+            f"{out_dir}: would overwrite {', '.join(str(p) for p in existing[:3])}"
+            f"{' ...' if len(existing) > 3 else ''}; choose another folder or pass --force"
+        )
+    return targets
+
+
+def write_report(result, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    out_dir = Path(out_dir)
+    check_writable(out_dir, overwrite)
+    figs = _figures(result)
+    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
+    for name, png in figs.items():
+        (out_dir / "plots" / f"{name}.png").write_bytes(png)
+    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+    html_path.write_text(_html(result, figs))
+    md_path.write_text(_markdown(result, figs))
+    return {"html": html_path, "markdown": md_path}
+
+
+def _pruned_rows(result) -> list[list[str]]:
+    return [[r.candidate.label, r.reason] for r in result.pruned]
+
+
+def _html(result, figs: dict[str, bytes]) -> str:
+    sc = result.scenario
+    esc = html.escape
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>hwsim plan: {esc(sc.name or sc.model)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;"
+        "color:#222}table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "td:first-child,th:first-child{text-align:left}.rec{font-size:1.25em;background:#eef6ee;"
+        "padding:1em;border-left:5px solid #3a3}img{max-width:100%}</style></head><body>",
+        f"<h1>Capacity plan: {esc(sc.name or sc.model)}</h1>",
+        f"<p class='rec'>{esc(result.recommendation_sentence())}</p>",
+        f"<p>{esc(sc.description or '')}</p>",
+        "<h2>Feasible candidates (cheapest first)</h2>",
+        _html_table(HEADER, _candidate_rows(result)),
+        "<h2>Pruned candidates</h2>",
+        _html_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "<p>none</p>",
+        "<h2>Plots</h2>",
+    ]
+    for name, png in figs.items():
+        data = base64.b64encode(png).decode()
+        parts.append(
+            f"<figure><img alt='{name}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{esc(name.replace('_', ' '))}</figcaption></figure>"
+        )
+    parts += [
+        "<h2>Assumptions</h2><ul>",
+        *[f"<li>{esc(a)}</li>" for a in result.assumptions],
+        "</ul>",
+        "<h2>Sources and calibration</h2>",
+        _html_table(["profile", "source", "calibration"], [list(s) for s in _sources(result)]),
+        f"<p><small>hwsim, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC</small></p>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _markdown(result, figs: dict[str, bytes]) -> str:
+    sc = result.scenario
+    w = result.workload
+    parts = [
+        f"# Capacity plan: {sc.name or sc.model}",
+        "",
+        f"**{result.recommendation_sentence()}**",
+        "",
+        sc.description or "",
+        "",
+        f"Workload: peak {w.peak_rate_per_s:g} requests/s, mean prompt {w.prompt_mean:,.0f} "
+        f"tokens (p95 {w.prompt_p95:,.0f}), mean output {w.output_mean:,.0f}.",
+        "",
+        "## Feasible candidates (cheapest first)",
+        "",
+        _md_table(HEADER, _candidate_rows(result)),
+        "",
+        "## Pruned candidates",
+        "",
+        _md_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "none",
+        "",
+        "## Plots",
+        "",
+    ]
+    parts += [f"![{name}](plots/{name}.png)" for name in figs]
+    parts += [
+        "",
+        "## Assumptions",
+        "",
+        *[f"- {a}" for a in result.assumptions],
+        "",
+        "## Sources and calibration",
+        "",
+        _md_table(["profile", "source", "calibration"], [list(s) for s in _sources(result)]),
+        "",
+    ]
+    if result.best is not None:
+        m = result.best.estimate
+        parts += [
+            f"Top candidate memory per GPU: weights {fmt_bytes(m.get('memory.weights_bytes'))},"
+            f" KV {fmt_bytes(m.get('memory.kv_cache_bytes'))}.",
+            "",
+        ]
+    return "\n".join(parts)

@@ -1,0 +1,326 @@
+"""Discrete-event simulator of a continuous-batching LLM server (one engine replica).
+
+Time advances one engine iteration at a time by ``StepTimeModel.iteration_time_s``; when the
+engine is idle it jumps to the next arrival. The scheduling policy is documented in
+:mod:`hwsim.serving.scheduler`. Deterministic: the same requests, model and config give the
+same result (no randomness inside; seeds live in the traffic sampler).
+
+Token accounting (vLLM): the iteration that finishes a sequence's prefill also emits its
+first output token (at the iteration's end, which is its first_token_s). That token enters
+the KV cache in the next iteration, a decode, which processes 1 new token and emits the next.
+So a request with P prompt and O output tokens runs one prefill (possibly chunked) with
+context_after = P, then O - 1 decodes with context_after = P + 1, ..., P + O - 1.
+
+Speed: per iteration the Python work is O(1) plus one numpy op over the decoding batch and
+the step-model call; per request it is O(1) per event (admit, first token, finish, preempt).
+The decoding batch is an unordered struct of arrays with swap-remove; each decoding
+sequence's context is ``base + D`` with D a global decode-step counter, so no per-token update
+is ever written, and finishes come off a heap keyed by the step at which they happen.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from typing import Protocol
+
+import numpy as np
+
+from hwsim.errors import HwsimError
+from hwsim.serving.kv_blocks import DecodeBlockDemand
+from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
+from hwsim.serving.scheduler import (
+    COMPLETED,
+    SchedulerConfig,
+    effective_cached_tokens,
+    rejection_reasons,
+)
+from hwsim.serving.traffic import Requests
+
+
+class StepTimeModel(Protocol):
+    """Duration of one engine iteration.
+
+    Called once per iteration with one entry per scheduled sequence: ``new_tokens`` = tokens it
+    processes this iteration (its prefill chunk, or 1 for a decode) and ``context_after`` = its
+    context length (tokens in KV) after the iteration. Entry order carries no meaning. The
+    arrays are int64 views into buffers the simulator reuses: read them during the call only.
+    Must return a finite time > 0 in seconds.
+    """
+
+    def iteration_time_s(self, new_tokens: np.ndarray, context_after: np.ndarray) -> float: ...
+
+
+def simulate(
+    requests: Requests, step_model: StepTimeModel, config: SchedulerConfig
+) -> SimulationResult:
+    """Serve ``requests`` on one engine; return per-request records and the iteration trace."""
+    return _Engine(requests, step_model, config).run()
+
+
+class _Engine:
+    """State of one simulation run. Hot fields are copied into locals inside :meth:`run`."""
+
+    def __init__(self, requests: Requests, step_model: StepTimeModel, config: SchedulerConfig):
+        n = len(requests)
+        self.requests, self.model, self.config = requests, step_model, config
+        self.bs = config.block_size_tokens
+        self.total_blocks = config.kv_capacity_blocks
+        self.cached_arr = effective_cached_tokens(requests.cached_prefix_tokens, config)
+        self.status = rejection_reasons(
+            requests.prompt_tokens, requests.output_tokens, self.cached_arr, config
+        )
+        self.prompt = requests.prompt_tokens.tolist()
+        self.output = requests.output_tokens.tolist()
+        self.cached = self.cached_arr.tolist()
+        # Per-request progress (Python lists: scalar access is the hot path).
+        nan = math.nan
+        self.gen = [0] * n  # output tokens generated (up to date when not decoding)
+        self.preemptions = [0] * n
+        self.admitted_s, self.first_token_s, self.finish_s = [nan] * n, [nan] * n, [nan] * n
+        # Decoding set: unordered slots 0..n_dec-1, swap-remove.
+        cap = config.max_num_seqs
+        self.base = np.zeros(cap, dtype=np.int64)  # context = base + D
+        self.base_py = [0] * cap
+        self.slot_req, self.slot_adm = [0] * cap, [0] * cap
+        self.req_slot = [0] * n
+        self.n_dec = 0
+        self.entry_step, self.entry_gen, self.epoch = [0] * n, [0] * n, [0] * n
+        self.finish_heap: list[tuple[int, int, int]] = []  # (decode step, request, epoch)
+        self.demand = DecodeBlockDemand(self.bs)
+        # Partial prefills, oldest first: [request, prompt_eff, tokens in KV, blocks, adm_no].
+        self.prefilling: deque[list[int]] = deque()
+        self.waiting: deque[int] = deque()
+        self.used = 0  # KV blocks in use
+        self.step = 0  # D: decode steps run so far
+        self.adm_counter = 0
+        self.t = 0.0
+
+    # --- events -------------------------------------------------------------------------
+    def admit(self, r: int) -> tuple[int, int, int] | None:
+        """Try to admit waiting request ``r``: reserve blocks for its whole prompt and return
+        (tokens to prefill, tokens already in KV from a cached prefix, blocks reserved), or
+        None if those blocks + 1 headroom block are not free."""
+        p_eff = self.prompt[r] + self.gen[r]
+        blocks = -(-p_eff // self.bs)
+        if blocks + 1 > self.total_blocks - self.used:
+            return None
+        self.used += blocks
+        done = self.cached[r] if self.preemptions[r] == 0 else 0
+        if self.admitted_s[r] != self.admitted_s[r]:  # NaN: first admission
+            self.admitted_s[r] = self.t
+        return p_eff - done, done, blocks
+
+    def finish_prefill(self, r: int, p_eff: int, adm: int, t_end: float) -> None:
+        """Prefill done at ``t_end``: it emitted a token; finish or join the decoding set."""
+        self.gen[r] += 1
+        if self.first_token_s[r] != self.first_token_s[r]:
+            self.first_token_s[r] = t_end
+        remaining = self.output[r] - self.gen[r]
+        if remaining <= 0:
+            self.finish_s[r] = t_end
+            self.used -= -(-p_eff // self.bs)
+            return
+        slot, b = self.n_dec, p_eff - self.step
+        self.base[slot] = b
+        self.base_py[slot], self.slot_req[slot], self.slot_adm[slot] = b, r, adm
+        self.req_slot[r] = slot
+        self.n_dec += 1
+        self.demand.add(b)
+        self.entry_step[r], self.entry_gen[r] = self.step, self.gen[r]
+        self.epoch[r] += 1
+        heapq.heappush(self.finish_heap, (self.step + remaining, r, self.epoch[r]))
+
+    def remove_decoding(self, r: int) -> None:
+        """Take ``r`` out of the decoding set, free its blocks, bring ``gen`` up to date."""
+        slot, last = self.req_slot[r], self.n_dec - 1
+        b = self.base_py[slot]
+        if slot != last:
+            moved = self.slot_req[last]
+            self.base[slot] = self.base_py[slot] = self.base_py[last]
+            self.slot_req[slot], self.slot_adm[slot] = moved, self.slot_adm[last]
+            self.req_slot[moved] = slot
+        self.n_dec = last
+        self.demand.remove(b)
+        self.epoch[r] += 1  # invalidates its finish-heap entry
+        self.used -= -(-(b + self.step) // self.bs)
+        self.gen[r] = self.entry_gen[r] + self.step - self.entry_step[r]
+
+    def make_room(self, need: int) -> int:
+        """Preempt the newest running sequences until ``need`` new decode blocks are free;
+        return the (possibly smaller) number of new blocks still needed."""
+        while need > self.total_blocks - self.used and (self.n_dec or self.prefilling):
+            if self.prefilling:  # partial prefills are always the newest admissions
+                r, _, _, blocks, _ = self.prefilling.pop()
+                self.used -= blocks
+            else:
+                adm = self.slot_adm[: self.n_dec]
+                slot = adm.index(max(adm))
+                r = self.slot_req[slot]
+                if (self.base_py[slot] + self.step) % self.bs == 0:
+                    need -= 1
+                self.remove_decoding(r)
+            self.preemptions[r] += 1
+            self.waiting.appendleft(r)
+        return need
+
+    def pop_finished(self, t_end: float) -> None:
+        heap, epoch, step = self.finish_heap, self.epoch, self.step
+        while heap and heap[0][0] <= step:
+            _, r, ep = heapq.heappop(heap)
+            if ep == epoch[r]:
+                self.remove_decoding(r)
+                self.finish_s[r] = t_end
+
+    # --- main loop ----------------------------------------------------------------------
+    def run(self) -> SimulationResult:
+        cfg = self.config
+        servable = np.flatnonzero(self.status == COMPLETED)
+        arrivals = self.requests.arrival_s[servable].tolist() + [math.inf]
+        order = servable.tolist()
+        n_servable = len(order)
+        cap = cfg.max_num_seqs
+        new_buf = np.ones(cap, dtype=np.int64)
+        ctx_buf = np.zeros(cap, dtype=np.int64)
+        iteration = self.model.iteration_time_s
+        chunked = cfg.chunked_prefill
+        waiting, prefilling = self.waiting, self.prefilling
+        t_start_l, dt_l, used_l, seqs_l, tokens_l, wait_l = [], [], [], [], [], []
+        nxt = 0
+        while True:
+            t = self.t
+            while arrivals[nxt] <= t:
+                waiting.append(order[nxt])
+                nxt += 1
+            if not (self.n_dec or prefilling or waiting):
+                if nxt >= n_servable:
+                    break
+                self.t = arrivals[nxt]
+                continue
+            n_waiting = len(waiting)
+            if chunked:
+                n_sched, tokens, n_dec, n_pf = self._schedule_chunked(new_buf, ctx_buf)
+            else:
+                n_sched, tokens, n_dec, n_pf = self._schedule_unchunked(new_buf, ctx_buf)
+            if n_sched == 0:
+                raise HwsimError("serving simulator stalled: nothing schedulable (internal bug)")
+            dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
+            if not 0.0 < dt < math.inf:
+                raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
+            t_end = t + dt
+            self.t = t_end
+            t_start_l.append(t)
+            dt_l.append(dt)
+            used_l.append(self.used)
+            seqs_l.append(n_sched)
+            tokens_l.append(tokens)
+            wait_l.append(n_waiting)
+            if n_dec:
+                self.step += 1
+            if n_pf:
+                new_buf[n_dec:n_sched] = 1  # restore decode entries for the next iteration
+                self._complete_prefills(t_end)
+            if n_dec and self.finish_heap and self.finish_heap[0][0] <= self.step:
+                self.pop_finished(t_end)
+        trace = IterationTrace(
+            start_s=np.asarray(t_start_l, dtype=np.float64),
+            duration_s=np.asarray(dt_l, dtype=np.float64),
+            kv_blocks_used=np.asarray(used_l, dtype=np.int64),
+            num_seqs=np.asarray(seqs_l, dtype=np.int64),
+            num_tokens=np.asarray(tokens_l, dtype=np.int64),
+            num_waiting=np.asarray(wait_l, dtype=np.int64),
+            kv_blocks_total=self.total_blocks,
+        )
+        return SimulationResult(records=self._records(), trace=trace, config=cfg)
+
+    def _schedule_decodes(self, ctx_buf: np.ndarray) -> int:
+        """Allocate this iteration's decode blocks (preempting if short); fill decode contexts."""
+        need = self.demand.at_next_step(self.step)
+        if need > self.total_blocks - self.used:
+            need = self.make_room(need)
+        n_dec = self.n_dec
+        if n_dec:
+            self.used += need
+            np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
+        return n_dec
+
+    def _schedule_chunked(self, new_buf: np.ndarray, ctx_buf: np.ndarray) -> tuple[int, ...]:
+        n_dec = self._schedule_decodes(ctx_buf) if self.n_dec else 0
+        n_sched = tokens = n_dec
+        budget_left = self.config.max_num_batched_tokens - n_dec
+        prefilling, waiting = self.prefilling, self.waiting
+        for ps in prefilling:
+            if budget_left <= 0:
+                break
+            chunk = min(ps[1] - ps[2], budget_left)
+            ps[2] += chunk
+            budget_left -= chunk
+            new_buf[n_sched], ctx_buf[n_sched] = chunk, ps[2]
+            n_sched += 1
+            tokens += chunk
+        max_seqs = self.config.max_num_seqs
+        while waiting and budget_left > 0 and self.n_dec + len(prefilling) < max_seqs:
+            r = waiting[0]
+            admitted = self.admit(r)
+            if admitted is None:
+                break
+            waiting.popleft()
+            todo, done, blocks = admitted
+            chunk = min(todo, budget_left)
+            budget_left -= chunk
+            p_eff = done + todo
+            prefilling.append([r, p_eff, done + chunk, blocks, self.adm_counter])
+            self.adm_counter += 1
+            new_buf[n_sched], ctx_buf[n_sched] = chunk, done + chunk
+            n_sched += 1
+            tokens += chunk
+        return n_sched, tokens, n_dec, n_sched - n_dec
+
+    def _schedule_unchunked(self, new_buf: np.ndarray, ctx_buf: np.ndarray) -> tuple[int, ...]:
+        """vLLM v0: a prefill-only iteration if the waiting head can be admitted, else decode."""
+        waiting, prefilling = self.waiting, self.prefilling
+        budget = self.config.max_num_batched_tokens
+        budget_left, n_sched, max_seqs = budget, 0, self.config.max_num_seqs
+        while waiting and self.n_dec + n_sched < max_seqs:
+            r = waiting[0]
+            p_eff = self.prompt[r] + self.gen[r]
+            todo = p_eff - (self.cached[r] if self.preemptions[r] == 0 else 0)
+            alone = n_sched == 0 and todo > budget  # resumed sequence over the budget
+            if todo > budget_left and not alone:
+                break
+            admitted = self.admit(r)
+            if admitted is None:
+                break
+            waiting.popleft()
+            prefilling.append([r, p_eff, p_eff, admitted[2], self.adm_counter])
+            self.adm_counter += 1
+            new_buf[n_sched], ctx_buf[n_sched] = todo, p_eff
+            n_sched += 1
+            budget_left -= todo
+            if alone:
+                break
+        if n_sched:
+            return n_sched, budget - budget_left, 0, n_sched
+        n_dec = self._schedule_decodes(ctx_buf) if self.n_dec else 0
+        return n_dec, n_dec, n_dec, 0
+
+    def _complete_prefills(self, t_end: float) -> None:
+        prefilling = self.prefilling
+        while prefilling and prefilling[0][2] == prefilling[0][1]:
+            r, p_eff, _, _, adm = prefilling.popleft()
+            self.finish_prefill(r, p_eff, adm, t_end)
+
+    def _records(self) -> RequestRecords:
+        req = self.requests
+        return RequestRecords(
+            arrival_s=req.arrival_s.copy(),
+            admitted_s=np.asarray(self.admitted_s, dtype=np.float64),
+            first_token_s=np.asarray(self.first_token_s, dtype=np.float64),
+            finish_s=np.asarray(self.finish_s, dtype=np.float64),
+            prompt_tokens=req.prompt_tokens.copy(),
+            output_tokens=req.output_tokens.copy(),
+            cached_prefix_tokens=self.cached_arr.copy(),
+            preemptions=np.asarray(self.preemptions, dtype=np.int64),
+            status=self.status,
+        )

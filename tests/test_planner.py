@@ -1,0 +1,244 @@
+"""Capacity planner: hand-checked sizing, simulator agreement at vanishing load, report, CLI."""
+
+import base64
+import json
+import math
+import shutil
+import socket
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import hwsim
+from hwsim.cli.main import app
+from hwsim.deployment import make_deployment
+from hwsim.engine import decode_step_cost, prefill_cost
+from hwsim.planner.plan import plan, simulate
+from hwsim.planner.step_model import EngineStepModel
+from hwsim.report.plan_report import write_report
+from hwsim.serving import SchedulerConfig
+from hwsim.serving import simulate as run_sim
+from hwsim.serving.traffic import Requests
+
+runner = CliRunner()
+
+
+def scenario(**over):
+    base = {
+        "name": "decode-bound",
+        "model": "llama-2-7b",
+        "hardware": "a100-80gb-sxm",
+        "traffic": {
+            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 30}},
+            "prompt_tokens": 64,
+            "output_tokens": 256,
+        },
+        "slo": {"tpot_p95_s": "30 ms", "headroom_fraction": 0.25},
+        "candidates": {"hardware": ["a100-80gb-sxm"], "tp": [1], "max_num_seqs": [512]},
+        "serving": {"simulate_top": 0},
+    }
+    base.update(over)
+    return base
+
+
+def test_decode_bound_replicas_by_hand():
+    """replicas = ceil(peak / per-replica throughput at the SLO), throughput from the engine's
+    step times by a plain loop over batch sizes."""
+    result = plan(scenario())
+    best = result.best
+    dep = make_deployment("llama-2-7b", "a100-80gb-sxm")
+    s, g = 64.0, 256.0
+    t_pf = float(prefill_cost(dep, 1, s).time_s)
+    best_rate = 0.0
+    for b in range(1, 513):
+        t_dec = float(decode_step_cost(dep, b, s + g / 2).time_s)
+        rate = b / (g * t_dec + b * t_pf)
+        if t_dec / (1 - rate * t_pf) <= 0.030:
+            best_rate = max(best_rate, rate)
+    expected = math.ceil(30 / (best_rate * 0.75))
+    assert best.replicas == expected
+    assert best.gpus == expected
+    assert best.cost_per_hour_usd == pytest.approx(
+        expected * hwsim.load_hardware("a100-80gb-sxm").price_per_hour_usd.value
+    )
+    assert best.binding_constraint == "tpot_p95 SLO"
+
+
+def test_vanishing_load_simulation_equals_analytic_service_time():
+    dep = make_deployment("llama-2-7b", "a100-80gb-sxm")
+    model = EngineStepModel(dep)
+    prompt, output = 300, 40
+    # one request at a time, far apart
+    req = Requests.from_arrays(
+        np.array([0.0, 100.0]), np.array([prompt] * 2), np.array([output] * 2)
+    )
+    config = SchedulerConfig(kv_capacity_tokens=100_000, max_num_batched_tokens=4096)
+    res = run_sim(req, model, config)
+    ttft = res.records.ttft_s
+    np.testing.assert_allclose(ttft, float(prefill_cost(dep, 1, prompt).time_s), rtol=1e-9)
+    decode = [
+        model.iteration_time_s(np.array([1]), np.array([prompt + i])) for i in range(1, output)
+    ]
+    np.testing.assert_allclose(res.records.e2e_s - ttft, sum(decode), rtol=1e-9)
+    # and the step model agrees with the engine's own decode step (within the 16-token rounding)
+    assert decode[0] == pytest.approx(float(decode_step_cost(dep, 1, prompt + 1).time_s), rel=2e-3)
+
+
+def test_infeasible_candidates_are_pruned_with_reasons():
+    sc = scenario(candidates={"hardware": ["l4", "a100-80gb-sxm"], "tp": [1, 3]})
+    result = plan(sc)
+    reasons = {r.candidate.label: r.reason for r in result.pruned}
+    assert "does not divide" in reasons["l4 tp3 pp1 w:bf16 kv:bf16"]
+    assert "weights do not fit" not in reasons.get("l4 tp1 pp1 w:bf16 kv:bf16", "")
+    hopeless = plan(scenario(slo={"tpot_p95_s": "1 ms"}))
+    assert hopeless.best is None
+    assert "unreachable even at batch 1" in hopeless.pruned[0].reason
+
+
+def test_parallel_processes_agree_with_serial():
+    sc = scenario(
+        candidates={
+            "hardware": ["a100-80gb-sxm", "h100-sxm"],
+            "tp": [1, 2],
+            "weight_dtype": ["bf16", "fp8"],
+        }
+    )
+    serial = plan(sc, workers=1)
+    pooled = plan(sc, workers=2)
+    assert [r.to_dict() for r in serial.feasible] == [r.to_dict() for r in pooled.feasible]
+
+
+def test_simulate_api_returns_records_and_percentiles():
+    sc = scenario(
+        traffic={
+            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 2}},
+            "prompt_tokens": 200,
+            "output_tokens": 50,
+        }
+    )
+    result, summary = simulate(sc, n_requests=200, seed=1)
+    rec = result.records
+    assert len(rec) == 200 and rec.completed.all()
+    assert np.all(rec.first_token_s >= rec.arrival_s) and np.all(rec.finish_s >= rec.first_token_s)
+    assert summary.ttft.p95_s >= summary.ttft.p50_s > 0
+    again, _ = simulate(sc, n_requests=200, seed=1)
+    np.testing.assert_array_equal(again.records.finish_s, rec.finish_s)
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+
+def test_report_is_self_contained_and_never_overwrites(tmp_path):
+    sc = scenario(
+        candidates={"hardware": ["a100-80gb-sxm", "h100-sxm"]},
+        serving={"simulate_top": 1, "n_requests": 200},
+    )
+    result = plan(sc)
+    paths = write_report(result, tmp_path / "out")
+    parser = _Images()
+    parser.feed(paths["html"].read_text())
+    assert len(parser.sources) == 5
+    for src in parser.sources:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    text = paths["html"].read_text()
+    assert result.recommendation_sentence().split(":")[0] in text
+    md = paths["markdown"].read_text()
+    assert "plots/roofline.png" in md and (tmp_path / "out/plots/roofline.png").is_file()
+    before = paths["html"].read_bytes()
+    with pytest.raises(hwsim.HwsimError, match="would overwrite"):
+        write_report(result, tmp_path / "out")
+    assert paths["html"].read_bytes() == before
+
+
+def _write(tmp_path, data) -> Path:
+    import yaml
+
+    path = tmp_path / "scenario.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_plan_json_and_report(tmp_path):
+    path = _write(tmp_path, scenario(serving={"simulate_top": 1, "n_requests": 100}))
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["plan", str(path), "--json", "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["recommendation"]["sentence"].startswith("Run ")
+    top = data["recommendation"]["candidate"]
+    for key in ("memory.weights_bytes", "latency.ttft_s", "capacity.users_per_gpu"):
+        assert key in top["estimate"]
+    assert top["simulated"]["n_requests"] == 100
+    assert (out / "report.html").is_file()
+    again = runner.invoke(app, ["plan", str(path), "--report", str(out)])
+    assert again.exit_code == 2 and "would overwrite" in again.output
+
+
+@pytest.mark.parametrize(
+    ("patch", "fragment"),
+    [
+        ({"slo": {"tpot_p95_s": "1 ms"}}, "no candidate meets the SLOs"),
+        ({"traffic": {"arrivals": {"kind": "poisson"}}}, "traffic"),
+        ({"candidates": {"hardware": ["h100-sxm"], "tp": [0]}}, "tp"),
+        ({"slo": {"tpot_p95_s": "fast"}}, "slo.tpot_p95_s"),
+    ],
+)
+def test_cli_plan_errors(tmp_path, patch, fragment):
+    path = _write(tmp_path, scenario(**patch))
+    result = runner.invoke(app, ["plan", str(path)])
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_path_matches_local(tmp_path, monkeypatch):
+    """A local Ray head on the loopback address, started by this test, runs the search."""
+    ray = pytest.importorskip("ray")
+    cli = shutil.which("ray")
+    if cli is None:
+        pytest.skip("ray command not on PATH")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    port = _free_port()
+    start = subprocess.run(
+        [
+            cli,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert start.returncode == 0, start.stderr
+    try:
+        sc = scenario(candidates={"hardware": ["a100-80gb-sxm", "h100-sxm"], "tp": [1, 2]})
+        remote = plan(sc, ray_address=f"127.0.0.1:{port}")
+        local = plan(sc, workers=1)
+        assert [r.to_dict() for r in remote.feasible] == [r.to_dict() for r in local.feasible]
+    finally:
+        ray.shutdown()
+        subprocess.run([cli, "stop", "--force"], capture_output=True, timeout=120)
