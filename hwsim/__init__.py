@@ -13,6 +13,7 @@ from __future__ import annotations
 from hwsim.context import context_sweep
 from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
 from hwsim.estimate import estimate
+from hwsim.planner.plan import plan, simulate
 from hwsim.profiles.loader import load_hardware, load_model
 
 __version__ = "0.1.0"
@@ -26,4 +27,6 @@ __all__ = [
     "estimate",
     "load_hardware",
     "load_model",
+    "plan",
+    "simulate",
 ]

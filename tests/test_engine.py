@@ -9,7 +9,7 @@ import hwsim
 from hwsim.deployment import make_deployment
 from hwsim.engine import decode_step_cost, make_forward, prefill_cost
 from hwsim.graph import forward_ops
-from hwsim.memory import kv_bytes_per_token_per_gpu
+from hwsim.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
 from hwsim.predict import roofline_floor_s, time_op
 
 
@@ -222,3 +222,12 @@ def test_scalar_and_array_calls_agree(batch, prompt, gen, tp):
 def test_impossible_configurations_raise_clear_errors(kwargs, fragment):
     with pytest.raises(hwsim.HwsimError, match=fragment):
         hwsim.estimate(**kwargs)
+
+
+@pytest.mark.parametrize("context", [1, 512, 1024, 1025, 32768, 131072])
+def test_gemma3_kv_is_the_sum_of_local_and_global_layers(context):
+    """Gemma-3-27B: 52 sliding-window layers capped at 1024 tokens + 10 global layers."""
+    dep = make_deployment("gemma-3-27b", "h200-sxm")
+    per_layer_token = 2 * 16 * 128 * 2  # K and V, 16 KV heads, head_dim 128, bf16
+    expected = 52 * min(context, 1024) * per_layer_token + 10 * context * per_layer_token
+    assert float(cache_bytes_per_sequence_per_gpu(dep, context)) == expected

@@ -1,0 +1,199 @@
+"""``hwsim calibrate``: measure this device, fit a profile's efficiency curves, write a new
+profile YAML that records what it was calibrated from and its held-out error.
+
+Imports the ``validation`` package (and torch) only when run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from hwsim.cli.common import console, err_console, handle_errors, print_json
+from hwsim.errors import HwsimError
+
+# GPU name fragments -> shipped base profile (first match wins).
+GPU_PROFILES = (
+    ("H200", "h200-sxm"),
+    ("H100 PCIe", "h100-pcie"),
+    ("H100", "h100-sxm"),
+    ("A100-SXM4-40GB", "a100-40gb-sxm"),
+    ("A100", "a100-80gb-sxm"),
+    ("L40S", "l40s"),
+    ("L4", "l4"),
+    ("B200", "b200"),
+    ("MI300X", "mi300x"),
+)
+
+
+def import_validation():
+    """The validation package, or a clear error naming what to install."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise HwsimError(
+            "measuring needs torch: pip install 'hwsim[validation]' (or torch itself)"
+        ) from None
+    try:
+        import validation.suite  # noqa: F401
+    except ImportError as exc:
+        raise HwsimError(f"the validation package is not importable: {exc}") from None
+    import validation
+
+    return validation
+
+
+def base_profile_for(device) -> str:
+    if device.kind == "cpu":
+        return "cpu"
+    for fragment, profile in GPU_PROFILES:
+        if fragment.lower() in device.name.lower():
+            return profile
+    raise HwsimError(f"no shipped profile matches GPU {device.name!r}; pass --base-profile")
+
+
+def profile_id_for(out: Path) -> str:
+    from hwsim.profiles.loader import shipped_ids
+    from validation.harness import slugify
+
+    pid = slugify(out.stem)
+    return f"{pid}-calibrated" if pid in shipped_ids("hardware") else pid
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def calibrate(
+        out: Path = typer.Option(
+            ..., "--out", help="calibrated profile YAML to write (a new file)"
+        ),
+        device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+        quick: bool = typer.Option(False, "--quick", help="short sweep (~1 min on a 2-core CPU)"),
+        measurements_dir: Path = typer.Option(
+            Path("validation/results"),
+            "--measurements-dir",
+            help="where measurements are written (<dir>/<device>/<kernel>/<stack>@<version>/)",
+        ),
+        base_profile: str | None = typer.Option(
+            None, "--base-profile", help="hardware profile to start from (default: from the device)"
+        ),
+        reuse: bool = typer.Option(
+            False,
+            "--reuse-measurements",
+            help="fit what --measurements-dir already holds for this device; measure nothing",
+        ),
+        force: bool = typer.Option(
+            False, "--force", help="overwrite --out (never a shipped profile)"
+        ),
+        json_out: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    ) -> None:
+        """Measure kernels on this device and fit a calibrated hardware profile."""
+        from hwsim.profiles.loader import load_hardware
+
+        import_validation()
+        from validation import fit, harness, results, suite
+
+        fit.check_writable(out, force)  # fail before minutes of measuring
+        dev = harness.select_device(device)
+        base = load_hardware(base_profile or base_profile_for(dev))
+        if reuse:
+            folder = measurements_dir / dev.slug
+            measured, _meta = results.load(folder)
+            rows, skipped = list(measured.rows), []
+            source = f"{len(rows)} measurements in {folder}"
+        else:
+            cases = suite.plan(dev, quick)
+            policy = harness.QUICK if quick else harness.FULL
+            l2 = base.on_chip.l2_bytes.value if base.on_chip.l2_bytes else None
+            err_console.print(f"measuring {len(cases)} shapes on {dev.name} ({dev.slug})")
+            run = suite.run_suite(
+                cases,
+                dev,
+                policy=policy,
+                pool_bytes=harness.pool_bytes_for(l2),
+                console=err_console,
+                progress=not json_out,
+            )
+            extra = {
+                "sweep": "quick" if quick else "full",
+                "load_before": run.load_before,
+                "load_after": run.load_after,
+                "pool_bytes": harness.pool_bytes_for(l2),
+            }
+            results.save(measurements_dir, dev, run.measurements, run.threads, extra)
+            rows, skipped = run.measurements, run.skipped
+            source = (
+                f"{len(rows)} measurements ({'quick' if quick else 'full'} sweep, "
+                f"torch {results.stack_versions()['torch']}) in {measurements_dir / dev.slug}"
+            )
+        result = fit.calibrate(
+            base, rows, profile_id=profile_id_for(out), calibrated_from=source, device_name=dev.name
+        )
+        path, report = fit.write_profile(result, out, force)
+        summary = {
+            "profile": str(path),
+            "report": str(report),
+            "device": dev.slug,
+            "measurements_dir": str(measurements_dir / dev.slug),
+            "measured": len(rows),
+            "skipped": [{"case": c, "reason": r} for c, r in skipped],
+            "heldout": result.overall,
+            "uncalibrated_heldout": result.baseline_overall,
+            "classes": {c: r.heldout for c, r in result.classes.items()},
+            "raised_peaks": result.raised,
+        }
+        if json_out:
+            print_json(summary)
+            return
+        _print_summary(result, summary)
+
+
+def _pct(d: dict, key: str) -> str:
+    v = d.get(key)
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _print_summary(result, summary: dict) -> None:
+    table = Table(
+        title="held-out accuracy: |error| on shapes the fit never saw",
+        title_justify="left",
+        caption="uncal: the base profile before calibration",
+        caption_justify="left",
+    )
+    for col in ("class", "train", "held", "median", "p90", "in band", "uncal median", "uncal p90"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, r in result.classes.items():
+        h, b = r.heldout, r.baseline
+        table.add_row(
+            c,
+            str(r.n_train),
+            str(h.get("n", 0)),
+            _pct(h, "median_abs_error"),
+            _pct(h, "p90_abs_error"),
+            _pct(h, "band_coverage"),
+            _pct(b, "median_abs_error"),
+            _pct(b, "p90_abs_error"),
+        )
+    o, b = result.overall, result.baseline_overall
+    table.add_row(
+        "all",
+        "",
+        str(o.get("n", 0)),
+        _pct(o, "median_abs_error"),
+        _pct(o, "p90_abs_error"),
+        _pct(o, "band_coverage"),
+        _pct(b, "median_abs_error"),
+        _pct(b, "p90_abs_error"),
+        style="bold",
+    )
+    console.print(table)
+    for line in result.raised:
+        console.print(f"raised peak: {line}")
+    if summary["skipped"]:
+        console.print(f"{len(summary['skipped'])} shape(s) skipped:")
+        for s in summary["skipped"][:10]:
+            console.print(f"  {s['case']}: {s['reason']}", markup=False)
+    console.print(f"measurements: {summary['measurements_dir']}")
+    console.print(f"wrote {summary['profile']} (report: {summary['report']})")

@@ -1,0 +1,299 @@
+"""Op-level API: what would one kernel take on a device, and how far to trust the answer.
+
+    hwsim.kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16")
+
+Kernels are :class:`~hwsim.ops.Op` builders registered with :func:`register_kernel`. A ladder
+prices the op (STYLE.md); each rung refuses outside its domain (:class:`RungRefused`) and the
+result names the rung that answered and why the ones above it refused:
+
+1. ``measured``: log-log interpolation of measurements (:mod:`hwsim.measured`), only inside
+   the measured range of the kernel's size axis with every other parameter equal.
+2. ``calibrated``: :func:`hwsim.predict.time_op` with the profile's fitted curves, times
+   exp(p50) of its calibration residuals for the op; band: exp(p10) to exp(p90).
+3. ``roofline``: speed of light, max(F / peak, B / bandwidth); no efficiency, no overhead.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hwsim.dtypes import DTYPES
+from hwsim.errors import HwsimError
+from hwsim.ops import Op
+from hwsim.predict import peak_flops_per_s, roofline_floor_s, time_op
+from hwsim.profiles.hardware import HardwareProfile, ResidualBand
+from hwsim.profiles.loader import load_hardware
+
+Rung = Literal["measured", "calibrated", "roofline"]
+RUNGS: tuple[Rung, ...] = ("measured", "calibrated", "roofline")
+
+
+class RungRefused(HwsimError):
+    """A predictor rung cannot price this op (outside its domain); the ladder moves on."""
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """An op builder, its typed parameters, the size ``axis`` the measured rung interpolates
+    over, and ``variant``: the library implementation the suite always measures."""
+
+    name: str
+    build: Callable[..., Op]
+    params: dict[str, type]
+    defaults: dict[str, Any]
+    axis: str
+    variant: str
+
+
+KERNELS: dict[str, KernelSpec] = {}
+
+
+def register_kernel(name: str, *, axis: str, variant: str) -> Callable:
+    """Decorator: register an op builder whose keyword parameters are typed int/bool/str."""
+
+    def deco(fn: Callable[..., Op]) -> Callable[..., Op]:
+        if name in KERNELS:
+            raise RuntimeError(f"kernel {name!r} registered twice")
+        hints = typing.get_type_hints(fn)
+        sig = inspect.signature(fn)
+        params = {p: hints[p] for p in sig.parameters}
+        defaults = {p.name: p.default for p in sig.parameters.values() if p.default is not p.empty}
+        if axis not in params:
+            raise RuntimeError(f"kernel {name!r}: axis {axis!r} is not a parameter")
+        KERNELS[name] = KernelSpec(name, fn, params, defaults, axis, variant)
+        return fn
+
+    return deco
+
+
+def kernel_spec(name: str) -> KernelSpec:
+    if name not in KERNELS:
+        raise HwsimError(f"unknown kernel {name!r}; allowed: {', '.join(KERNELS)}")
+    return KERNELS[name]
+
+
+def kernel_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Check ``params`` against the kernel's signature; fill defaults; name any bad field."""
+    spec, where = kernel_spec(name), f"kernel {name!r}"
+    if unknown := sorted(set(params) - set(spec.params)):
+        raise HwsimError(f"{where}: unknown parameter(s) {unknown}; allowed: {list(spec.params)}")
+    out = {**spec.defaults, **params}
+    for key, kind in spec.params.items():
+        if key not in out:
+            raise HwsimError(f"{where}: parameter {key!r} is required")
+        v = out[key]
+        if kind is bool and not isinstance(v, (bool, np.bool_)):
+            raise HwsimError(f"{where}: {key} must be true or false, got {v!r}")
+        if kind is int and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0):
+            raise HwsimError(f"{where}: {key} must be a positive integer, got {v!r}")
+        if key == "dtype" and v not in DTYPES:
+            raise HwsimError(f"{where}: unknown dtype {v!r}; allowed: {', '.join(DTYPES)}")
+        out[key] = kind(v)
+    return {k: out[k] for k in spec.params}
+
+
+def kernel_op(name: str, **params: Any) -> Op:
+    """The cost descriptor of one kernel call (FLOPs and bytes; no time)."""
+    return kernel_spec(name).build(**kernel_params(name, params))
+
+
+# -- kernels ---------------------------------------------------------------------------------
+def _elem_bytes(dtype: str) -> float:
+    return DTYPES[dtype].bytes_per_element
+
+
+@register_kernel("gemm", axis="m", variant="torch.mm")
+def _gemm(m: int, n: int, k: int, dtype: str = "bf16") -> Op:
+    """C[m, n] = A[m, k] @ W[k, n], 2 m n k FLOPs; fp8 writes bf16, int8 int32 (cuBLASLt)."""
+    e = _elem_bytes(dtype)
+    out_e = {"fp8": 2.0, "int8": 4.0}.get(dtype, e)
+    return Op("gemm", "matmul", flops=2.0 * m * n * k, weight_bytes=k * n * e,
+              act_read_bytes=m * k * e, act_write_bytes=m * n * out_e,
+              compute_dtype=dtype)  # fmt: skip
+
+
+def _check_gqa(heads: int, kv_heads: int) -> None:
+    if heads % kv_heads:
+        raise HwsimError(f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})")
+
+
+@register_kernel("attention_prefill", axis="seq_len", variant="torch.sdpa")
+def _attention_prefill(batch: int, heads: int, kv_heads: int, seq_len: int, head_dim: int,
+                       causal: bool = True, dtype: str = "bf16") -> Op:  # fmt: skip
+    """Fused attention over a whole prompt: 4 d_h FLOPs per scored query-key pair per head
+    (QK^T and PV), S(S+1)/2 pairs when causal; ideal I/O reads Q, K, V once and writes O
+    (FlashAttention, Dao et al. 2022, arXiv 2205.14135). GQA: K and V have ``kv_heads``."""
+    _check_gqa(heads, kv_heads)
+    b, s, d, e = batch, float(seq_len), head_dim, _elem_bytes(dtype)
+    pairs = s * (s + 1) / 2 if causal else s * s
+    name = "attention_prefill_causal" if causal else "attention_prefill"
+    return Op(name, "attention", flops=4.0 * b * heads * d * pairs,
+              act_read_bytes=b * heads * s * d * e, act_write_bytes=b * heads * s * d * e,
+              kv_read_bytes=2.0 * b * kv_heads * s * d * e, compute_dtype=dtype)  # fmt: skip
+
+
+@register_kernel("attention_decode", axis="context_len", variant="torch.sdpa")
+def _attention_decode(batch: int, heads: int, kv_heads: int, context_len: int, head_dim: int,
+                      dtype: str = "bf16") -> Op:  # fmt: skip
+    """One new query per sequence against a KV cache of ``context_len`` tokens: reads the whole
+    cache (2 b h_kv C d_h elements), 4 b h C d_h FLOPs; the memory-bound case. GQA decode (a
+    group of queries per KV head) is its own op name: kernels batch the group very differently."""
+    _check_gqa(heads, kv_heads)
+    b, c, d, e = batch, float(context_len), head_dim, _elem_bytes(dtype)
+    name = "attention_decode_gqa" if kv_heads < heads else "attention_decode"
+    return Op(name, "attention", flops=4.0 * b * heads * d * c, act_read_bytes=b * heads * d * e,
+              act_write_bytes=b * heads * d * e, kv_read_bytes=2.0 * b * kv_heads * c * d * e,
+              compute_dtype=dtype)  # fmt: skip
+
+
+@register_kernel("copy", axis="bytes", variant="torch.copy")
+def _copy(bytes: int, dtype: str = "bf16") -> Op:  # noqa: A002 - the issue's parameter name
+    """Device-memory copy of a ``bytes``-sized buffer: that many read and that many written."""
+    if bytes % _elem_bytes(dtype):
+        raise HwsimError(f"copy: bytes={bytes} is not a whole number of {dtype} elements")
+    return Op("copy", "elementwise", act_read_bytes=float(bytes), act_write_bytes=float(bytes),
+              compute_dtype=dtype, on_vector_units=True)  # fmt: skip
+
+
+@register_kernel("norm", axis="tokens", variant="torch.rms_norm")
+def _norm(tokens: int, hidden: int, dtype: str = "bf16") -> Op:
+    """RMSNorm of ``tokens`` rows of ``hidden``: square, sum, scale, weight multiply = 4 FLOPs
+    per element on the vector units; reads x and the weight, writes y."""
+    e = _elem_bytes(dtype)
+    return Op("norm", "elementwise", flops=4.0 * tokens * hidden, weight_bytes=hidden * e,
+              act_read_bytes=tokens * hidden * e, act_write_bytes=tokens * hidden * e,
+              compute_dtype=dtype, on_vector_units=True)  # fmt: skip
+
+
+@register_kernel("all_reduce", axis="bytes", variant="torch.nccl")
+def _all_reduce(bytes: int, ranks: int) -> Op:  # noqa: A002
+    """All-reduce of a ``bytes`` buffer over ``ranks`` devices (ring: 2 (p-1)/p S per link)."""
+    return Op("all_reduce", "communication", comm_bytes=float(bytes), collective="all_reduce",
+              ranks=ranks)  # fmt: skip
+
+
+# -- the ladder ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelTime:
+    """One kernel priced on one device: point value, band and the rung that produced it."""
+
+    kernel: str
+    params: dict[str, Any]
+    hardware: str
+    time_s: float
+    low_s: float
+    high_s: float
+    rung: Rung
+    bound: str
+    flops: float
+    bytes_moved: float
+    refused: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def roofline_bound(hw: HardwareProfile, op: Op) -> np.ndarray:
+    """'compute' or 'memory' (per element) by the bare roofline: F / peak vs B / bandwidth."""
+    if op.op_class == "communication":
+        return np.full(np.shape(op.comm_bytes), "communication")
+    compute = np.asarray(op.flops, dtype=float) / peak_flops_per_s(hw, op)
+    memory = np.asarray(op.hbm_bytes, dtype=float) / hw.bandwidth_bytes_per_s
+    return np.where(compute >= memory, "compute", "memory")
+
+
+def residual_keys(op: Op, bound: str) -> tuple[str, ...]:
+    """Calibration residual keys for ``op``, most specific first: '<kernel>/<dtype>/<bound>'
+    (e.g. 'gemm/bf16/memory'), '<kernel>/<dtype>', '<op class>/<dtype>', '<op class>'."""
+    d = op.compute_dtype
+    return (f"{op.name}/{d}/{bound}", f"{op.name}/{d}", f"{op.op_class}/{d}", op.op_class)
+
+
+def residual_band(hw: HardwareProfile, op: Op, bound: str) -> ResidualBand | None:
+    """The most specific calibration residuals of log(measured / time_op) the profile has."""
+    res = hw.calibration.residuals if hw.calibration else {}
+    return next((res[k] for k in residual_keys(op, bound) if k in res), None)
+
+
+def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time, low, high) in seconds per execution of ``op`` on a calibrated profile; never
+    below the roofline. Raises :class:`RungRefused` without residuals for the op class."""
+    if hw.calibration is None:
+        raise RungRefused(f"profile {hw.id!r} has no calibration block")
+    bound = roofline_bound(hw, op)
+    bands = {b: residual_band(hw, op, b) for b in np.unique(bound)}
+    if any(band is None for band in bands.values()):
+        raise RungRefused(f"profile {hw.id!r} has no calibration residuals for {op.op_class!r}")
+    base = np.asarray(time_op(hw, op).time_s, dtype=float)
+    floor = _floor_s(hw, op)
+
+    def scaled(q: str) -> np.ndarray:
+        log_factor = sum(np.where(bound == b, getattr(band, q), 0.0) for b, band in bands.items())
+        return np.maximum(floor, base * np.exp(log_factor))
+
+    return scaled("p50"), scaled("p10"), scaled("p90")
+
+
+def _floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
+    if op.op_class != "communication":
+        return np.asarray(roofline_floor_s(hw, op), dtype=float)
+    link, p, size = hw.link_for(op.ranks), op.ranks, np.asarray(op.comm_bytes, dtype=float)
+    bw = link.bandwidth_per_direction_bytes_per_s.value if link and p > 1 else np.inf
+    return 2 * (p - 1) / p * size / bw  # ring all-reduce at the full link rate
+
+
+def kernel_time(
+    hardware: str | Path | HardwareProfile,
+    kernel: str,
+    *,
+    measurements: str | Path | Any | None = None,
+    rung: Rung | Literal["auto"] = "auto",
+    variant: str | None = None,
+    **params: Any,
+) -> KernelTime:
+    """Time one kernel call on ``hardware`` (shipped id, YAML path or profile).
+
+    ``measurements``: a directory/file of hwsim measurements (or a loaded
+    :class:`hwsim.measured.MeasurementSet`) for the measured rung. ``rung``: 'auto' walks the
+    ladder; naming a rung forces it (an error if it refuses). ``variant``: which measured
+    implementation to interpolate (default: the fastest one measured at each shape).
+    """
+    hw, spec, full = load_hardware(hardware), kernel_spec(kernel), kernel_params(kernel, params)
+    op = spec.build(**full)
+    if rung != "auto" and rung not in RUNGS:
+        raise HwsimError(f"unknown rung {rung!r}; allowed: auto, {', '.join(RUNGS)}")
+    order = RUNGS if rung == "auto" else (rung,)
+    refused: dict[str, str] = {}
+    for name in order:
+        try:
+            t, lo, hi = _price(name, hw, spec, full, op, measurements, variant)
+        except RungRefused as exc:
+            refused[name] = str(exc)
+            if rung != "auto":
+                raise
+            continue
+        moved = op.comm_bytes if op.op_class == "communication" else op.hbm_bytes
+        bound = str(np.ravel(roofline_bound(hw, op))[0])
+        return KernelTime(kernel, full, hw.id, float(t), float(lo), float(hi), name, bound,
+                          float(op.flops), float(moved), refused)  # fmt: skip
+    raise AssertionError("the roofline rung never refuses")  # pragma: no cover
+
+
+def _price(name, hw, spec, params, op, measurements, variant):
+    if name == "measured":
+        if measurements is None:
+            raise RungRefused("no measurements given")
+        from hwsim.measured import as_measurement_set
+
+        return as_measurement_set(measurements).interpolate(spec.name, params, variant)
+    if name == "calibrated":
+        return calibrated_band(hw, op)
+    floor = float(_floor_s(hw, op))
+    return floor, floor, floor

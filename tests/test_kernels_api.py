@@ -1,0 +1,237 @@
+"""hwsim.kernels: op descriptors, parameter checks, the measured/calibrated/roofline ladder."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hwsim.errors import HwsimError
+from hwsim.kernels import (
+    KERNELS,
+    RungRefused,
+    calibrated_band,
+    kernel_op,
+    kernel_params,
+    kernel_time,
+    register_kernel,
+)
+from hwsim.measured import Measurement, MeasurementSet
+from hwsim.profiles.hardware import Calibration, ResidualBand
+from hwsim.profiles.loader import load_hardware
+
+H100 = load_hardware("h100-sxm")
+
+
+def calibrated(hw, residuals: dict[str, tuple[float, float, float]]):
+    bands = {
+        k: ResidualBand(p10=a, p50=b, p90=c, n_points=10) for k, (a, b, c) in residuals.items()
+    }
+    cal = Calibration(calibrated_from="test", date="2026-01-01", residuals=bands)
+    return hw.model_copy(update={"calibration": cal})
+
+
+# -- op descriptors --------------------------------------------------------------------------
+def test_gemm_op_counts_flops_and_bytes():
+    op = kernel_op("gemm", m=64, n=4096, k=1024, dtype="bf16")
+    assert op.flops == 2 * 64 * 4096 * 1024
+    assert op.weight_bytes == 4096 * 1024 * 2
+    assert op.act_read_bytes == 64 * 1024 * 2
+    assert op.act_write_bytes == 64 * 4096 * 2
+    assert op.op_class == "matmul" and op.compute_dtype == "bf16"
+
+
+def test_fp8_gemm_writes_bf16():
+    op = kernel_op("gemm", m=16, n=32, k=64, dtype="fp8")
+    assert op.act_write_bytes == 16 * 32 * 2 and op.weight_bytes == 32 * 64
+
+
+def test_attention_prefill_causal_counts_half_the_pairs_plus_diagonal():
+    kw = dict(batch=2, heads=8, kv_heads=2, seq_len=1024, head_dim=128, dtype="bf16")
+    full = kernel_op("attention_prefill", causal=False, **kw)
+    causal = kernel_op("attention_prefill", causal=True, **kw)
+    assert full.flops == 4 * 2 * 8 * 128 * 1024 * 1024
+    assert causal.flops == pytest.approx(full.flops * (1024 + 1) / (2 * 1024))
+    # GQA: K and V have kv_heads heads; Q and O have heads.
+    assert full.kv_read_bytes == 2 * 2 * 2 * 1024 * 128 * 2
+    assert full.act_read_bytes == full.act_write_bytes == 2 * 8 * 1024 * 128 * 2
+
+
+def test_attention_decode_reads_the_whole_cache():
+    op = kernel_op(
+        "attention_decode",
+        batch=4,
+        heads=32,
+        kv_heads=8,
+        context_len=8192,
+        head_dim=128,
+        dtype="bf16",
+    )
+    assert op.kv_read_bytes == 2 * 4 * 8 * 8192 * 128 * 2
+    assert op.flops == 4 * 4 * 32 * 128 * 8192
+
+
+def test_copy_reads_and_writes_the_buffer():
+    op = kernel_op("copy", bytes=2**30)
+    assert op.hbm_bytes == 2 * 2**30 and op.flops == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "fragment"),
+    [
+        ({"m": 0, "n": 1, "k": 1}, "positive integer"),
+        ({"m": 1.5, "n": 1, "k": 1}, "positive integer"),
+        ({"m": 1, "n": 1}, "'k' is required"),
+        ({"m": 1, "n": 1, "k": 1, "dtype": "fp7"}, "unknown dtype"),
+        ({"m": 1, "n": 1, "k": 1, "q": 3}, "unknown parameter"),
+    ],
+)
+def test_bad_parameters_name_the_field(params, fragment):
+    with pytest.raises(HwsimError, match=fragment):
+        kernel_params("gemm", params)
+
+
+def test_unknown_kernel_lists_the_known_ones():
+    with pytest.raises(HwsimError, match="allowed: gemm"):
+        kernel_op("conv2d", n=1)
+
+
+def test_gqa_heads_must_divide():
+    with pytest.raises(HwsimError, match="multiple of kv_heads"):
+        kernel_op("attention_decode", batch=1, heads=6, kv_heads=4, context_len=8, head_dim=64)
+
+
+def test_duplicate_registration_is_an_error():
+    with pytest.raises(RuntimeError, match="registered twice"):
+        register_kernel("gemm", axis="m", variant="x")(lambda m: None)
+    assert set(KERNELS) >= {"gemm", "attention_prefill", "attention_decode", "copy", "norm"}
+
+
+# -- the ladder ------------------------------------------------------------------------------
+def test_roofline_rung_is_the_speed_of_light():
+    t = kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16")
+    assert t.rung == "roofline" and t.bound == "compute"
+    assert t.time_s == pytest.approx(2 * 4096**3 / 989.4e12)
+    assert t.low_s == t.high_s == t.time_s
+    assert "calibration" in t.refused["calibrated"]
+
+
+def test_copy_roofline_uses_bandwidth():
+    t = kernel_time(H100, "copy", bytes=2**30)
+    assert t.bound == "memory"
+    assert t.time_s == pytest.approx(2 * 2**30 / 3.35e12)
+
+
+def test_calibrated_rung_applies_the_residual_band():
+    hw = calibrated(H100, {"matmul": (-0.1, 0.05, 0.3)})
+    t = kernel_time(hw, "gemm", m=4096, n=4096, k=4096, dtype="bf16")
+    assert t.rung == "calibrated"
+    assert t.low_s < t.time_s < t.high_s
+    assert t.high_s / t.time_s == pytest.approx(math.exp(0.25))
+    assert t.time_s >= kernel_time(H100, "gemm", rung="roofline", m=4096, n=4096, k=4096).time_s
+
+
+def test_most_specific_residual_key_wins():
+    hw = calibrated(H100, {"matmul": (0, 0, 0), "gemm/bf16": (0.5, 0.6, 0.7)})
+    op = kernel_op("gemm", m=512, n=512, k=512, dtype="bf16")
+    t, lo, hi = calibrated_band(hw, op)
+    op32 = kernel_op("gemm", m=512, n=512, k=512, dtype="fp16")
+    t16, _, _ = calibrated_band(hw, op32)
+    assert float(t) / float(t16) == pytest.approx(math.exp(0.6))
+
+
+def test_calibrated_rung_never_beats_the_roofline():
+    hw = calibrated(H100, {"matmul": (-5.0, -4.0, -3.0)})
+    t = kernel_time(hw, "gemm", m=8192, n=8192, k=8192)
+    floor = kernel_time(H100, "gemm", m=8192, n=8192, k=8192).time_s
+    assert t.time_s == pytest.approx(floor) and t.low_s == pytest.approx(floor)
+
+
+def test_calibrated_rung_refuses_an_op_class_it_has_no_residuals_for():
+    hw = calibrated(H100, {"matmul": (0, 0, 0)})
+    t = kernel_time(hw, "copy", bytes=2**20)
+    assert t.rung == "roofline" and "no calibration residuals" in t.refused["calibrated"]
+    with pytest.raises(RungRefused):
+        kernel_time(hw, "copy", rung="calibrated", bytes=2**20)
+
+
+def _measured_gemm_set() -> MeasurementSet:
+    rows = []
+    for m, t in ((16, 1e-4), (64, 2e-4), (256, 8e-4)):
+        rows.append(
+            Measurement(
+                "gemm",
+                "torch.mm",
+                {"m": m, "n": 1024, "k": 1024, "dtype": "bf16"},
+                t,
+                t * 0.9,
+                t * 1.1,
+                t * 0.1,
+                20,
+            )
+        )
+    rows.append(
+        Measurement(
+            "gemm",
+            "slow.mm",
+            {"m": 64, "n": 1024, "k": 1024, "dtype": "bf16"},
+            9e-4,
+            8e-4,
+            1e-3,
+            1e-4,
+            20,
+        )
+    )
+    return MeasurementSet(rows, source="test")
+
+
+def test_measured_rung_interpolates_log_log_inside_the_range():
+    ms = _measured_gemm_set()
+    exact = kernel_time(H100, "gemm", measurements=ms, m=64, n=1024, k=1024, dtype="bf16")
+    assert exact.rung == "measured" and exact.time_s == pytest.approx(2e-4)  # fastest variant
+    mid = kernel_time(H100, "gemm", measurements=ms, m=32, n=1024, k=1024, dtype="bf16")
+    assert mid.time_s == pytest.approx(math.sqrt(1e-4 * 2e-4))  # log-log midpoint
+    assert mid.low_s < mid.time_s < mid.high_s
+    slow = kernel_time(H100, "gemm", measurements=ms, variant="slow.mm", m=64, n=1024, k=1024)
+    assert slow.time_s == pytest.approx(9e-4)
+
+
+@pytest.mark.parametrize(
+    ("params", "why"),
+    [
+        ({"m": 1024, "n": 1024, "k": 1024}, "outside the measured range"),
+        ({"m": 64, "n": 2048, "k": 1024}, "no gemm measurements with"),
+        ({"m": 64, "n": 1024, "k": 1024, "dtype": "fp16"}, "no gemm measurements with"),
+    ],
+)
+def test_measured_rung_refuses_outside_its_domain(params, why):
+    t = kernel_time(H100, "gemm", measurements=_measured_gemm_set(), **params)
+    assert t.rung == "roofline" and why in t.refused["measured"]
+    with pytest.raises(RungRefused, match=why):
+        kernel_time(H100, "gemm", measurements=_measured_gemm_set(), rung="measured", **params)
+
+
+def test_missing_measurements_directory_is_an_error(tmp_path):
+    with pytest.raises(HwsimError, match="not found"):
+        kernel_time(H100, "gemm", measurements=tmp_path / "nope", m=1, n=1, k=1)
+
+
+def test_unknown_rung_is_an_error():
+    with pytest.raises(HwsimError, match="unknown rung"):
+        kernel_time(H100, "gemm", rung="exact", m=1, n=1, k=1)
+
+
+@given(m=st.integers(1, 8192), n=st.integers(1, 8192), k=st.integers(1, 8192))
+def test_roofline_is_monotonic_in_m(m, n, k):
+    a = kernel_time(H100, "gemm", m=m, n=n, k=k).time_s
+    b = kernel_time(H100, "gemm", m=m + 1, n=n, k=k).time_s
+    assert b >= a > 0
+
+
+def test_to_dict_is_plain():
+    d = kernel_time(H100, "norm", tokens=16, hidden=4096).to_dict()
+    assert d["rung"] == "roofline" and d["params"]["dtype"] == "bf16"
+    assert np.isfinite(d["time_s"])

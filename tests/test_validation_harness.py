@@ -1,0 +1,255 @@
+"""The timing harness: fake clocks (wall and CUDA-event paths), a controlled sleep, input
+pools, reference checks, and a tiny real run of each torch kernel."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from validation.harness import (
+    EventTimer,
+    InputPool,
+    KernelCheckError,
+    Timing,
+    TimingPolicy,
+    WallTimer,
+    check_close,
+    physical_cores,
+    pool_bytes_for,
+    time_kernel,
+)
+
+
+class FakeClock:
+    """A clock that only moves when the workload says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_wall_timer_times_a_known_workload_with_a_fake_clock():
+    clock = FakeClock()
+    syncs = []
+
+    def work():
+        clock.now += 0.004  # every call takes exactly 4 ms
+
+    timer = WallTimer(clock, synchronize=lambda: syncs.append(clock.now))
+    policy = TimingPolicy(
+        warmup_calls=3,
+        warmup_s=0.0,
+        min_sample_s=0.01,
+        budget_s=1.0,
+        min_repeats=5,
+        max_repeats=40,
+        rounds=1,
+    )
+    timing = time_kernel(work, timer, policy)
+    assert timing.median_s == pytest.approx(0.004)
+    assert timing.p10_s == pytest.approx(0.004) and timing.iqr_s == pytest.approx(0.0)
+    assert timing.inner == 3  # ceil(10 ms / 4 ms) calls per sample
+    assert timing.repeats == 40  # 1 s budget / 12 ms samples = 83, capped at 40
+    assert len(syncs) == 2 * (3 + 40)  # a synchronise before and after every reading
+
+
+def test_samples_give_median_and_spread():
+    t = Timing(samples_s=tuple(float(x) for x in range(1, 11)), inner=1)
+    assert t.median_s == 5.5 and t.repeats == 10
+    assert t.p10_s == pytest.approx(1.9) and t.p90_s == pytest.approx(9.1)
+    assert t.iqr_s == pytest.approx(4.5)
+
+
+class FakeEvent:
+    """Stands in for torch.cuda.Event: records the fake GPU clock; elapsed_time in ms."""
+
+    log: list[str] = []
+
+    def __init__(self, clock: FakeClock):
+        self.clock, self.t = clock, None
+
+    def record(self):
+        self.t = self.clock.now
+        FakeEvent.log.append("record")
+
+    def synchronize(self):
+        FakeEvent.log.append("sync")
+
+    def elapsed_time(self, end: FakeEvent) -> float:
+        assert self.t is not None and end.t is not None, "read before both events recorded"
+        assert FakeEvent.log[-1] == "sync", "end event read before it was synchronised"
+        return (end.t - self.t) * 1e3
+
+
+def test_event_timer_uses_events_and_synchronises_before_reading():
+    clock = FakeClock()
+    FakeEvent.log = []
+
+    def kernel():
+        clock.now += 2e-5  # 20 us of device time per launch
+
+    timer = EventTimer(lambda: FakeEvent(clock))
+    assert timer.time(kernel, 5) == pytest.approx(1e-4)
+    assert FakeEvent.log == ["record", "record", "sync"]
+    timing = time_kernel(kernel, timer, TimingPolicy(min_sample_s=1e-4, budget_s=0.01, rounds=1))
+    assert timing.median_s == pytest.approx(2e-5)
+    assert timing.inner == 5
+
+
+def test_controlled_sleep_is_timed_within_tolerance():
+    policy = TimingPolicy(
+        warmup_calls=1,
+        warmup_s=0.0,
+        min_sample_s=0.0,
+        budget_s=0.03,
+        min_repeats=5,
+        max_repeats=5,
+        rounds=1,
+    )
+    timing = time_kernel(lambda: time.sleep(0.005), WallTimer(), policy)
+    assert 0.005 <= timing.median_s < 0.005 + 0.01  # sleep may overshoot, never undershoot
+
+
+def test_non_monotonic_clock_is_reported():
+    from hwsim.errors import HwsimError
+
+    with pytest.raises(HwsimError, match="non-positive"):
+        time_kernel(lambda: None, WallTimer(lambda: 1.0), TimingPolicy(rounds=1, max_inner=2))
+
+
+def test_rounds_split_the_budget():
+    one = TimingPolicy(budget_s=0.3, min_repeats=9, max_repeats=120, rounds=3).per_round()
+    assert one.budget_s == pytest.approx(0.1) and one.min_repeats == 3 and one.rounds == 1
+
+
+def test_pool_rotates_random_inputs_larger_than_the_cache():
+    torch = pytest.importorskip("torch")
+    pool = InputPool("cpu", pool_bytes=pool_bytes_for(1 << 20))  # 2 MiB pool for a 1 MiB "LLC"
+    sets = pool.slots(torch.float32, [(64, 64), (64,)])
+    assert len(sets) * (64 * 64 + 64) * 4 >= 2 << 20
+    first, second = sets[0][0], sets[1][0]
+    assert first.data_ptr() != second.data_ptr()
+    assert (second.data_ptr() - first.data_ptr()) % (64 * 4) == 0  # cache-line aligned sets
+    assert bool((first != 0).all()) and not torch.equal(first, second)  # random, never zeros
+    big = pool.slots(torch.bfloat16, [(1024, 1024)])
+    assert len(big) == 2  # a set larger than the pool still rotates over two copies
+
+
+def test_check_close_rejects_a_broken_kernel():
+    torch = pytest.importorskip("torch")
+    ref = torch.randn(8, 8, dtype=torch.float64)
+    assert check_close(ref.float(), ref, "fp32", "ok") < 1e-6
+    with pytest.raises(KernelCheckError, match="not timed"):
+        check_close(ref.float() * 1.1, ref, "fp32", "broken")
+    with pytest.raises(KernelCheckError, match="NaN"):
+        check_close(torch.full((8, 8), float("nan")), ref, "fp32", "nan")
+
+
+def test_physical_cores_is_positive():
+    assert physical_cores() >= 1
+
+
+def test_triton_kernels_import_skips_cleanly_without_a_gpu():
+    from validation.suite import triton_available
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert triton_available() is False
+    with pytest.raises(ImportError, match="triton|CUDA"):
+        import validation.triton_kernels  # noqa: F401
+
+
+@pytest.mark.parametrize(
+    ("kernel", "variant", "params"),
+    [
+        ("gemm", "torch.mm", {"m": 8, "n": 64, "k": 32, "dtype": "fp32"}),
+        ("gemm", "torch.mm", {"m": 4, "n": 64, "k": 128, "dtype": "bf16"}),
+        (
+            "attention_prefill",
+            "torch.sdpa",
+            {
+                "batch": 1,
+                "heads": 4,
+                "kv_heads": 2,
+                "seq_len": 96,
+                "head_dim": 64,
+                "causal": True,
+                "dtype": "fp32",
+            },
+        ),
+        (
+            "attention_prefill",
+            "torch.sdpa.math",
+            {
+                "batch": 1,
+                "heads": 2,
+                "kv_heads": 2,
+                "seq_len": 64,
+                "head_dim": 64,
+                "causal": False,
+                "dtype": "bf16",
+            },
+        ),
+        (
+            "attention_decode",
+            "torch.sdpa",
+            {
+                "batch": 2,
+                "heads": 4,
+                "kv_heads": 1,
+                "context_len": 128,
+                "head_dim": 64,
+                "dtype": "fp32",
+            },
+        ),
+        ("copy", "torch.copy", {"bytes": 4096, "dtype": "fp32"}),
+        ("norm", "torch.rms_norm", {"tokens": 8, "hidden": 256, "dtype": "bf16"}),
+        ("norm", "torch.layer_norm", {"tokens": 8, "hidden": 256, "dtype": "fp32"}),
+    ],
+)
+def test_real_torch_kernels_pass_their_reference_check(kernel, variant, params):
+    pytest.importorskip("torch")
+    from validation.harness import Device
+    from validation.kernels import Case
+    from validation.suite import measure_case
+
+    pool = InputPool("cpu", pool_bytes=1 << 20)
+    policy = TimingPolicy(warmup_calls=1, warmup_s=0.0, budget_s=0.005, min_repeats=3, rounds=1)
+    timing = measure_case(
+        Case(kernel, variant, params), Device("cpu", "test"), pool, WallTimer(), policy
+    )
+    assert timing.repeats >= 3 and timing.median_s > 0
+
+
+def test_a_broken_kernel_is_skipped_not_timed(monkeypatch):
+    pytest.importorskip("torch")
+    from validation import kernels as vk
+    from validation.harness import Device
+    from validation.suite import run_suite
+
+    real = vk.BUILDERS["copy"]
+
+    def broken(case, device, pool):
+        prepared = real(case, device, pool)
+
+        def check():
+            raise KernelCheckError(f"{case.label()}: wrong answer; not timed")
+
+        return vk.Prepared(prepared.step, check)
+
+    monkeypatch.setitem(vk.BUILDERS, "copy", broken)
+    cases = [
+        vk.Case("copy", "torch.copy", {"bytes": 4096, "dtype": "fp32"}),
+        vk.Case("norm", "torch.layer_norm", {"tokens": 4, "hidden": 64, "dtype": "fp32"}),
+    ]
+    policy = TimingPolicy(warmup_calls=1, warmup_s=0.0, budget_s=0.006, min_repeats=3, rounds=2)
+    result = run_suite(
+        cases, Device("cpu", "test"), policy=policy, pool_bytes=1 << 20, progress=False
+    )
+    assert [m.kernel for m in result.measurements] == ["norm"]
+    assert result.skipped and "wrong answer" in result.skipped[0][1]
+    assert result.measurements[0].repeats >= 4  # samples pooled over both rounds

@@ -1,0 +1,355 @@
+"""Timing harness: device choice, clocks, warm-up, repeats, rotated random inputs, checks.
+
+Rules (STYLE.md "what to avoid"): never wall-clock asynchronous device work (CUDA is timed
+with events, and the end event is synchronised before it is read); never a single sample
+(median and spread over many); never zeros (inputs are ``randn``); never a hot cache (inputs
+rotate over a pool larger than the last-level cache); never a broken kernel (its output is
+checked against a float64 reference once before it is timed).
+
+Clocks are injected: :class:`WallTimer` takes any ``clock()`` returning seconds and
+:class:`EventTimer` any event factory with ``record`` / ``synchronize`` / ``elapsed_time``
+(milliseconds, as ``torch.cuda.Event``), so tests drive both with fake clocks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from hwsim.errors import HwsimError
+
+DEFAULT_LLC_BYTES = 32 * 2**20
+"""Last-level cache assumed when the hardware profile gives no ``on_chip.l2_bytes``."""
+
+
+class KernelCheckError(HwsimError):
+    """A kernel's output disagrees with its float64 reference: it is reported, not timed."""
+
+
+# -- devices ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Device:
+    kind: Literal["cpu", "cuda"]
+    name: str
+    index: int = 0
+
+    @property
+    def slug(self) -> str:
+        """Directory key: ``cpu-amd-epyc``, ``cuda-nvidia-h100-80gb-hbm3``."""
+        return f"{self.kind}-{slugify(self.name)}"
+
+    @property
+    def torch_device(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+
+def slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def cpu_model_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown cpu"
+
+
+def select_device(requested: str = "auto") -> Device:
+    """'auto' picks CUDA when torch sees a GPU, else the CPU; 'cuda' without one is an error."""
+    import torch
+
+    if requested not in ("auto", "cpu", "cuda"):
+        raise HwsimError(f"unknown device {requested!r}; allowed: auto, cpu, cuda")
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise HwsimError("--device cuda: torch sees no CUDA device (CPU-only torch build?)")
+    if requested == "cuda" or (requested == "auto" and has_cuda):
+        return Device("cuda", torch.cuda.get_device_name(0), 0)
+    return Device("cpu", cpu_model_name())
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once)."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            cores.add(
+                (
+                    topo.joinpath("physical_package_id").read_text().strip(),
+                    topo.joinpath("core_id").read_text().strip(),
+                )
+            )
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def configure_threads(device: Device) -> int:
+    """On the CPU use one torch thread per physical core; return the thread count used."""
+    import torch
+
+    if device.kind == "cpu":
+        torch.set_num_threads(physical_cores())
+    return torch.get_num_threads()
+
+
+# -- clocks and timers -----------------------------------------------------------------------
+class Timer(Protocol):
+    def time(self, step: Callable[[], Any], calls: int) -> float:
+        """Seconds taken by ``calls`` back-to-back calls of ``step``."""
+
+
+class WallTimer:
+    """Host clock (``time.perf_counter`` by default) with a synchronise before each reading."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.perf_counter,
+        synchronize: Callable[[], Any] | None = None,
+    ):
+        self.clock = clock
+        self.synchronize = synchronize or (lambda: None)
+
+    def time(self, step: Callable[[], Any], calls: int) -> float:
+        self.synchronize()
+        start = self.clock()
+        for _ in range(calls):
+            step()
+        self.synchronize()
+        return self.clock() - start
+
+
+class EventTimer:
+    """Device events: record start, run, record end, synchronise the end event, read the gap.
+
+    ``event_factory()`` returns objects with ``record()``, ``synchronize()`` and
+    ``elapsed_time(end) -> milliseconds`` (``lambda: torch.cuda.Event(enable_timing=True)``).
+    """
+
+    def __init__(self, event_factory: Callable[[], Any]):
+        self.event_factory = event_factory
+
+    def time(self, step: Callable[[], Any], calls: int) -> float:
+        start, end = self.event_factory(), self.event_factory()
+        start.record()
+        for _ in range(calls):
+            step()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+
+
+def make_timer(device: Device) -> Timer:
+    if device.kind == "cuda":
+        import torch
+
+        return EventTimer(lambda: torch.cuda.Event(enable_timing=True))
+    return WallTimer()
+
+
+# -- timing ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How long to warm up and sample one shape.
+
+    A sample times ``inner`` back-to-back calls so that it lasts at least ``min_sample_s``
+    (clock resolution and per-sample overhead stay small); ``repeats`` samples fill
+    ``budget_s`` within [min_repeats, max_repeats].
+    """
+
+    warmup_calls: int = 2
+    warmup_s: float = 0.02
+    min_sample_s: float = 1e-3
+    budget_s: float = 0.24
+    min_repeats: int = 9
+    max_repeats: int = 120
+    max_inner: int = 1000
+    rounds: int = 3
+
+    def per_round(self) -> TimingPolicy:
+        """The share of one of ``rounds`` passes over the whole suite. Interleaving the
+        samples of a shape over the suite's duration keeps a burst of load from another
+        process (a shared machine) from owning all of them."""
+        return replace(
+            self,
+            budget_s=self.budget_s / self.rounds,
+            min_repeats=-(-self.min_repeats // self.rounds),
+            max_repeats=-(-self.max_repeats // self.rounds),
+            rounds=1,
+        )
+
+
+QUICK = TimingPolicy()
+FULL = TimingPolicy(warmup_s=0.05, budget_s=1.2, min_repeats=15, max_repeats=300, rounds=5)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call seconds of each sample (each the mean of ``inner`` back-to-back calls)."""
+
+    samples_s: tuple[float, ...]
+    inner: int
+
+    def _q(self, q: float) -> float:
+        return float(np.percentile(self.samples_s, q))
+
+    @property
+    def repeats(self) -> int:
+        return len(self.samples_s)
+
+    @property
+    def median_s(self) -> float:
+        return self._q(50)
+
+    @property
+    def p10_s(self) -> float:
+        return self._q(10)
+
+    @property
+    def p90_s(self) -> float:
+        return self._q(90)
+
+    @property
+    def iqr_s(self) -> float:
+        return self._q(75) - self._q(25)
+
+
+def time_kernel(step: Callable[[], Any], timer: Timer, policy: TimingPolicy = QUICK) -> Timing:
+    """Warm up, size the samples from the warm-up speed, then take the repeated samples."""
+    warm: list[float] = []
+    while len(warm) < policy.warmup_calls or sum(warm) < policy.warmup_s:
+        warm.append(timer.time(step, 1))
+        if len(warm) >= 10 * policy.max_inner:
+            break
+    per_call = max(float(np.median(warm[len(warm) // 2 :])), 1e-9)
+    inner = int(
+        min(policy.max_inner, max(1, math.ceil(policy.min_sample_s / per_call * (1 - 1e-9))))
+    )
+    repeats = int(policy.budget_s / (per_call * inner))
+    repeats = min(policy.max_repeats, max(policy.min_repeats, repeats))
+    samples = tuple(timer.time(step, inner) / inner for _ in range(repeats))
+    if min(samples) <= 0:
+        raise HwsimError("the clock returned a non-positive interval; is it monotonic?")
+    return Timing(samples, inner)
+
+
+# -- inputs ----------------------------------------------------------------------------------
+def pool_bytes_for(llc_bytes: float | None) -> int:
+    """Rotated inputs total twice the last-level cache, so each is cold when it comes round."""
+    return int(2 * (llc_bytes or DEFAULT_LLC_BYTES))
+
+
+class InputPool:
+    """Random tensors carved from one ``randn`` buffer per dtype, in rotating slots.
+
+    ``slots(dtype, shapes)`` returns n sets of tensors with n * set size >= the pool size
+    (at least 2 sets), so successive calls never find their inputs in cache.
+    """
+
+    ALIGN = 64  # elements: every tensor starts on a cache-line boundary
+
+    def __init__(self, device: str, pool_bytes: int, seed: int = 0, max_slots: int = 4096):
+        import torch
+
+        self.torch = torch
+        self.device = device
+        self.pool_bytes = pool_bytes
+        self.max_slots = max_slots
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self._random: dict[Any, Any] = {}
+        self._scratch: dict[Any, Any] = {}
+
+    def _size(self, shapes: Sequence[tuple[int, ...]]) -> int:
+        return sum(-(-math.prod(s) // self.ALIGN) * self.ALIGN for s in shapes)
+
+    def n_slots(self, dtype: Any, shapes: Sequence[tuple[int, ...]]) -> int:
+        set_bytes = self._size(shapes) * self.torch.empty((), dtype=dtype).element_size()
+        return int(min(self.max_slots, max(2, math.ceil(self.pool_bytes / set_bytes))))
+
+    def _buffer(self, store: dict, dtype: Any, numel: int, random: bool) -> Any:
+        buf = store.get(dtype)
+        if buf is None or buf.numel() < numel:
+            store.pop(dtype, None)
+            if random:
+                buf = self.torch.empty(numel, dtype=dtype, device=self.device)
+                chunk = 1 << 24
+                for lo in range(0, numel, chunk):
+                    hi = min(numel, lo + chunk)
+                    noise = self.torch.randn(hi - lo, generator=self.generator, device=self.device)
+                    buf[lo:hi] = noise.to(dtype)
+            else:
+                buf = self.torch.empty(numel, dtype=dtype, device=self.device)
+            store[dtype] = buf
+        return buf
+
+    def _carve(self, store, dtype, shapes, n, random) -> list[list[Any]]:
+        size = self._size(shapes)
+        flat = self._buffer(store, dtype, size * n, random)
+        sets = []
+        for i in range(n):
+            offset, tensors = i * size, []
+            for shape in shapes:
+                numel = math.prod(shape)
+                tensors.append(flat[offset : offset + numel].view(shape))
+                offset += -(-numel // self.ALIGN) * self.ALIGN
+            sets.append(tensors)
+        return sets
+
+    def slots(self, dtype: Any, shapes: Sequence[tuple[int, ...]], n: int | None = None):
+        """``n`` (default: enough to exceed the pool size) sets of random input tensors."""
+        return self._carve(self._random, dtype, shapes, n or self.n_slots(dtype, shapes), True)
+
+    def outputs(self, dtype: Any, shapes: Sequence[tuple[int, ...]], n: int):
+        """``n`` sets of output tensors (uninitialised; the kernel writes them)."""
+        return self._carve(self._scratch, dtype, shapes, n, False)
+
+
+class Rotation:
+    """Cycles through ``n`` slots: ``next()`` returns 0, 1, ..., n-1, 0, ..."""
+
+    def __init__(self, n: int):
+        self.n, self.i = n, -1
+
+    def next(self) -> int:
+        self.i = (self.i + 1) % self.n
+        return self.i
+
+
+TOLERANCE = {"fp32": 1e-3, "tf32": 5e-3, "bf16": 3e-2, "fp16": 1e-2, "fp8": 1.5e-1}
+"""Relative Frobenius error allowed against the float64 reference (about 8 ulp-scaled)."""
+
+
+def check_close(out: Any, ref: Any, dtype: str, what: str) -> float:
+    """Raise :class:`KernelCheckError` unless ``out`` matches ``ref`` within the dtype's
+    tolerance; return the relative error."""
+    out64 = out.detach().double().cpu()
+    ref64 = ref.detach().double().cpu()
+    if out64.shape != ref64.shape:
+        raise KernelCheckError(f"{what}: output shape {tuple(out64.shape)} != {tuple(ref64.shape)}")
+    if not bool(out64.isfinite().all()):
+        raise KernelCheckError(f"{what}: output has NaN or inf; not timed")
+    err = float((out64 - ref64).norm() / ref64.norm().clamp_min(1e-30))
+    tol = TOLERANCE.get(dtype, 1e-2)
+    if not err <= tol:
+        raise KernelCheckError(
+            f"{what}: output differs from the float64 reference by {err:.2e} "
+            f"(tolerance {tol:g} for {dtype}); not timed"
+        )
+    return err
