@@ -253,3 +253,69 @@ def test_a_broken_kernel_is_skipped_not_timed(monkeypatch):
     assert [m.kernel for m in result.measurements] == ["norm"]
     assert result.skipped and "wrong answer" in result.skipped[0][1]
     assert result.measurements[0].repeats >= 4  # samples pooled over both rounds
+
+
+def test_a_kernel_that_fails_to_build_is_skipped_with_its_reason(monkeypatch):
+    """A compile error (Triton raises its own exception types) skips that case only."""
+    pytest.importorskip("torch")
+    from validation import kernels as vk
+    from validation.harness import Device
+    from validation.suite import run_suite
+
+    class CompilationError(Exception):
+        pass
+
+    def fails(case, device, pool):
+        raise CompilationError("at 12:4: unsupported layout")
+
+    monkeypatch.setitem(vk.BUILDERS, "copy", fails)
+    cases = [
+        vk.Case("copy", "torch.copy", {"bytes": 4096, "dtype": "fp32"}),
+        vk.Case("norm", "torch.layer_norm", {"tokens": 4, "hidden": 64, "dtype": "fp32"}),
+    ]
+    policy = TimingPolicy(warmup_calls=1, warmup_s=0.0, budget_s=0.004, min_repeats=2, rounds=1)
+    result = run_suite(
+        cases, Device("cpu", "test"), policy=policy, pool_bytes=1 << 20, progress=False
+    )
+    assert [m.kernel for m in result.measurements] == ["norm"]
+    assert "unsupported layout" in result.skipped[0][1]
+
+
+def test_no_case_starts_after_the_deadline():
+    pytest.importorskip("torch")
+    import time
+
+    from validation import kernels as vk
+    from validation.harness import Device
+    from validation.suite import run_suite
+
+    cases = [
+        vk.Case("norm", "torch.layer_norm", {"tokens": 4, "hidden": 64, "dtype": "fp32"}),
+        vk.Case("copy", "torch.copy", {"bytes": 4096, "dtype": "fp32"}),
+    ]
+    policy = TimingPolicy(warmup_calls=1, warmup_s=0.0, budget_s=0.004, min_repeats=2, rounds=1)
+    result = run_suite(
+        cases,
+        Device("cpu", "test"),
+        policy=policy,
+        pool_bytes=1 << 20,
+        progress=False,
+        deadline_s=time.perf_counter() - 1.0,
+    )
+    assert result.measurements == []
+    assert [reason for _, reason in result.skipped] == ["deadline: not measured"] * 2
+
+
+def test_device_run_groups_partition_the_cuda_sweep_in_priority_order(monkeypatch):
+    pytest.importorskip("torch")
+    from validation import device_run, suite
+
+    monkeypatch.setattr(suite, "fp8_supported", lambda: True)
+    monkeypatch.setattr(suite, "triton_available", lambda: True)
+    cases = suite.plan_cuda(quick=False)
+    groups = device_run.grouped(cases)
+    flat = [c for _, group in groups for c in group]
+    assert sorted(map(id, flat)) == sorted(map(id, cases))  # each case exactly once
+    names = [name for name, group in groups if group]
+    assert names[0] == "gemm torch" and "other" not in names
+    assert all(c.stack == "triton" for c in dict(groups)["triton"])

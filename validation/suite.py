@@ -23,7 +23,6 @@ from validation.harness import (
     QUICK,
     Device,
     InputPool,
-    KernelCheckError,
     Timer,
     Timing,
     TimingPolicy,
@@ -212,11 +211,14 @@ def run_suite(
     timer: Timer | None = None,
     progress: bool = True,
     console=None,
+    deadline_s: float | None = None,
 ) -> SuiteResult:
     """Measure every case in ``policy.rounds`` interleaved passes; pool each case's samples.
 
-    A case that cannot run (failed check, unsupported backend, out of memory) is skipped
-    with its reason and not retried in later rounds.
+    A case that cannot run (failed check, unsupported backend, out of memory, a kernel that
+    does not compile) is skipped with its reason and not retried in later rounds. With
+    ``deadline_s`` (a ``time.perf_counter()`` value) no new case starts after the deadline:
+    cases with samples from earlier rounds keep them, the rest are skipped as "deadline".
     """
     threads = configure_threads(device)
     timer = timer or make_timer(device)
@@ -233,10 +235,16 @@ def run_suite(
                 if i not in samples:
                     bar.advance(task)
                     continue
+                if deadline_s is not None and time.perf_counter() > deadline_s:
+                    if not samples[i]:
+                        result.skipped.append((case.label(), "deadline: not measured"))
+                        del samples[i]
+                    bar.advance(task)
+                    continue
                 bar.update(task, description=f"{r + 1}/{policy.rounds} {case.label()[:52]:52}")
                 try:
                     timing = measure_case(case, device, pool, timer, one_round, check=r == 0)
-                except (KernelCheckError, RuntimeError, ValueError, NotImplementedError) as exc:
+                except Exception as exc:  # noqa: BLE001 - any failure skips the case, with why
                     reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                     result.skipped.append((case.label(), reason[:200]))
                     del samples[i]
