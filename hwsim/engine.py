@@ -12,7 +12,8 @@ import numpy as np
 from hwsim.deployment import Deployment
 from hwsim.forward import Forward
 from hwsim.graph import forward_ops
-from hwsim.predict import BOUNDS, OpTime, time_op
+from hwsim.predict import BOUNDS, OpTime, roofline_floor_s, time_op
+from hwsim.profiles.hardware import HardwareProfile
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
 # midpoints of the context range [S, S + G] (exact for step times linear in context).
@@ -28,6 +29,7 @@ class PhaseCost:
     hbm_bytes: np.ndarray  # per GPU
     time_by_bound_s: tuple[np.ndarray, np.ndarray, np.ndarray]  # compute, memory, comm
     op_times: tuple[OpTime, ...]
+    band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90); None if uncalibrated
 
     @property
     def bound(self) -> np.ndarray:
@@ -65,7 +67,37 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
         for t in times
     )
     hbm = sum(np.asarray(t.op.hbm_bytes) * t.op.count for t in times)
-    return PhaseCost(total, flops, hbm, by_bound, times)
+    return PhaseCost(total, flops, hbm, by_bound, times, phase_band_s(dep.hardware, times))
+
+
+def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
+    """(p10, p90) seconds of one op (all its executions) from the profile's calibration
+    residuals; the low end never beats the roofline. Communication ops and op classes the
+    calibration did not measure keep a zero-width band (their point value)."""
+    from hwsim.kernels import residual_band
+
+    lo, hi = np.ones_like(t.total_s), np.ones_like(t.total_s)
+    for i, bound in enumerate(BOUNDS[:2]):
+        band = residual_band(hw, t.op, bound) if t.op.op_class != "communication" else None
+        if band is not None:
+            mine = np.asarray(t.bound) == i
+            lo = np.where(mine, np.exp(band.p10), lo)
+            hi = np.where(mine, np.exp(band.p90), hi)
+    floor = np.asarray(roofline_floor_s(hw, t.op), dtype=float) * t.op.count
+    return np.maximum(floor, t.total_s * lo), np.maximum(floor, t.total_s * hi)
+
+
+def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
+    """The p10-p90 band of a forward pass on a calibrated profile, else None.
+
+    Each op's band is its calibration residual quantiles (held-out log(measured/predicted)
+    for its class, dtype and bound); the phase band adds the ops' low ends and their high
+    ends, i.e. assumes the errors of the ops move together. That is the conservative
+    choice: ops of one class share one fitted curve, so their errors are correlated."""
+    if hw.calibration is None or not hw.calibration.residuals:
+        return None
+    bands = [op_band_s(hw, t) for t in times]
+    return sum(b[0] for b in bands), sum(b[1] for b in bands)
 
 
 def prefill_cost(dep: Deployment, batch, prompt_len) -> PhaseCost:
@@ -107,6 +139,7 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
         hbm_bytes=mean(cost.hbm_bytes),
         time_by_bound_s=tuple(mean(t) for t in cost.time_by_bound_s),
         op_times=tuple(_mean_op_time(t, mean) for t in cost.op_times),
+        band_s=None if cost.band_s is None else (mean(cost.band_s[0]), mean(cost.band_s[1])),
     )
 
 

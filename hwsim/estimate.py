@@ -74,6 +74,31 @@ def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
+def _latency(dep: Deployment, pre, dec, g) -> Latency:
+    ttft, tpot = pre.time_s, dec.time_s
+    point = {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (g - 1.0) * tpot}
+    if pre.band_s is None or dec.band_s is None:
+        return Latency(**point)
+    (t_lo, t_hi), (d_lo, d_hi) = pre.band_s, dec.band_s
+    cal = dep.hardware.calibration
+    return Latency(
+        **point,
+        ttft_low_s=t_lo,
+        ttft_high_s=t_hi,
+        tpot_low_s=d_lo,
+        tpot_high_s=d_hi,
+        e2e_low_s=t_lo + (g - 1.0) * d_lo,
+        e2e_high_s=t_hi + (g - 1.0) * d_hi,
+        band="p10-p90 of calibration residuals"
+        + (f" ({cal.device_name})" if cal.device_name else "")
+        + (
+            f"; held-out coverage {cal.heldout_band_coverage:.0%}"
+            if cal.heldout_band_coverage is not None
+            else ""
+        ),
+    )
+
+
 def estimate_deployment(
     dep: Deployment, batch, prompt_len, gen_len, tpot_slo_s: float | None = None
 ) -> Estimate:
@@ -127,7 +152,7 @@ def estimate_deployment(
             bound=dec.bound,
             bandwidth_floor_s=dec.hbm_bytes / dep.hardware.bandwidth_bytes_per_s,
         ),
-        latency=Latency(ttft_s=ttft, tpot_s=tpot, e2e_s=e2e),
+        latency=_latency(dep, pre, dec, g),
         throughput=Throughput(
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,

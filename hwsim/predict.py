@@ -1,8 +1,11 @@
 """Turn op cost descriptors into seconds on a device: roofline x efficiency, alpha-beta links.
 
 Roofline (Williams, Waterman & Patterson 2009): t = max(F / pi, B / beta). hwsim scales the
-peaks by the profile's efficiency curve for the op class (see EfficiencyCurve) and adds the
-kernel launch overhead. Collectives use the ring alpha-beta model (formulas.md section 10):
+peaks by the profile's efficiency curve for the op class (see EfficiencyCurve), adds the part
+of the shorter of compute and memory time the curve's ``overlap`` does not hide
+(t = max(C, M) + (1 - overlap) min(C, M); overlap 1 is the plain max) and the kernel launch
+overhead. :func:`roofline_floor_s` stays the bare max at peak rates, which no curve beats.
+Collectives use the ring alpha-beta model (formulas.md section 10):
 all-reduce = 2 (p-1) alpha + 2 (p-1)/p * S / bw; point-to-point = alpha + S / bw.
 """
 
@@ -39,6 +42,15 @@ def peak_flops_per_s(hw: HardwareProfile, op: Op) -> float:
     return hw.matrix_peak_flops_per_s(op.compute_dtype)
 
 
+def overlapped_s(compute_s, memory_s, overlap: float) -> np.ndarray:
+    """Compute and memory time combined: max(C, M) + (1 - overlap) * min(C, M).
+
+    ``overlap`` 1 is the roofline's max(C, M) (the shorter fully hidden), 0 the serial C + M;
+    either way the result is at least max(C, M)."""
+    c, m = np.asarray(compute_s, dtype=float), np.asarray(memory_s, dtype=float)
+    return np.maximum(c, m) + (1.0 - overlap) * np.minimum(c, m)
+
+
 def time_op(hw: HardwareProfile, op: Op) -> OpTime:
     if op.op_class == "communication":
         return _time_collective(hw, op)
@@ -51,7 +63,7 @@ def time_op(hw: HardwareProfile, op: Op) -> OpTime:
     memory_s = (nbytes + curve.memory_half_bytes * (nbytes > 0)) / (
         hw.bandwidth_bytes_per_s * curve.memory_fraction
     )
-    time_s = np.maximum(compute_s, memory_s) + op.kernels * curve.launch_overhead_s
+    time_s = overlapped_s(compute_s, memory_s, curve.overlap) + op.kernels * curve.launch_overhead_s
     bound = np.where(compute_s >= memory_s, 0, 1)
     return OpTime(op, time_s, compute_s, memory_s, bound)
 

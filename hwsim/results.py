@@ -50,9 +50,19 @@ class Decode(_Section):
 
 
 class Latency(_Section):
+    """Point values; on a calibrated profile also the p10-p90 band (``*_low_s``,
+    ``*_high_s``; None on an uncalibrated profile, whose values are the fitted-free model)."""
+
     ttft_s: Num
     tpot_s: Num
     e2e_s: Num
+    ttft_low_s: Num | None = None
+    ttft_high_s: Num | None = None
+    tpot_low_s: Num | None = None
+    tpot_high_s: Num | None = None
+    e2e_low_s: Num | None = None
+    e2e_high_s: Num | None = None
+    band: str | None = None
 
 
 class Throughput(_Section):

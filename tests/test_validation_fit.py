@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
 from hwsim.errors import HwsimError
 from hwsim.kernels import kernel_time
@@ -47,6 +48,7 @@ def test_fit_recovers_known_parameters_from_noisy_synthetic_data():
     want = TRUTH["matmul"]
     assert curve.compute_fraction == pytest.approx(want["compute_fraction"], rel=0.1)
     assert curve.memory_fraction == pytest.approx(want["memory_fraction"], rel=0.1)
+    assert curve.overlap == pytest.approx(1.0, abs=0.05)  # the truth's default: plain max
     # The fixed costs (F_half, B_half, launch overhead) are nearly collinear: each adds a
     # constant in its regime. What is identifiable is the time they add up to, so compare
     # predictions, including a tiny shape well below every measured one.
@@ -78,9 +80,14 @@ def test_split_is_deterministic_and_about_seventy_thirty():
     assert not {r.key() for r in train} & {r.key() for r in held}
 
 
+TRUTH_MATMUL_OVERLAP = 0.4  # calibrated fixture: matmul hides only 40% of min(C, M)
+
+
 @pytest.fixture(scope="module")
 def calibrated():
-    truth = synthetic.with_curves(CPU, TRUTH)
+    truth = synthetic.with_curves(
+        CPU, {**TRUTH, "matmul": {**TRUTH["matmul"], "overlap": TRUTH_MATMUL_OVERLAP}}
+    )
     rows = synthetic.measurements(
         truth,
         synthetic.shapes(),
@@ -115,7 +122,10 @@ def test_calibrated_profile_records_its_provenance_and_stays_under_the_roofline(
     for c in fit.FIT_CLASSES:
         curve = hw.efficiency.for_class(c)
         assert 0 < curve.compute_fraction <= 1 and 0 < curve.memory_fraction <= 1
+        assert 0 <= curve.overlap <= 1
         assert "fitted" in curve.source
+    assert hw.efficiency.matmul.overlap == pytest.approx(TRUTH_MATMUL_OVERLAP, abs=0.15)
+    assert calibrated.classes["matmul"].curve["overlap"] == hw.efficiency.matmul.overlap
     t = kernel_time(hw, "gemm", m=4096, n=4096, k=4096, dtype="bf16")
     floor = kernel_time(hw, "gemm", rung="roofline", m=4096, n=4096, k=4096, dtype="bf16")
     assert t.rung == "calibrated" and t.low_s >= floor.time_s
@@ -151,6 +161,10 @@ def test_write_profile_round_trips_and_refuses_to_overwrite(calibrated, tmp_path
         and loaded.calibration.residuals.keys() == calibrated.profile.calibration.residuals.keys()
     )
     assert math.isclose(loaded.bandwidth_bytes_per_s, calibrated.profile.bandwidth_bytes_per_s)
+    written = yaml.safe_load(path.read_text())["efficiency"]
+    for c in fit.FIT_CLASSES:
+        assert 0 <= written[c]["overlap"] <= 1
+        assert loaded.efficiency.for_class(c) == calibrated.profile.efficiency.for_class(c)
     assert "Calibrated hardware profile" in path.read_text().splitlines()[0]
     assert report.exists()
     with pytest.raises(HwsimError, match="already exists"):
@@ -172,26 +186,22 @@ def test_too_few_measurements_is_a_clear_error():
         fit.calibrate(CPU, rows, profile_id="x", calibrated_from="x")
 
 
-def test_fit_recovers_partial_overlap_of_compute_and_memory():
-    """With the optional overlap term (time = max(C, M) + (1 - overlap) min(C, M)) the fit
-    recovers it; used once the profile schema carries EfficiencyCurve.overlap."""
+@pytest.mark.parametrize("overlap", [0.0, 0.3, 0.6])
+def test_fit_recovers_partial_overlap_of_compute_and_memory(overlap):
+    """Truth priced by hwsim.predict.time_op with time = max(C, M) + (1 - overlap) min(C, M):
+    the fit recovers overlap and the fractions, and fits far better than the plain max."""
+    truth = synthetic.with_curves(CPU, {"matmul": {**TRUTH["matmul"], "overlap": overlap}})
     shapes = [s for s in synthetic.shapes(("bf16",)) if s[0] == "gemm"]
-    rows = synthetic.measurements(CPU, shapes, noise=0.0)
-    p = fit.points(CPU, rows)
-    exact = fit.CurveFit(**TRUTH["matmul"], offsets={}, reference_groups=(), cost=0, overlap=0.3)
-    rng = np.random.default_rng(4)
-    noisy = fit.Points(
-        p.rows,
-        p.flops,
-        p.nbytes,
-        p.peak,
-        p.bandwidth,
-        p.kernels,
-        fit.model_log_t(exact.vector, p, True) + rng.normal(0, 0.02, len(p)),
-        p.groups,
-    )
-    curve = fit.fit_curve(noisy, fit_overlap=True)
-    assert curve.overlap == pytest.approx(0.3, abs=0.1)
+    rows = synthetic.measurements(truth, shapes, noise=0.02, seed=4)
+    p = fit.points(truth, rows)
+    curve = fit.fit_curve(p)
+    assert curve.overlap == pytest.approx(overlap, abs=0.1)
     assert curve.compute_fraction == pytest.approx(TRUTH["matmul"]["compute_fraction"], rel=0.1)
-    plain = fit.fit_curve(noisy)
-    assert plain.overlap == 1.0 and plain.cost > curve.cost
+    assert curve.memory_fraction == pytest.approx(TRUTH["matmul"]["memory_fraction"], rel=0.1)
+    exact = fit.CurveFit(
+        **TRUTH["matmul"], offsets={}, reference_groups=(), cost=0, overlap=overlap
+    )
+    gap = np.abs(fit.model_log_t(curve.vector, p) - fit.model_log_t(exact.vector, p))
+    assert np.median(gap) < 0.02
+    plain = fit.fit_curve(p, fit_overlap=False)
+    assert plain.overlap == 1.0 and plain.cost > 5 * curve.cost

@@ -2,19 +2,19 @@
 
 The model is hwsim's own (:func:`hwsim.predict.time_op`, see ``EfficiencyCurve``)::
 
-    t = max((F + F_half) / (peak * compute_fraction),
-            (B + B_half) / (bandwidth * memory_fraction)) + kernels * launch_overhead_s
+    C = (F + F_half) / (peak * compute_fraction)
+    M = (B + B_half) / (bandwidth * memory_fraction)
+    t = max(C, M) + (1 - overlap) * min(C, M) + kernels * launch_overhead_s
 
 fitted per op class by least squares in log-time space (scipy ``least_squares``, soft-L1
-loss, a few starts), with ``compute_fraction`` and ``memory_fraction`` bounded to (0, 1] so
-the fitted curve never beats the roofline. One curve per op class cannot tell a bf16 GEMM
+loss, a few starts), with ``compute_fraction`` and ``memory_fraction`` bounded to (0, 1] and
+``overlap`` to [0, 1] so the fitted curve never beats the roofline. The five sizes are fitted
+as log10; ``overlap`` as itself. One curve per op class cannot tell a bf16 GEMM
 from an fp32 one, nor a prefill kernel from a decode kernel, so each group
 '<op name>/<dtype>/<roofline bound>' (e.g. 'gemm/fp32/compute') also gets a log-time offset,
 except one reference group per bound, which pins the two fractions. The offsets and the spread
 of out-of-fold residuals become the profile's calibration residuals (``p50`` = the group's
-offset, ``p10``/``p90`` its band), read back by :func:`hwsim.kernels.calibrated_band`. Where
-the schema has ``EfficiencyCurve.overlap`` (time = max(C, M) + (1 - overlap) min(C, M)) it
-is fitted too.
+offset, ``p10``/``p90`` its band), read back by :func:`hwsim.kernels.calibrated_band`.
 
 Honesty rules: a deterministic 70/30 split by a hash of the shape keeps a held-out set the
 fit never sees; the band comes from 5-fold cross-validation inside the training set, so its
@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,15 +40,17 @@ from scipy.optimize import least_squares
 from hwsim.errors import HwsimError
 from hwsim.kernels import calibrated_band, kernel_op, residual_keys, roofline_bound
 from hwsim.measured import Measurement, best_per_shape
-from hwsim.predict import peak_flops_per_s, time_op
-from hwsim.profiles.hardware import EfficiencyCurve, HardwareProfile
+from hwsim.predict import overlapped_s, peak_flops_per_s, time_op
+from hwsim.profiles.hardware import HardwareProfile
 
 HELDOUT_FRACTION = 0.3
 FOLDS = 5
 FIT_CLASSES = ("matmul", "attention", "elementwise")
-# Parameters, all log10: compute_fraction, memory_fraction, F_half, B_half, launch overhead.
-_LOWER = np.array([-3.0, -3.0, 0.0, 0.0, -8.0])
-_UPPER = np.array([0.0, 0.0, 14.0, 11.0, -1.5])
+# Parameters: log10 of compute_fraction, memory_fraction, F_half, B_half and launch overhead,
+# then overlap itself (not a log: 0 and 1 are both meaningful).
+_LOWER = np.array([-3.0, -3.0, 0.0, 0.0, -8.0, 0.0])
+_UPPER = np.array([0.0, 0.0, 14.0, 11.0, -1.5, 1.0])
+_START_GRID = [(-1.0, -0.05), (-1.0, -0.05), (2.0, 8.0), (2.0, 6.0), (-6.0, -4.0), (0.3, 0.9)]
 _OFFSET_BOUND = 4.0
 MIN_GROUP_BAND_POINTS = 8  # |log-time offset| of a group: a factor of e^4 ~ 55 either way
 
@@ -139,7 +140,7 @@ class CurveFit:
 
     @property
     def vector(self) -> np.ndarray:
-        """The fit's parameter vector: log10 of the five sizes, then logit(overlap)."""
+        """The fit's parameter vector: log10 of the five sizes, then overlap."""
         values = (
             self.compute_fraction,
             self.memory_fraction,
@@ -147,50 +148,43 @@ class CurveFit:
             max(self.memory_half_bytes, 1.0),
             max(self.launch_overhead_s, 1e-8),
         )
-        ov = min(max(self.overlap, 1e-6), 1 - 1e-9)
-        return np.append(np.log10(np.array(values)), math.log(ov / (1 - ov)))
+        return np.append(np.log10(np.array(values)), min(max(self.overlap, 0.0), 1.0))
 
     def curve_fields(self) -> dict[str, float]:
-        fields = {
-            k: getattr(self, k)
-            for k in (
-                "compute_fraction",
-                "memory_fraction",
-                "compute_half_flops",
-                "memory_half_bytes",
-                "launch_overhead_s",
-            )
-        }
-        if OVERLAP_SUPPORTED:
-            fields["overlap"] = self.overlap
-        return fields
+        """The ``EfficiencyCurve`` fields of the fit (all but ``source``)."""
+        return {k: getattr(self, k) for k in CURVE_FIELDS}
 
 
-OVERLAP_SUPPORTED = "overlap" in EfficiencyCurve.model_fields
-"""Whether the profile schema has ``EfficiencyCurve.overlap`` (time = max(C, M) + (1 - overlap)
-min(C, M)); only then is it fitted. Without it overlap is 1: the plain roofline max."""
+CURVE_FIELDS = (
+    "compute_fraction",
+    "memory_fraction",
+    "compute_half_flops",
+    "memory_half_bytes",
+    "launch_overhead_s",
+    "overlap",
+)
+"""The fitted ``EfficiencyCurve`` fields, written into the calibrated profile."""
 
 
-def model_log_t(x: np.ndarray, p: Points, fit_overlap: bool = False) -> np.ndarray:
-    """log seconds of hwsim's efficiency model; ``x`` holds the log10 of its five parameters
-    and, when ``fit_overlap``, logit(overlap) of compute and memory traffic (1: the roofline's
-    max(C, M); 0: C + M, no overlap at all)."""
+def model_log_t(x: np.ndarray, p: Points) -> np.ndarray:
+    """log seconds of hwsim's efficiency model; ``x`` holds the log10 of its five sizes and
+    then ``overlap`` of compute and memory time (1: the roofline's max(C, M); 0: C + M, no
+    overlap at all); without a sixth entry overlap is 1."""
     cf, mf, f_half, b_half, launch = 10.0 ** np.asarray(x[:5])
+    overlap = float(x[5]) if len(x) > 5 else 1.0
     compute = (p.flops + f_half * (p.flops > 0)) / (p.peak * cf)
     memory = (p.nbytes + b_half * (p.nbytes > 0)) / (p.bandwidth * mf)
-    t = np.maximum(compute, memory)
-    if fit_overlap:
-        t = t + (1 - 1 / (1 + math.exp(-x[5]))) * np.minimum(compute, memory)
-    return np.log(t + p.kernels * launch)
+    return np.log(overlapped_s(compute, memory, overlap) + p.kernels * launch)
 
 
 def fit_curve(
     p: Points,
     starts: list[np.ndarray] | None = None,
     offsets_start: dict[str, float] | None = None,
-    fit_overlap: bool = False,
+    fit_overlap: bool = True,
 ) -> CurveFit:
-    """Least squares in log time: one curve for the class plus an offset per group."""
+    """Least squares in log time: one curve for the class plus an offset per group.
+    ``fit_overlap=False`` pins overlap to 1 (the plain roofline max)."""
     if len(p) < 3:
         raise HwsimError(f"need at least 3 measurements to fit a curve, got {len(p)}")
     counts = defaultdict(int)
@@ -209,15 +203,12 @@ def fit_curve(
 
     def residuals(v: np.ndarray) -> np.ndarray:
         offsets = np.append(v[n:], 0.0)[index]
-        return model_log_t(v[:n], p, fit_overlap) + offsets - p.log_t
+        return model_log_t(v[:n], p) + offsets - p.log_t
 
-    bounds = [(_LOWER, _UPPER), (np.append(_LOWER, -8.0), np.append(_UPPER, 12.0))][fit_overlap]
-    lower = np.concatenate([bounds[0], np.full(len(others), -_OFFSET_BOUND)])
-    upper = np.concatenate([bounds[1], np.full(len(others), _OFFSET_BOUND)])
+    lower = np.concatenate([_LOWER[:n], np.full(len(others), -_OFFSET_BOUND)])
+    upper = np.concatenate([_UPPER[:n], np.full(len(others), _OFFSET_BOUND)])
     if starts is None:
-        grid = [(-1.0, -0.05), (-1.0, -0.05), (2.0, 8.0), (2.0, 6.0), (-6.0, -4.0)]
-        grid += [(-1.0, 3.0)] if fit_overlap else []
-        starts = [np.array(s) for s in itertools.product(*grid)]
+        starts = [np.array(s) for s in itertools.product(*_START_GRID[:n])]
     best = None
     for start in starts:
         off0 = [(offsets_start or {}).get(g, 0.0) for g in others]
@@ -233,7 +224,7 @@ def fit_curve(
         **{g: float(x[n + i]) for i, g in enumerate(others)},
     }
     cf, mf, f_half, b_half, launch = (float(v) for v in 10.0 ** x[:5])
-    overlap = 1 / (1 + math.exp(-x[5])) if fit_overlap else 1.0
+    overlap = float(np.clip(x[5], 0.0, 1.0)) if fit_overlap else 1.0
     return CurveFit(
         min(cf, 1.0),
         min(mf, 1.0),
@@ -247,13 +238,13 @@ def fit_curve(
     )
 
 
-def _predict_log(fit: CurveFit, p: Points, fit_overlap: bool = False) -> np.ndarray:
+def _predict_log(fit: CurveFit, p: Points) -> np.ndarray:
     offsets = np.array([fit.offsets.get(g, np.nan) for g in p.groups])
-    return model_log_t(fit.vector, p, fit_overlap) + offsets
+    return model_log_t(fit.vector, p) + offsets
 
 
 def out_of_fold(
-    p: Points, full: CurveFit, folds: int = FOLDS, fit_overlap: bool = False
+    p: Points, full: CurveFit, folds: int = FOLDS, fit_overlap: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cross-validated residuals (measured - predicted, log) of every training point:
     corrected (with the group offsets) and raw (the curve alone)."""
@@ -270,8 +261,8 @@ def out_of_fold(
             train, starts=[full.vector], offsets_start=full.offsets, fit_overlap=fit_overlap
         )
         held = p.subset(test)
-        corrected[test] = held.log_t - _predict_log(fit, held, fit_overlap)
-        raw[test] = held.log_t - model_log_t(fit.vector, held, fit_overlap)
+        corrected[test] = held.log_t - _predict_log(fit, held)
+        raw[test] = held.log_t - model_log_t(fit.vector, held)
     return corrected, raw
 
 
@@ -385,8 +376,8 @@ def calibrate(
         if len(cls_train) < 3:
             continue
         p = points(hw, cls_train)
-        fit = fit_curve(p, fit_overlap=OVERLAP_SUPPORTED)
-        corrected, raw = out_of_fold(p, fit, fit_overlap=OVERLAP_SUPPORTED)
+        fit = fit_curve(p)
+        corrected, raw = out_of_fold(p, fit)
         q10, q50, q90 = _quantiles(corrected)
         n = int(np.isfinite(corrected).sum())
         groups = np.array(p.groups)

@@ -84,6 +84,12 @@ def register(app: typer.Typer) -> None:
             "--reuse-measurements",
             help="fit what --measurements-dir already holds for this device; measure nothing",
         ),
+        from_dir: Path | None = typer.Option(
+            None,
+            "--from-measurements",
+            help="fit one device's measurements taken elsewhere (a <results>/<device> folder, "
+            "e.g. from a GPU machine); measures nothing and needs no torch",
+        ),
         force: bool = typer.Option(
             False, "--force", help="overwrite --out (never a shipped profile)"
         ),
@@ -92,13 +98,21 @@ def register(app: typer.Typer) -> None:
         """Measure kernels on this device and fit a calibrated hardware profile."""
         from hwsim.profiles.loader import load_hardware
 
-        import_validation()
+        if from_dir is None:
+            import_validation()
         from validation import fit, harness, results, suite
 
         fit.check_writable(out, force)  # fail before minutes of measuring
-        dev = harness.select_device(device)
+        if from_dir is not None:
+            measured, meta = results.load(from_dir)
+            dev = _device_of(meta, from_dir)
+        else:
+            dev = harness.select_device(device)
         base = load_hardware(base_profile or base_profile_for(dev))
-        if reuse:
+        if from_dir is not None:
+            rows, skipped = list(measured.rows), []
+            source = f"{len(rows)} measurements in {from_dir}"
+        elif reuse:
             folder = measurements_dir / dev.slug
             measured, _meta = results.load(folder)
             rows, skipped = list(measured.rows), []
@@ -148,6 +162,23 @@ def register(app: typer.Typer) -> None:
             print_json(summary)
             return
         _print_summary(result, summary)
+
+
+def _device_of(metadata: dict[str, dict], folder: Path):
+    """The one device that took the measurements under ``folder`` (from their sidecars)."""
+    from validation.harness import Device
+
+    devices = {(m["device_kind"], m["device_name"]) for m in metadata.values()}
+    if len(devices) != 1:
+        names = sorted(name for _, name in devices)
+        raise HwsimError(
+            f"{folder}: --from-measurements needs one device's folder "
+            f"(e.g. validation/results/<device>); found {names or 'none'}"
+        )
+    kind, name = devices.pop()
+    if kind not in ("cpu", "cuda"):
+        raise HwsimError(f"{folder}: metadata device_kind {kind!r}; allowed: cpu, cuda")
+    return Device(kind, name)
 
 
 def _pct(d: dict, key: str) -> str:

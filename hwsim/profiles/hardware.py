@@ -52,12 +52,15 @@ class Interconnect(BaseModel):
 
 
 class EfficiencyCurve(BaseModel):
-    """Achievable fraction of peak, saturating with op size.
+    """Achievable fraction of peak, saturating with op size, and how well compute hides memory.
 
-    time = max((F + F_half) / (peak * compute_fraction),
-               (B + B_half) / (bandwidth * memory_fraction)) + launch_overhead_s
+    C = (F + F_half) / (peak * compute_fraction)
+    M = (B + B_half) / (bandwidth * memory_fraction)
+    time = max(C, M) + (1 - overlap) * min(C, M) + kernels * launch_overhead_s
     i.e. efficiency(F) = compute_fraction * F / (F + F_half): small ops pay a fixed cost and
-    large ops approach compute_fraction of peak. Defaults (F_half = B_half = 0) are the plain
+    large ops approach compute_fraction of peak. ``overlap`` is the share of the shorter of the
+    two times hidden under the longer one: 1 (the default) is the classic roofline max(C, M),
+    0 runs them back to back (C + M). Defaults (F_half = B_half = 0, overlap = 1) are the plain
     roofline scaled by the fractions.
     """
 
@@ -67,6 +70,16 @@ class EfficiencyCurve(BaseModel):
     compute_half_flops: float = Field(default=0.0, ge=0)
     memory_half_bytes: float = Field(default=0.0, ge=0)
     launch_overhead_s: float = Field(default=0.0, ge=0)
+    overlap: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description=(
+            "share of min(compute time, memory time) hidden under the longer one: "
+            "time = max(C, M) + (1 - overlap) * min(C, M) + launch; 1 (default) is the classic "
+            "roofline max(C, M), 0 is the serial sum C + M"
+        ),
+    )
     source: str
 
 

@@ -11,6 +11,13 @@ from hwsim.report.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.results import Estimate
 
 
+def _band(low, high) -> str:
+    """' (p10-p90 a-b)' on a calibrated profile, else nothing."""
+    if low is None or high is None:
+        return ""
+    return f" (p10-p90 {fmt_time(low)} - {fmt_time(high)})"
+
+
 def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
     m, p, d, lat, thr, cap = (
         est.memory,
@@ -33,10 +40,19 @@ def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
             ("fits", "yes" if m.fits else "NO"),
         ],
         "Latency": [
-            ("prefill (TTFT)", f"{fmt_time(lat.ttft_s)}  [{p.bound}-bound, {fmt_flops(p.flops)}]"),
-            ("decode (TPOT, mean)", f"{fmt_time(lat.tpot_s)}  [{d.bound}-bound]"),
+            (
+                "prefill (TTFT)",
+                f"{fmt_time(lat.ttft_s)}{_band(lat.ttft_low_s, lat.ttft_high_s)}"
+                f"  [{p.bound}-bound, {fmt_flops(p.flops)}]",
+            ),
+            (
+                "decode (TPOT, mean)",
+                f"{fmt_time(lat.tpot_s)}{_band(lat.tpot_low_s, lat.tpot_high_s)}"
+                f"  [{d.bound}-bound]",
+            ),
             ("TPOT bandwidth floor", fmt_time(d.bandwidth_floor_s)),
-            ("end to end", fmt_time(lat.e2e_s)),
+            ("end to end", f"{fmt_time(lat.e2e_s)}{_band(lat.e2e_low_s, lat.e2e_high_s)}"),
+            *([("band", lat.band)] if lat.band else []),
         ],
         "Throughput": [
             ("output tokens/s (this batch)", fmt_count(thr.output_tokens_per_s)),
