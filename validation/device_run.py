@@ -72,9 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nvidia-smi.txt").write_text(_nvidia_smi())
     root = Path("/tmp/hwsim-results") if dev.kind == "cuda" else args.out / "results"
+    from hwsim.cli.calibrate import base_profile_for
     from hwsim.profiles.loader import load_hardware
 
-    base = load_hardware("h100-sxm" if dev.kind == "cuda" else "cpu")
+    base = load_hardware(base_profile_for(dev))
     l2 = base.on_chip.l2_bytes.value if base.on_chip.l2_bytes else None
     pool = harness.pool_bytes_for(l2)
     policy = harness.QUICK
