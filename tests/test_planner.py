@@ -242,3 +242,29 @@ def test_ray_path_matches_local(tmp_path, monkeypatch):
     finally:
         ray.shutdown()
         subprocess.run([cli, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_prefill_wait_quantile_matches_a_simulated_mm1_queue():
+    """For exponential service (c^2 = 1) the M/G/1 tail approximation is exact (M/M/1):
+    check it against a Lindley-recursion simulation of 200,000 customers."""
+    from hwsim.planner.analytic import prefill_wait_quantile_s
+
+    rng = np.random.default_rng(0)
+    rho, service_s = 0.7, 0.05
+    n = 200_000
+    gaps = rng.exponential(service_s / rho, n)
+    service = rng.exponential(service_s, n)
+    wait = np.zeros(n)
+    for i in range(1, n):  # Lindley: W_i = max(0, W_{i-1} + S_{i-1} - A_i)
+        wait[i] = max(0.0, wait[i - 1] + service[i - 1] - gaps[i])
+    for q in (0.95, 0.99):
+        predicted = float(prefill_wait_quantile_s(rho, service_s, 1.0, q))
+        assert predicted == pytest.approx(np.quantile(wait[1000:], q), rel=0.06)
+
+
+def test_prefill_wait_is_zero_when_most_requests_never_wait():
+    from hwsim.planner.analytic import prefill_wait_quantile_s
+
+    assert float(prefill_wait_quantile_s(0.04, 0.1, 0.0, 0.95)) == 0.0
+    waits = prefill_wait_quantile_s(np.array([0.2, 0.5, 0.9]), 0.1, 0.5, 0.95)
+    assert np.all(np.diff(waits) > 0)  # more load, longer waits

@@ -4,8 +4,12 @@ A replica serving lambda requests/s with b sequences decoding at once spends a s
 rho = lambda * t_pf(S) of its time on prefill, so each decode step stretches to
 t_dec(b) / (1 - rho). Little's law (L = lambda W, Little 1961) with W ~ G * TPOT gives
 b = lambda * G * t_dec(b) / (1 - rho), i.e. lambda(b) = b / (G t_dec(b) + b t_pf(S)).
-TTFT is the p95 prompt's prefill plus one decode iteration plus the M/D/1 mean wait of the
-prefill "server", rho t_pf / (2 (1 - rho)) (Pollaczek-Khinchine with deterministic service).
+TTFT at quantile q is the q-quantile prompt's prefill plus one decode iteration plus the
+q-quantile wait for the prefill "server", an M/G/1 queue: Pollaczek-Khinchine mean wait
+W = rho t_pf (1 + c^2) / (2 (1 - rho)) with c^2 the squared coefficient of variation of the
+prefilled prompt lengths (Kleinrock 1975, Queueing Systems I, eq. 5.85), and the usual
+exponential tail for the wait, P(wait > t) = rho exp(-rho t / W), so that
+wait_q = (W / rho) ln(rho / (1 - q)) when rho > 1 - q, else 0.
 The planner takes the largest b that meets every SLO and fits in memory, then sizes
 replicas = ceil(peak / (lambda(b) (1 - headroom))).
 """
@@ -35,6 +39,8 @@ class Workload:
     prompt_p95: float
     output_mean: float
     prefill_mean: float  # prompt tokens actually prefilled (prefix caching skips history)
+    prefill_scv: float = 0.0  # squared coefficient of variation of the prefilled tokens
+    prompt_p99: float | None = None  # defaults to prompt_p95
 
 
 @dataclass
@@ -102,12 +108,24 @@ def evaluate(
     return _steady_state(dep, cand, work, slo, price_of(dep, prices), weights)
 
 
+def prefill_wait_quantile_s(rho, t_pf: float, scv: float, q: float) -> np.ndarray:
+    """q-quantile of the wait in an M/G/1 prefill queue (module docstring): Pollaczek-Khinchine
+    mean wait with an exponential tail beyond the probability rho of waiting at all."""
+    rho = np.asarray(rho, dtype=float)
+    mean_wait = rho * t_pf * (1.0 + scv) / (2.0 * (1.0 - rho))
+    tail = 1.0 - q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        wait = mean_wait / rho * np.log(rho / tail)
+    return np.where(rho > tail, wait, 0.0)
+
+
 def _steady_state(
     dep: Deployment, cand: Candidate, work: Workload, slo: SLO, price: float, weights: float
 ) -> CandidateResult:
     g = work.output_mean
     t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s)
     t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s)
+    t_pf_p99 = float(prefill_cost(dep, 1.0, work.prompt_p99 or work.prompt_p95).time_s)
     context = work.prompt_mean + g
     free = free_bytes_for_cache(dep, min(work.prompt_p95, cand.max_num_batched_tokens), weights)
     by_memory = int(max_batch(dep, context, free))
@@ -129,12 +147,13 @@ def _steady_state(
     lam = b / (g * t_dec + b * t_pf)
     rho = lam * t_pf
     tpot = t_dec / (1 - rho)
-    ttft = t_pf_p95 + t_dec + rho * t_pf / (2 * (1 - rho))
+    ttft = t_pf_p95 + t_dec + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
+    ttft_p99 = t_pf_p99 + t_dec + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
     e2e = ttft + (g - 1) * tpot
     checks = {
         "tpot_p95": (slo.tpot_p95_s, tpot),
         "ttft_p95": (slo.ttft_p95_s, ttft),
-        "ttft_p99": (slo.ttft_p99_s, ttft),
+        "ttft_p99": (slo.ttft_p99_s, ttft_p99),
         "e2e_p95": (slo.e2e_p95_s, e2e),
     }
     checks = {k: (t, v) for k, (t, v) in checks.items() if t is not None}

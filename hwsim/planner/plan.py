@@ -115,6 +115,8 @@ def summarise_workload(traffic: TrafficSpec, seed: int = 0) -> Workload:
         prompt_p95=float(np.percentile(prompt, 95)),
         output_mean=float(req.output_tokens.astype(float).mean()),
         prefill_mean=float(prefilled.mean()),
+        prefill_scv=float(prefilled.var() / prefilled.mean() ** 2) if prefilled.mean() > 0 else 0.0,
+        prompt_p99=float(np.percentile(prompt, 99)),
     )
 
 
