@@ -89,8 +89,11 @@ def _moe_ops(fw: Forward) -> list[Op]:
         act_write_bytes=routed_tokens * (d + inter) * act,
         compute_dtype=fw.compute_dtype,
         kernels=2,
-        meta={"expert_bytes": expert_weights * fw.weight.bytes_per_element,
-              "n_experts": moe.n_experts, "top_k": moe.top_k},
+        meta={
+            "expert_bytes": expert_weights * fw.weight.bytes_per_element,
+            "n_experts": moe.n_experts,
+            "top_k": moe.top_k,
+        },
     )
     ops = [router, experts]
     if moe.n_shared_experts:

@@ -9,7 +9,10 @@ result names the rung that answered and why the ones above it refused:
 1. ``measured``: log-log interpolation of measurements (:mod:`hwsim.measured`), only inside
    the measured range of the kernel's size axis with every other parameter equal.
 2. ``calibrated``: :func:`hwsim.predict.time_op` with the profile's fitted curves, times
-   exp(p50) of its calibration residuals for the op; band: exp(p10) to exp(p90).
+   exp(p50) of its calibration residuals for the op; band: exp(p10) to exp(p90). Where the
+   profile has an overhead key for the kernel ('<kernel>/<dtype>/overhead'), the fixed per-call
+   part of the time (launch, dispatch, F_half/B_half) is scaled by that key instead and only
+   the size-proportional part by the op's own key (:func:`time_parts`).
 3. ``roofline``: speed of light, max(F / peak, B / bandwidth); no efficiency, no overhead.
 """
 
@@ -27,7 +30,7 @@ import numpy as np
 from hwsim.dtypes import DTYPES
 from hwsim.errors import HwsimError
 from hwsim.ops import Op
-from hwsim.predict import peak_flops_per_s, roofline_floor_s, time_op
+from hwsim.predict import overlapped_s, peak_flops_per_s, roofline_floor_s, time_op
 from hwsim.profiles.hardware import HardwareProfile, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -136,7 +139,8 @@ def _attention_prefill(batch: int, heads: int, kv_heads: int, seq_len: int, head
     name = "attention_prefill_causal" if causal else "attention_prefill"
     return Op(name, "attention", flops=4.0 * b * heads * d * pairs,
               act_read_bytes=b * heads * s * d * e, act_write_bytes=b * heads * s * d * e,
-              kv_read_bytes=2.0 * b * kv_heads * s * d * e, compute_dtype=dtype)  # fmt: skip
+              kv_read_bytes=2.0 * b * kv_heads * s * d * e, compute_dtype=dtype,
+              meta={"head_dim": head_dim})  # fmt: skip
 
 
 @register_kernel("attention_decode", axis="context_len", variant="torch.sdpa")
@@ -150,7 +154,7 @@ def _attention_decode(batch: int, heads: int, kv_heads: int, context_len: int, h
     name = "attention_decode_gqa" if kv_heads < heads else "attention_decode"
     return Op(name, "attention", flops=4.0 * b * heads * d * c, act_read_bytes=b * heads * d * e,
               act_write_bytes=b * heads * d * e, kv_read_bytes=2.0 * b * kv_heads * c * d * e,
-              compute_dtype=dtype)  # fmt: skip
+              compute_dtype=dtype, meta={"head_dim": head_dim})  # fmt: skip
 
 
 @register_kernel("copy", axis="bytes", variant="torch.copy")
@@ -209,22 +213,89 @@ def roofline_bound(hw: HardwareProfile, op: Op) -> np.ndarray:
     return np.where(compute >= memory, "compute", "memory")
 
 
+def group_key(op: Op, bound: str) -> str:
+    """'<kernel>/<dtype>/<bound>', e.g. 'gemm/bf16/memory': the calibration group of ``op``."""
+    return f"{op.name}/{op.compute_dtype}/{bound}"
+
+
+def shape_factor(op: Op) -> str | None:
+    """A shape parameter the calibration may key on beyond FLOPs and bytes: 'head_dim=<d>' for
+    attention built here. FlashAttention-style kernels run the softmax exponentials on the
+    special-function units (about 3.9 T exp/s against 989 TFLOP/s of bf16 MMA on an H100), one
+    per score whatever the head dim, so a head dim of 64 reaches a lower fraction of matrix
+    peak than 128 (Shah et al. 2024, FlashAttention-3, arXiv 2407.08608)."""
+    d = op.meta.get("head_dim")
+    return f"head_dim={d}" if d is not None else None
+
+
 def residual_keys(op: Op, bound: str) -> tuple[str, ...]:
     """Calibration residual keys for ``op``, most specific first: '<kernel>/<dtype>/<bound>'
-    (e.g. 'gemm/bf16/memory'), '<kernel>/<dtype>', '<op class>/<dtype>', '<op class>'."""
-    d = op.compute_dtype
-    return (f"{op.name}/{d}/{bound}", f"{op.name}/{d}", f"{op.op_class}/{d}", op.op_class)
+    (e.g. 'gemm/bf16/memory'), preceded by '<kernel>/<dtype>/<bound>/<shape factor>' where
+    :func:`shape_factor` has one, then '<kernel>/<dtype>', '<op class>/<dtype>', '<op class>'."""
+    d, group, factor = op.compute_dtype, group_key(op, bound), shape_factor(op)
+    keys = (group, f"{op.name}/{d}", f"{op.op_class}/{d}", op.op_class)
+    return (f"{group}/{factor}", *keys) if factor else keys
 
 
-def residual_band(hw: HardwareProfile, op: Op, bound: str) -> ResidualBand | None:
-    """The most specific calibration residuals of log(measured / time_op) the profile has."""
+def overhead_key(op: Op) -> str:
+    """Calibration residual key of the fixed per-call cost of ``op``'s kernel (launch and
+    dispatch, the curve's F_half and B_half): '<kernel>/<dtype>/overhead'. A library's per-call
+    overhead is its own number, not its throughput's; one log offset for both cannot fit a
+    kernel's small and large shapes at once."""
+    return f"{op.name}/{op.compute_dtype}/overhead"
+
+
+@dataclass(frozen=True)
+class OpBand:
+    """log(measured / time_op) quantiles for one op (arrays where the op's sizes are): its
+    group's band where the op has no overhead key, else the blend :func:`residual_band`
+    describes."""
+
+    p10: np.ndarray | float
+    p50: np.ndarray | float
+    p90: np.ndarray | float
+    n_points: int
+
+
+def residual_band(hw: HardwareProfile, op: Op, bound: str) -> ResidualBand | OpBand | None:
+    """The calibration residuals of log(measured / time_op) for ``op``: the most specific key
+    the profile has (:func:`residual_keys`). Where it also has the kernel's
+    :func:`overhead_key`, that key prices the fixed per-call part of the time and the group key
+    the size-proportional part (:func:`time_parts`): time_op exp(p) = work exp(p_group) +
+    fixed exp(p_overhead), quantile by quantile."""
     res = hw.calibration.residuals if hw.calibration else {}
-    return next((res[k] for k in residual_keys(op, bound) if k in res), None)
+    band = next((res[k] for k in residual_keys(op, bound) if k in res), None)
+    overhead = res.get(overhead_key(op))
+    if band is None or overhead is None:
+        return band
+    work, fixed = time_parts(hw, op)
+    total = np.maximum(work + fixed, np.finfo(float).tiny)
+
+    def blend(q: str) -> np.ndarray:
+        return np.log(
+            (work * np.exp(getattr(band, q)) + fixed * np.exp(getattr(overhead, q))) / total
+        )
+
+    return OpBand(blend("p10"), blend("p50"), blend("p90"), band.n_points)
+
+
+def time_parts(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """(work, fixed) seconds of :func:`hwsim.predict.time_op`: ``work`` the size-proportional
+    time, max(C, M) + (1 - overlap) min(C, M) without F_half and B_half; ``fixed`` the rest
+    (F_half, B_half and the launch overhead), so work + fixed is time_op's time."""
+    curve = hw.efficiency.for_class(op.op_class)
+    flops, nbytes = np.asarray(op.flops, dtype=float), np.asarray(op.hbm_bytes, dtype=float)
+    compute = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
+    memory = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
+    work = overlapped_s(compute, memory, curve.overlap)
+    total = np.asarray(time_op(hw, op).time_s, dtype=float)
+    return work, np.maximum(total - work, 0.0)
 
 
 def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time, low, high) in seconds per execution of ``op`` on a calibrated profile; never
-    below the roofline. Raises :class:`RungRefused` without residuals for the op class."""
+    """(time, low, high) in seconds per execution of ``op`` on a calibrated profile: time_op
+    times exp(p50), exp(p10), exp(p90) of :func:`residual_band`; never below the roofline.
+    Raises :class:`RungRefused` without residuals for the op class."""
     if hw.calibration is None:
         raise RungRefused(f"profile {hw.id!r} has no calibration block")
     bound = roofline_bound(hw, op)

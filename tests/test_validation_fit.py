@@ -3,6 +3,7 @@ shapes, never beats the roofline, and writes a new profile without overwriting a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +11,16 @@ import pytest
 import yaml
 
 from hwsim.errors import HwsimError
-from hwsim.kernels import kernel_time
+from hwsim.kernels import (
+    calibrated_band,
+    kernel_op,
+    kernel_time,
+    residual_band,
+    roofline_bound,
+    time_parts,
+)
+from hwsim.predict import roofline_floor_s
+from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware, shipped_dir
 from validation import fit, synthetic
 
@@ -65,7 +75,7 @@ def test_group_offsets_are_recovered():
     shapes = [s for s in synthetic.shapes() if s[0] == "gemm"]
     rows = synthetic.measurements(truth, shapes, noise=0.02, offsets={"gemm/fp32": 0.7}, seed=2)
     curve = fit.fit_curve(fit.points(truth, rows))
-    assert curve.reference_groups == ("gemm/bf16/compute", "gemm/bf16/memory")
+    assert curve.reference_groups == ("gemm/bf16/compute", "gemm/bf16/memory", "gemm/bf16/overhead")
     assert curve.offsets["gemm/bf16/compute"] == curve.offsets["gemm/bf16/memory"] == 0
     assert curve.offsets["gemm/fp32/compute"] == pytest.approx(0.7, abs=0.08)
     assert curve.offsets["gemm/fp32/memory"] == pytest.approx(0.7, abs=0.08)
@@ -205,3 +215,150 @@ def test_fit_recovers_partial_overlap_of_compute_and_memory(overlap):
     assert np.median(gap) < 0.02
     plain = fit.fit_curve(p, fit_overlap=False)
     assert plain.overlap == 1.0 and plain.cost > 5 * curve.cost
+
+
+# -- kernel overheads, shape factors, honest bands -------------------------------------------
+def _scaled_parts(truth, rows, work_factor, fixed_factor):
+    """Rows re-timed as work * work_factor(row, op) + fixed * fixed_factor(row, op), keeping
+    each row's noise (its measured / time_op ratio)."""
+    out = []
+    for r in rows:
+        op = kernel_op(r.kernel, **r.params)
+        work, fixed = (float(v) for v in time_parts(truth, op))
+        noise = r.median_s / (work + fixed)
+        t = (work * work_factor(r, op) + fixed * fixed_factor(r, op)) * noise
+        out.append(dataclasses.replace(r, median_s=t, p10_s=t * 0.98, p90_s=t * 1.02))
+    return out
+
+
+SMALL_AND_LARGE_GEMMS = [
+    ("gemm", {"m": m, "n": nk, "k": nk, "dtype": d})
+    for d in ("bf16", "fp32")
+    for m in (1, 8, 64, 512)
+    for nk in (64, 128, 256, 1024, 2048, 4096)
+]
+
+
+def test_a_kernels_own_overhead_is_recovered_apart_from_its_throughput():
+    """fp32 GEMMs pay 2.2x the per-call overhead of bf16 ones at the same throughput: the
+    overhead key takes the factor, the fp32 groups stay at the reference's efficiency, and
+    a GEMM far smaller than any measured is priced right (one offset for both could not)."""
+    truth = synthetic.with_curves(CPU, {"matmul": TRUTH["matmul"]})
+    rows = synthetic.measurements(truth, SMALL_AND_LARGE_GEMMS, noise=0.02, seed=5)
+    fp32_overhead = 0.8
+    rows = _scaled_parts(
+        truth,
+        rows,
+        lambda r, op: 1.0,
+        lambda r, op: math.exp(fp32_overhead if op.compute_dtype == "fp32" else 0.0),
+    )
+    curve = fit.fit_curve(fit.points(truth, rows))
+    assert "gemm/bf16/overhead" in curve.reference_groups
+    assert curve.offsets["gemm/fp32/overhead"] == pytest.approx(fp32_overhead, abs=0.15)
+    assert curve.offsets["gemm/fp32/compute"] == pytest.approx(0.0, abs=0.08)
+    assert curve.offsets["gemm/fp32/memory"] == pytest.approx(0.0, abs=0.08)
+    tiny = _scaled_parts(
+        truth,
+        synthetic.measurements(truth, [("gemm", {"m": 1, "n": 32, "k": 32, "dtype": "fp32"})]),
+        lambda r, op: 1.0,
+        lambda r, op: math.exp(fp32_overhead),
+    )
+    p = fit.points(truth, tiny)
+    assert np.exp(fit._predict_log(curve, p) - p.log_t)[0] == pytest.approx(1.0, abs=0.15)
+
+
+def test_head_dim_factor_is_recovered_and_written_as_its_own_key():
+    """Compute-bound attention at head_dim 64 runs 1.35x slower per FLOP than at 128 (the
+    softmax's exponentials); the shared head_dim factor recovers it and the calibrated
+    profile prices head_dim 64 by its own key."""
+    truth = synthetic.with_curves(CPU, {"attention": TRUTH["attention"]})
+    shapes = [
+        ("attention_prefill", {**p, "seq_len": s})
+        for p in (
+            {"batch": 1, "heads": 8, "kv_heads": 8, "head_dim": 64},
+            {"batch": 1, "heads": 8, "kv_heads": 2, "head_dim": 128},
+        )
+        for s in (128, 256, 512, 1024, 2048, 4096)
+        for causal in (False, True)
+        for p in [{**p, "causal": causal}]
+    ] + [
+        ("attention_decode", dict(batch=b, heads=8, kv_heads=8, context_len=c, head_dim=d))
+        for b in (1, 4)
+        for c in (256, 1024, 4096)
+        for d in (64, 128)
+    ]
+    shapes = [(k, {**p, "dtype": dt}) for k, p in shapes for dt in ("bf16", "fp32")]
+    rows = synthetic.measurements(truth, shapes, noise=0.02, seed=6)
+    slow = math.log(1.35)
+    rows = _scaled_parts(
+        truth,
+        rows,
+        lambda r, op: math.exp(slow if fit.factor_of(truth, op) == "head_dim=64" else 0.0),
+        lambda r, op: 1.0,
+    )
+    curve = fit.fit_curve(fit.points(truth, rows))
+    got = curve.offsets["head_dim=64"] - curve.offsets["head_dim=128"]
+    assert got == pytest.approx(slow, abs=0.06)
+    result = fit.calibrate(CPU, rows, profile_id="x", calibrated_from="synthetic")
+    keys = result.profile.calibration.residuals
+    assert "attention_prefill/bf16/compute/head_dim=64" in keys
+    assert "attention_decode/bf16/memory/head_dim=64" not in keys  # memory-bound: no factor
+    params = {"batch": 1, "heads": 8, "kv_heads": 8, "seq_len": 8192, "causal": False}
+    d64 = kernel_time(result.profile, "attention_prefill", head_dim=64, **params)
+    d128 = kernel_time(result.profile, "attention_prefill", head_dim=128, **params)
+    assert d64.rung == "calibrated"
+    assert (d64.time_s / d64.flops) / (d128.time_s / d128.flops) == pytest.approx(1.35, rel=0.1)
+
+
+def test_residual_band_scales_the_overhead_and_the_work_apart():
+    """With an overhead key, time = work e^p(group) + fixed e^p(overhead), quantile by
+    quantile; residual_band (what the engine's op bands read) gives the same ratio."""
+    hw = synthetic.with_curves(CPU, {"matmul": TRUTH["matmul"]})
+    bands = {
+        "matmul": ResidualBand(p10=0, p50=0, p90=0, n_points=9),
+        "gemm/bf16/compute": ResidualBand(p10=-0.1, p50=0.0, p90=0.1, n_points=9),
+        "gemm/bf16/memory": ResidualBand(p10=-0.1, p50=0.0, p90=0.1, n_points=9),
+        "gemm/bf16/overhead": ResidualBand(p10=0.3, p50=0.5, p90=0.9, n_points=9),
+    }
+    hw = hw.model_copy(
+        update={"calibration": Calibration(calibrated_from="t", date="t", residuals=bands)}
+    )
+    for m, n, k in ((1, 16, 16), (4096, 4096, 4096), (64, 1024, 1024)):
+        op = kernel_op("gemm", m=m, n=n, k=k, dtype="bf16")
+        work, fixed = (float(v) for v in time_parts(hw, op))
+        t, lo, hi = (float(v) for v in calibrated_band(hw, op))
+        assert t == pytest.approx(work + fixed * math.exp(0.5))
+        floor = float(roofline_floor_s(hw, op))
+        assert lo == pytest.approx(max(floor, work * math.exp(-0.1) + fixed * math.exp(0.3)))
+        assert hi == pytest.approx(work * math.exp(0.1) + fixed * math.exp(0.9))
+        band = residual_band(hw, op, str(roofline_bound(hw, op)))
+        assert float(np.exp(band.p50)) * (work + fixed) == pytest.approx(t)
+    tiny = kernel_op("gemm", m=1, n=16, k=16, dtype="bf16")
+    assert calibrated_band(hw, tiny)[0] / time_parts(hw, tiny)[1] == pytest.approx(
+        math.exp(0.5), rel=0.01
+    )
+
+
+def test_band_quantiles_cover_a_new_point_eighty_percent_of_the_time():
+    """p10-p90 of n points must cover the next point from the same spread 80% of the time on
+    average; numpy's default interpolation covers (n - 1) / (n + 1) of that (65% at n = 10)."""
+    rng = np.random.default_rng(0)
+    for n in (10, 20):
+        draws = rng.standard_t(3, size=(20000, n + 1))
+        bands = np.array([fit._quantiles(d[:n]) for d in draws])
+        inside = (bands[:, 0] <= draws[:, n]) & (draws[:, n] <= bands[:, 2])
+        assert inside.mean() == pytest.approx(0.8, abs=0.015)
+
+
+def test_a_small_group_borrows_its_classs_spread():
+    rng = np.random.default_rng(1)
+    pool = rng.normal(0, 0.2, 200)
+    lo, mid, hi = fit._pooled_band(np.array([0.01, 0.0, -0.01]), pool)
+    p10, _, p90 = fit._quantiles(pool)
+    assert hi - lo > 0.5 * (p90 - p10)  # three close points are no evidence of a tight band
+    eight = np.append(rng.normal(0, 0.05, 7), 3.0)  # one outlier: the plain p90 is the outlier
+    lo, mid, hi = fit._pooled_band(eight, pool)
+    assert hi < 1.0 and fit._quantiles(eight)[2] > 2.0
+    many = rng.normal(0.3, 0.02, 400)  # a big group keeps its own centre and narrow spread
+    lo, mid, hi = fit._pooled_band(many, pool)
+    assert mid == pytest.approx(0.3, abs=0.03) and hi - lo < 0.5 * (p90 - p10)
