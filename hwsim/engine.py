@@ -59,9 +59,9 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
     times = tuple(time_op(dep.hardware, op) for op in forward_ops(fw, dep.pp))
     total = sum(t.total_s for t in times)
-    by_bound = tuple(
-        sum(np.where(t.bound == i, t.total_s, 0.0) for t in times) for i in range(len(BOUNDS))
-    )
+    comm = sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
+    compute = sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times) + 0.0 * total
+    by_bound = (compute, total - compute - comm, comm)  # communication ops are bound 2
     flops = sum(
         np.asarray(t.op.flops) * t.op.count * (dep.tp if t.op.op_class != "elementwise" else 1)
         for t in times
