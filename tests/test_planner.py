@@ -268,3 +268,25 @@ def test_prefill_wait_is_zero_when_most_requests_never_wait():
     assert float(prefill_wait_quantile_s(0.04, 0.1, 0.0, 0.95)) == 0.0
     waits = prefill_wait_quantile_s(np.array([0.2, 0.5, 0.9]), 0.1, 0.5, 0.95)
     assert np.all(np.diff(waits) > 0)  # more load, longer waits
+
+
+def test_calibrated_candidates_carry_a_tpot_band_and_uncalibrated_ones_do_not():
+    scenario = {
+        "name": "band-test",
+        "model": "llama-3.1-8b",
+        "hardware": "h100-sxm",
+        "traffic": {
+            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 5}},
+            "prompt_tokens": {"kind": "fixed", "value": 1000},
+            "output_tokens": {"kind": "fixed", "value": 200},
+        },
+        "slo": {"tpot_p95_s": "50 ms"},
+        "candidates": {"hardware": ["h100-sxm", "h100-sxm-calibrated"], "tp": [1]},
+        "serving": {"simulate_top": 0},
+    }
+    result = hwsim.plan(scenario)
+    by_hw = {r.candidate.hardware: r for r in result.feasible}
+    cal, raw = by_hw["h100-sxm-calibrated"], by_hw["h100-sxm"]
+    assert cal.tpot_at_load_low_s <= cal.tpot_at_load_s <= cal.tpot_at_load_high_s
+    assert cal.tpot_at_load_high_s > cal.tpot_at_load_low_s
+    assert raw.tpot_at_load_low_s is None and raw.tpot_at_load_high_s is None

@@ -65,6 +65,8 @@ class CandidateResult:
     load_rate_per_s: float = float("nan")
     ttft_p95_at_load_s: float = float("nan")
     tpot_at_load_s: float = float("nan")
+    tpot_at_load_low_s: float | None = None  # p10-p90 band on a calibrated profile
+    tpot_at_load_high_s: float | None = None
     simulated: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
     load_curve: dict = field(default_factory=dict, repr=False)
@@ -143,7 +145,8 @@ def _steady_state(
         base.reason = f"KV cache for one {context:.0f}-token sequence does not fit"
         return base
     b = np.arange(1, limit + 1, dtype=float)
-    t_dec = decode_step_cost(dep, b, work.prompt_mean + g / 2).time_s
+    step = decode_step_cost(dep, b, work.prompt_mean + g / 2)
+    t_dec = step.time_s
     lam = b / (g * t_dec + b * t_pf)
     rho = lam * t_pf
     tpot = t_dec / (1 - rho)
@@ -176,7 +179,10 @@ def _steady_state(
     cost = gpus * price
     tokens_per_hour = work.peak_rate_per_s * g * 3600
     load = work.peak_rate_per_s / replicas  # what each replica actually serves at the peak
-    at_load = {k: float(np.interp(load, lam, v)) for k, v in (("ttft", ttft), ("tpot", tpot))}
+    curves = {"ttft": ttft, "tpot": tpot}
+    if step.band_s is not None:
+        curves |= {"tpot_low": step.band_s[0] / (1 - rho), "tpot_high": step.band_s[1] / (1 - rho)}
+    at_load = {k: float(np.interp(load, lam, v)) for k, v in curves.items()}
     return CandidateResult(
         cand,
         True,
@@ -197,5 +203,7 @@ def _steady_state(
         load_rate_per_s=load,
         ttft_p95_at_load_s=at_load["ttft"],
         tpot_at_load_s=at_load["tpot"],
+        tpot_at_load_low_s=at_load.get("tpot_low"),
+        tpot_at_load_high_s=at_load.get("tpot_high"),
         load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
     )
