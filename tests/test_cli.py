@@ -139,3 +139,18 @@ def test_profiles_list_and_show():
     assert "h100-sxm" in result.output and "llama-3.1-405b" in result.output
     result = _run("profiles", "show", "h100-sxm")
     assert result.exit_code == 0 and "source" in result.output
+
+
+@pytest.mark.parametrize(
+    "example",
+    sorted(
+        p.name
+        for p in (Path(__file__).parents[1] / "examples").glob("*.yaml")
+        if "candidates:" not in p.read_text() and "rag:" not in p.read_text()
+    ),
+)
+def test_every_single_deployment_example_runs(example):
+    path = Path(__file__).parents[1] / "examples" / example
+    result = CliRunner().invoke(app, ["plan", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["latency"]["ttft_s"] > 0
