@@ -22,7 +22,8 @@ from hwsim.kernels import (
 from hwsim.predict import roofline_floor_s
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware, shipped_dir
-from validation import fit, synthetic
+from validation import bands, fit, profile_writer, synthetic
+from validation import curve as curves
 
 CPU = load_hardware("cpu")
 TRUTH = {
@@ -54,7 +55,7 @@ def test_fit_recovers_known_parameters_from_noisy_synthetic_data():
     truth = synthetic.with_curves(CPU, TRUTH)
     shapes = [s for s in synthetic.shapes(("bf16",)) if s[0] == "gemm"]
     rows = synthetic.measurements(truth, shapes, noise=0.02, seed=1)
-    curve = fit.fit_curve(fit.points(truth, rows))
+    curve = curves.fit_curve(curves.points(truth, rows))
     want = TRUTH["matmul"]
     assert curve.compute_fraction == pytest.approx(want["compute_fraction"], rel=0.1)
     assert curve.memory_fraction == pytest.approx(want["memory_fraction"], rel=0.1)
@@ -62,11 +63,11 @@ def test_fit_recovers_known_parameters_from_noisy_synthetic_data():
     # The fixed costs (F_half, B_half, launch overhead) are nearly collinear: each adds a
     # constant in its regime. What is identifiable is the time they add up to, so compare
     # predictions, including a tiny shape well below every measured one.
-    exact = fit.CurveFit(**want, offsets={}, reference_groups=(), cost=0)
+    exact = curves.CurveFit(**want, offsets={}, reference_groups=(), cost=0)
     tiny = synthetic.measurements(truth, [("gemm", {"m": 1, "n": 64, "k": 64, "dtype": "bf16"})])
     for check, tol in ((rows, 0.02), (tiny, 0.15)):
-        p = fit.points(truth, check)
-        gap = np.abs(fit.model_log_t(curve.vector, p) - fit.model_log_t(exact.vector, p))
+        p = curves.points(truth, check)
+        gap = np.abs(curves.model_log_t(curve.vector, p) - curves.model_log_t(exact.vector, p))
         assert np.median(gap) < tol
 
 
@@ -74,7 +75,7 @@ def test_group_offsets_are_recovered():
     truth = synthetic.with_curves(CPU, TRUTH)
     shapes = [s for s in synthetic.shapes() if s[0] == "gemm"]
     rows = synthetic.measurements(truth, shapes, noise=0.02, offsets={"gemm/fp32": 0.7}, seed=2)
-    curve = fit.fit_curve(fit.points(truth, rows))
+    curve = curves.fit_curve(curves.points(truth, rows))
     assert curve.reference_groups == ("gemm/bf16/compute", "gemm/bf16/memory", "gemm/bf16/overhead")
     assert curve.offsets["gemm/bf16/compute"] == curve.offsets["gemm/bf16/memory"] == 0
     assert curve.offsets["gemm/fp32/compute"] == pytest.approx(0.7, abs=0.08)
@@ -83,8 +84,8 @@ def test_group_offsets_are_recovered():
 
 def test_split_is_deterministic_and_about_seventy_thirty():
     rows = synthetic.measurements(CPU, synthetic.shapes())
-    train, held = fit.split(rows)
-    again = fit.split(list(reversed(rows)))
+    train, held = curves.split(rows)
+    again = curves.split(list(reversed(rows)))
     assert {r.key() for r in held} == {r.key() for r in again[1]}
     assert 0.15 < len(held) / len(rows) < 0.45
     assert not {r.key() for r in train} & {r.key() for r in held}
@@ -164,7 +165,7 @@ def test_peaks_a_measurement_beats_are_raised_never_lowered():
 
 def test_write_profile_round_trips_and_refuses_to_overwrite(calibrated, tmp_path):
     out = tmp_path / "my-cpu.yaml"
-    path, report = fit.write_profile(calibrated, out)
+    path, report = profile_writer.write_profile(calibrated, out)
     loaded = load_hardware(str(path))
     assert (
         loaded.id == "cpu-test"
@@ -178,16 +179,16 @@ def test_write_profile_round_trips_and_refuses_to_overwrite(calibrated, tmp_path
     assert "Calibrated hardware profile" in path.read_text().splitlines()[0]
     assert report.exists()
     with pytest.raises(HwsimError, match="already exists"):
-        fit.write_profile(calibrated, out)
-    fit.write_profile(calibrated, out, force=True)
+        profile_writer.write_profile(calibrated, out)
+    profile_writer.write_profile(calibrated, out, force=True)
 
 
 def test_never_writes_into_the_shipped_profiles(calibrated):
     target = shipped_dir("hardware") / "cpu.yaml"
     with pytest.raises(HwsimError, match="shipped"):
-        fit.check_writable(target, force=True)
+        profile_writer.check_writable(target, force=True)
     with pytest.raises(HwsimError, match="shipped"):
-        fit.check_writable(shipped_dir("hardware") / "brand-new.yaml", force=True)
+        profile_writer.check_writable(shipped_dir("hardware") / "brand-new.yaml", force=True)
 
 
 def test_too_few_measurements_is_a_clear_error():
@@ -203,17 +204,17 @@ def test_fit_recovers_partial_overlap_of_compute_and_memory(overlap):
     truth = synthetic.with_curves(CPU, {"matmul": {**TRUTH["matmul"], "overlap": overlap}})
     shapes = [s for s in synthetic.shapes(("bf16",)) if s[0] == "gemm"]
     rows = synthetic.measurements(truth, shapes, noise=0.02, seed=4)
-    p = fit.points(truth, rows)
-    curve = fit.fit_curve(p)
+    p = curves.points(truth, rows)
+    curve = curves.fit_curve(p)
     assert curve.overlap == pytest.approx(overlap, abs=0.1)
     assert curve.compute_fraction == pytest.approx(TRUTH["matmul"]["compute_fraction"], rel=0.1)
     assert curve.memory_fraction == pytest.approx(TRUTH["matmul"]["memory_fraction"], rel=0.1)
-    exact = fit.CurveFit(
+    exact = curves.CurveFit(
         **TRUTH["matmul"], offsets={}, reference_groups=(), cost=0, overlap=overlap
     )
-    gap = np.abs(fit.model_log_t(curve.vector, p) - fit.model_log_t(exact.vector, p))
+    gap = np.abs(curves.model_log_t(curve.vector, p) - curves.model_log_t(exact.vector, p))
     assert np.median(gap) < 0.02
-    plain = fit.fit_curve(p, fit_overlap=False)
+    plain = curves.fit_curve(p, fit_overlap=False)
     assert plain.overlap == 1.0 and plain.cost > 5 * curve.cost
 
 
@@ -252,7 +253,7 @@ def test_a_kernels_own_overhead_is_recovered_apart_from_its_throughput():
         lambda r, op: 1.0,
         lambda r, op: math.exp(fp32_overhead if op.compute_dtype == "fp32" else 0.0),
     )
-    curve = fit.fit_curve(fit.points(truth, rows))
+    curve = curves.fit_curve(curves.points(truth, rows))
     assert "gemm/bf16/overhead" in curve.reference_groups
     assert curve.offsets["gemm/fp32/overhead"] == pytest.approx(fp32_overhead, abs=0.15)
     assert curve.offsets["gemm/fp32/compute"] == pytest.approx(0.0, abs=0.08)
@@ -263,8 +264,8 @@ def test_a_kernels_own_overhead_is_recovered_apart_from_its_throughput():
         lambda r, op: 1.0,
         lambda r, op: math.exp(fp32_overhead),
     )
-    p = fit.points(truth, tiny)
-    assert np.exp(fit._predict_log(curve, p) - p.log_t)[0] == pytest.approx(1.0, abs=0.15)
+    p = curves.points(truth, tiny)
+    assert np.exp(curves.predict_log(curve, p) - p.log_t)[0] == pytest.approx(1.0, abs=0.15)
 
 
 def test_head_dim_factor_is_recovered_and_written_as_its_own_key():
@@ -293,10 +294,10 @@ def test_head_dim_factor_is_recovered_and_written_as_its_own_key():
     rows = _scaled_parts(
         truth,
         rows,
-        lambda r, op: math.exp(slow if fit.factor_of(truth, op) == "head_dim=64" else 0.0),
+        lambda r, op: math.exp(slow if curves.factor_of(truth, op) == "head_dim=64" else 0.0),
         lambda r, op: 1.0,
     )
-    curve = fit.fit_curve(fit.points(truth, rows))
+    curve = curves.fit_curve(curves.points(truth, rows))
     got = curve.offsets["head_dim=64"] - curve.offsets["head_dim=128"]
     assert got == pytest.approx(slow, abs=0.06)
     result = fit.calibrate(CPU, rows, profile_id="x", calibrated_from="synthetic")
@@ -314,14 +315,14 @@ def test_residual_band_scales_the_overhead_and_the_work_apart():
     """With an overhead key, time = work e^p(group) + fixed e^p(overhead), quantile by
     quantile; residual_band (what the engine's op bands read) gives the same ratio."""
     hw = synthetic.with_curves(CPU, {"matmul": TRUTH["matmul"]})
-    bands = {
+    residuals = {
         "matmul": ResidualBand(p10=0, p50=0, p90=0, n_points=9),
         "gemm/bf16/compute": ResidualBand(p10=-0.1, p50=0.0, p90=0.1, n_points=9),
         "gemm/bf16/memory": ResidualBand(p10=-0.1, p50=0.0, p90=0.1, n_points=9),
         "gemm/bf16/overhead": ResidualBand(p10=0.3, p50=0.5, p90=0.9, n_points=9),
     }
     hw = hw.model_copy(
-        update={"calibration": Calibration(calibrated_from="t", date="t", residuals=bands)}
+        update={"calibration": Calibration(calibrated_from="t", date="t", residuals=residuals)}
     )
     for m, n, k in ((1, 16, 16), (4096, 4096, 4096), (64, 1024, 1024)):
         op = kernel_op("gemm", m=m, n=n, k=k, dtype="bf16")
@@ -345,20 +346,20 @@ def test_band_quantiles_cover_a_new_point_eighty_percent_of_the_time():
     rng = np.random.default_rng(0)
     for n in (10, 20):
         draws = rng.standard_t(3, size=(20000, n + 1))
-        bands = np.array([fit._quantiles(d[:n]) for d in draws])
-        inside = (bands[:, 0] <= draws[:, n]) & (draws[:, n] <= bands[:, 2])
+        q = np.array([bands.quantiles(d[:n]) for d in draws])
+        inside = (q[:, 0] <= draws[:, n]) & (draws[:, n] <= q[:, 2])
         assert inside.mean() == pytest.approx(0.8, abs=0.015)
 
 
 def test_a_small_group_borrows_its_classs_spread():
     rng = np.random.default_rng(1)
     pool = rng.normal(0, 0.2, 200)
-    lo, mid, hi = fit._pooled_band(np.array([0.01, 0.0, -0.01]), pool)
-    p10, _, p90 = fit._quantiles(pool)
+    lo, mid, hi = bands.pooled_band(np.array([0.01, 0.0, -0.01]), pool)
+    p10, _, p90 = bands.quantiles(pool)
     assert hi - lo > 0.5 * (p90 - p10)  # three close points are no evidence of a tight band
     eight = np.append(rng.normal(0, 0.05, 7), 3.0)  # one outlier: the plain p90 is the outlier
-    lo, mid, hi = fit._pooled_band(eight, pool)
-    assert hi < 1.0 and fit._quantiles(eight)[2] > 2.0
+    lo, mid, hi = bands.pooled_band(eight, pool)
+    assert hi < 1.0 and bands.quantiles(eight)[2] > 2.0
     many = rng.normal(0.3, 0.02, 400)  # a big group keeps its own centre and narrow spread
-    lo, mid, hi = fit._pooled_band(many, pool)
+    lo, mid, hi = bands.pooled_band(many, pool)
     assert mid == pytest.approx(0.3, abs=0.03) and hi - lo < 0.5 * (p90 - p10)

@@ -8,7 +8,7 @@ SDPA backends — and after each group every measurement so far is written under
 ``OUT/results/<device>/...`` and packed into ``OUT/results.tgz``. A time limit on the machine
 therefore costs only the tail of the sweep, never what was measured. Fitting needs no GPU:
 unpack the archive into ``validation/results/`` and run
-``hwsim calibrate --reuse-measurements --device cuda`` anywhere (or :mod:`validation.fit`).
+``hwsim calibrate --from-measurements validation/results/<device>`` anywhere.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import numpy as np
 from hwsim.kernels import kernel_op, kernel_time
 from hwsim.measured import MeasurementSet
 from hwsim.profiles.hardware import HardwareProfile
-from validation.fit import error_summary, is_heldout
+from validation.bands import error_summary
+from validation.curve import is_heldout
 
 
 @dataclass(frozen=True)

@@ -100,9 +100,9 @@ def register(app: typer.Typer) -> None:
 
         if from_dir is None:
             import_validation()
-        from validation import fit, harness, results, suite
+        from validation import fit, harness, profile_writer, results, suite
 
-        fit.check_writable(out, force)  # fail before minutes of measuring
+        profile_writer.check_writable(out, force)  # fail before minutes of measuring
         if from_dir is not None:
             measured, meta = results.load(from_dir)
             dev = _device_of(meta, from_dir)
@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
         result = fit.calibrate(
             base, rows, profile_id=profile_id_for(out), calibrated_from=source, device_name=dev.name
         )
-        path, report = fit.write_profile(result, out, force)
+        path, report = profile_writer.write_profile(result, out, force)
         summary = {
             "profile": str(path),
             "report": str(report),
