@@ -12,6 +12,7 @@ import numpy as np
 from hwsim.deployment import Deployment
 from hwsim.forward import Forward
 from hwsim.graph import forward_ops
+from hwsim.kernels import residual_band
 from hwsim.predict import BOUNDS, OpTime, roofline_floor_s, time_op
 from hwsim.profiles.hardware import HardwareProfile
 
@@ -60,7 +61,7 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
     times = tuple(time_op(dep.hardware, op) for op in forward_ops(fw, dep.pp))
     total = sum(t.total_s for t in times)
     comm = sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
-    compute = sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times) + 0.0 * total
+    compute = sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times)
     by_bound = (compute, total - compute - comm, comm)  # communication ops are bound 2
     flops = sum(
         np.asarray(t.op.flops) * t.op.count * (dep.tp if t.op.op_class != "elementwise" else 1)
@@ -74,8 +75,6 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
     """(p10, p90) seconds of one op (all its executions) from the profile's calibration
     residuals; the low end never beats the roofline. Communication ops and op classes the
     calibration did not measure keep a zero-width band (their point value)."""
-    from hwsim.kernels import residual_band
-
     lo, hi = np.ones_like(t.total_s), np.ones_like(t.total_s)
     for i, bound in enumerate(BOUNDS[:2]):
         band = residual_band(hw, t.op, bound) if t.op.op_class != "communication" else None

@@ -74,9 +74,8 @@ def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
-def _latency(dep: Deployment, pre, dec, g) -> Latency:
-    ttft, tpot = pre.time_s, dec.time_s
-    point = {"ttft_s": ttft, "tpot_s": tpot, "e2e_s": ttft + (g - 1.0) * tpot}
+def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
+    point = {"ttft_s": pre.time_s, "tpot_s": dec.time_s, "e2e_s": e2e}
     if pre.band_s is None or dec.band_s is None:
         return Latency(**point)
     (t_lo, t_hi), (d_lo, d_hi) = pre.band_s, dec.band_s
@@ -152,7 +151,7 @@ def estimate_deployment(
             bound=dec.bound,
             bandwidth_floor_s=dec.hbm_bytes / dep.hardware.bandwidth_bytes_per_s,
         ),
-        latency=_latency(dep, pre, dec, g),
+        latency=_latency(dep, pre, dec, g, e2e),
         throughput=Throughput(
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,

@@ -39,3 +39,10 @@ def fmt_count(x: float) -> str:
     if x >= 1e6:
         return f"{x:,.3g}"
     return f"{x:,.1f}".rstrip("0").rstrip(".")
+
+
+def fmt_band(low: float | None, high: float | None) -> str:
+    """' (p10-p90 a - b)' for a calibrated prediction's band, '' when there is none."""
+    if low is None or high is None:
+        return ""
+    return f" (p10-p90 {fmt_time(low)} - {fmt_time(high)})"

@@ -16,21 +16,13 @@ from hwsim.deployment import make_deployment
 from hwsim.errors import HwsimError
 from hwsim.profiles.loader import load_hardware, load_model
 from hwsim.report import plots
-from hwsim.report.format import fmt_bytes, fmt_time
+from hwsim.report.format import fmt_band, fmt_bytes, fmt_time
 
 PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
 
 
 def _money(x: float) -> str:
     return "-" if x is None or not math.isfinite(x) else f"${x:,.2f}"
-
-
-def _band(r, compact: bool) -> str:
-    """' (p10-p90 a-b)' where the candidate's hardware profile is calibrated."""
-    lo, hi = r.tpot_at_load_low_s, r.tpot_at_load_high_s
-    if compact or lo is None or hi is None:
-        return ""
-    return f" (p10-p90 {fmt_time(lo)}-{fmt_time(hi)})"
 
 
 def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
@@ -56,7 +48,8 @@ def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
                 _money(r.cost_per_million_output_tokens_usd),
                 f"{r.users_per_gpu:,.0f}",
                 fmt_time(r.ttft_p95_at_load_s),
-                fmt_time(r.tpot_at_load_s) + _band(r, compact),
+                fmt_time(r.tpot_at_load_s)
+                + ("" if compact else fmt_band(r.tpot_at_load_low_s, r.tpot_at_load_high_s)),
                 r.binding_constraint,
                 sim_text,
             ]

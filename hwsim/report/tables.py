@@ -7,15 +7,8 @@ import html
 from rich.console import Group
 from rich.table import Table
 
-from hwsim.report.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
+from hwsim.report.format import fmt_band, fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.results import Estimate
-
-
-def _band(low, high) -> str:
-    """' (p10-p90 a-b)' on a calibrated profile, else nothing."""
-    if low is None or high is None:
-        return ""
-    return f" (p10-p90 {fmt_time(low)} - {fmt_time(high)})"
 
 
 def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
@@ -42,16 +35,16 @@ def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
         "Latency": [
             (
                 "prefill (TTFT)",
-                f"{fmt_time(lat.ttft_s)}{_band(lat.ttft_low_s, lat.ttft_high_s)}"
+                f"{fmt_time(lat.ttft_s)}{fmt_band(lat.ttft_low_s, lat.ttft_high_s)}"
                 f"  [{p.bound}-bound, {fmt_flops(p.flops)}]",
             ),
             (
                 "decode (TPOT, mean)",
-                f"{fmt_time(lat.tpot_s)}{_band(lat.tpot_low_s, lat.tpot_high_s)}"
+                f"{fmt_time(lat.tpot_s)}{fmt_band(lat.tpot_low_s, lat.tpot_high_s)}"
                 f"  [{d.bound}-bound]",
             ),
             ("TPOT bandwidth floor", fmt_time(d.bandwidth_floor_s)),
-            ("end to end", f"{fmt_time(lat.e2e_s)}{_band(lat.e2e_low_s, lat.e2e_high_s)}"),
+            ("end to end", f"{fmt_time(lat.e2e_s)}{fmt_band(lat.e2e_low_s, lat.e2e_high_s)}"),
             *([("band", lat.band)] if lat.band else []),
         ],
         "Throughput": [
