@@ -75,9 +75,11 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
     """(p10, p90) seconds of one op (all its executions) from the profile's calibration
     residuals; the low end never beats the roofline. Communication ops and op classes the
     calibration did not measure keep a zero-width band (their point value)."""
+    if t.op.op_class == "communication":
+        return t.total_s, t.total_s
     lo, hi = np.ones_like(t.total_s), np.ones_like(t.total_s)
     for i, bound in enumerate(BOUNDS[:2]):
-        band = residual_band(hw, t.op, bound) if t.op.op_class != "communication" else None
+        band = residual_band(hw, t.op, bound, t.time_s)
         if band is not None:
             mine = np.asarray(t.bound) == i
             lo = np.where(mine, np.exp(band.p10), lo)

@@ -257,18 +257,21 @@ class OpBand:
     n_points: int
 
 
-def residual_band(hw: HardwareProfile, op: Op, bound: str) -> ResidualBand | OpBand | None:
+def residual_band(
+    hw: HardwareProfile, op: Op, bound: str, time_s: np.ndarray | None = None
+) -> ResidualBand | OpBand | None:
     """The calibration residuals of log(measured / time_op) for ``op``: the most specific key
     the profile has (:func:`residual_keys`). Where it also has the kernel's
     :func:`overhead_key`, that key prices the fixed per-call part of the time and the group key
     the size-proportional part (:func:`time_parts`): time_op exp(p) = work exp(p_group) +
-    fixed exp(p_overhead), quantile by quantile."""
+    fixed exp(p_overhead), quantile by quantile. ``time_s``: time_op's time of ``op`` where the
+    caller has it already."""
     res = hw.calibration.residuals if hw.calibration else {}
     band = next((res[k] for k in residual_keys(op, bound) if k in res), None)
     overhead = res.get(overhead_key(op))
     if band is None or overhead is None:
         return band
-    work, fixed = time_parts(hw, op)
+    work, fixed = time_parts(hw, op, time_s)
     total = np.maximum(work + fixed, np.finfo(float).tiny)
 
     def blend(q: str) -> np.ndarray:
@@ -279,16 +282,19 @@ def residual_band(hw: HardwareProfile, op: Op, bound: str) -> ResidualBand | OpB
     return OpBand(blend("p10"), blend("p50"), blend("p90"), band.n_points)
 
 
-def time_parts(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray]:
+def time_parts(
+    hw: HardwareProfile, op: Op, time_s: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(work, fixed) seconds of :func:`hwsim.predict.time_op`: ``work`` the size-proportional
     time, max(C, M) + (1 - overlap) min(C, M) without F_half and B_half; ``fixed`` the rest
-    (F_half, B_half and the launch overhead), so work + fixed is time_op's time."""
+    (F_half, B_half and the launch overhead), so work + fixed is time_op's time (``time_s``,
+    computed here unless the caller has it)."""
     curve = hw.efficiency.for_class(op.op_class)
     flops, nbytes = np.asarray(op.flops, dtype=float), np.asarray(op.hbm_bytes, dtype=float)
     compute = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
     memory = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
     work = overlapped_s(compute, memory, curve.overlap)
-    total = np.asarray(time_op(hw, op).time_s, dtype=float)
+    total = np.asarray(time_op(hw, op).time_s if time_s is None else time_s, dtype=float)
     return work, np.maximum(total - work, 0.0)
 
 
@@ -299,25 +305,17 @@ def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray
     if hw.calibration is None:
         raise RungRefused(f"profile {hw.id!r} has no calibration block")
     bound = roofline_bound(hw, op)
-    bands = {b: residual_band(hw, op, b) for b in np.unique(bound)}
+    base = np.asarray(time_op(hw, op).time_s, dtype=float)
+    bands = {b: residual_band(hw, op, b, base) for b in np.unique(bound)}
     if any(band is None for band in bands.values()):
         raise RungRefused(f"profile {hw.id!r} has no calibration residuals for {op.op_class!r}")
-    base = np.asarray(time_op(hw, op).time_s, dtype=float)
-    floor = _floor_s(hw, op)
+    floor = np.asarray(roofline_floor_s(hw, op), dtype=float)
 
     def scaled(q: str) -> np.ndarray:
         log_factor = sum(np.where(bound == b, getattr(band, q), 0.0) for b, band in bands.items())
         return np.maximum(floor, base * np.exp(log_factor))
 
     return scaled("p50"), scaled("p10"), scaled("p90")
-
-
-def _floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
-    if op.op_class != "communication":
-        return np.asarray(roofline_floor_s(hw, op), dtype=float)
-    link, p, size = hw.link_for(op.ranks), op.ranks, np.asarray(op.comm_bytes, dtype=float)
-    bw = link.bandwidth_per_direction_bytes_per_s.value if link and p > 1 else np.inf
-    return 2 * (p - 1) / p * size / bw  # ring all-reduce at the full link rate
 
 
 def kernel_time(
@@ -366,5 +364,5 @@ def _price(name, hw, spec, params, op, measurements, variant):
         return as_measurement_set(measurements).interpolate(spec.name, params, variant)
     if name == "calibrated":
         return calibrated_band(hw, op)
-    floor = float(_floor_s(hw, op))
+    floor = float(roofline_floor_s(hw, op))
     return floor, floor, floor

@@ -70,27 +70,32 @@ def time_op(hw: HardwareProfile, op: Op) -> OpTime:
     return OpTime(op, time_s, compute_s, memory_s, bound)
 
 
-def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:
+def _collective_s(hw: HardwareProfile, op: Op, ideal: bool = False) -> np.ndarray:
+    """Ring alpha-beta time of a collective; ``ideal``: the full link rate and no latency."""
     size = np.asarray(op.comm_bytes, dtype=float)
     link = hw.link_for(op.ranks)
     if link is None or op.ranks <= 1:
-        zero = np.zeros_like(size)
-        return OpTime(op, zero, zero, zero, np.full(size.shape, 2))
-    bw = link.bandwidth_per_direction_bytes_per_s.value * hw.efficiency.link_fraction.value
-    alpha = link.latency_s.value
+        return np.zeros_like(size)
+    bw = link.bandwidth_per_direction_bytes_per_s.value
+    bw *= 1.0 if ideal else hw.efficiency.link_fraction.value
+    alpha = 0.0 if ideal else link.latency_s.value
     p = op.ranks
     if op.collective == "all_reduce":
-        time_s = 2 * (p - 1) * alpha + 2 * (p - 1) / p * size / bw
-    else:
-        time_s = alpha + size / bw
+        return 2 * (p - 1) * alpha + 2 * (p - 1) / p * size / bw
+    return alpha + size / bw
+
+
+def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:
+    time_s = _collective_s(hw, op)
     zero = np.zeros_like(time_s)
     return OpTime(op, time_s, zero, zero, np.full(np.shape(time_s), 2))
 
 
 def roofline_floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
-    """Speed of light for an op: peak rates, no efficiency, no overhead."""
+    """Speed of light for an op: peak rates, no efficiency, no overhead (for a collective:
+    the ring's bytes at the full link rate, no latency)."""
     if op.op_class == "communication":
-        return np.zeros_like(np.asarray(op.comm_bytes, dtype=float))
+        return _collective_s(hw, op, ideal=True)
     return np.maximum(
         np.asarray(op.flops, dtype=float) / peak_flops_per_s(hw, op),
         np.asarray(op.hbm_bytes, dtype=float) / hw.bandwidth_bytes_per_s,
