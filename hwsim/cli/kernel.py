@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors, print_json
 from hwsim.errors import HwsimError
-from hwsim.report.format import fmt_bytes, fmt_flops, fmt_time
+from hwsim.report.format import fmt_bytes, fmt_flops, fmt_range, fmt_time
 from hwsim.units import UnitError, parse_quantity
 
 HARDWARE = typer.Option(..., "--hardware", help="hardware id or YAML path (e.g. h100-sxm)")
@@ -37,7 +37,7 @@ def _show(
     table.add_column(style="bold")
     table.add_column()
     table.add_row("time", fmt_time(t.time_s))
-    table.add_row("band (p10-p90)", f"{fmt_time(t.low_s)} - {fmt_time(t.high_s)}")
+    table.add_row("band (p10-p90)", fmt_range(t.low_s, t.high_s))
     table.add_row("rung", t.rung)
     for name, why in t.refused.items():
         table.add_row(f"  {name} refused", why)

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors, print_json
 from hwsim.errors import HwsimError
-from hwsim.report.format import fmt_time
+from hwsim.report.format import fmt_range, fmt_time
 
 
 def _pct(value) -> str:
@@ -70,14 +70,6 @@ def register(app: typer.Typer) -> None:
             console.print(f"wrote {p}")
 
 
-def band_text(low: float, high: float) -> str:
-    """'38.3-50.7 us': both ends in the unit of the upper one."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if high >= scale or unit == "us":
-            return f"{low / scale:.3g}-{high / scale:.3g} {unit}"
-    return "-"  # pragma: no cover
-
-
 def _print_rows(rows, hw_id: str) -> None:
     from validation.report import shape_label
 
@@ -98,7 +90,7 @@ def _print_rows(rows, hw_id: str) -> None:
             fmt_time(r.measured_s),
             fmt_time(r.predicted_s),
             f"{r.error:+.0%}",
-            band_text(r.low_s, r.high_s),
+            fmt_range(r.low_s, r.high_s),
             r.rung,
         )
     console.print(table)

@@ -41,8 +41,18 @@ def fmt_count(x: float) -> str:
     return f"{x:,.1f}".rstrip("0").rstrip(".")
 
 
+def fmt_range(low: float, high: float) -> str:
+    """'38.3-50.7 us': a band's two ends in the unit of the upper one."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if high >= scale or unit == "us":
+            return f"{low / scale:.3g}-{high / scale:.3g} {unit}"
+    return "-"  # pragma: no cover
+
+
 def fmt_band(low: float | None, high: float | None) -> str:
-    """' (p10-p90 a - b)' for a calibrated prediction's band, '' when there is none."""
+    """' (p10-p90 a-b unit)' for a calibrated prediction's band, '' when there is none."""
     if low is None or high is None:
         return ""
-    return f" (p10-p90 {fmt_time(low)} - {fmt_time(high)})"
+    return f" (p10-p90 {fmt_range(low, high)})"
