@@ -24,11 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from hwsim.profiles.loader import load_model
+from validation.harness import Device, Timing, make_timer
 
 PREFILL = ((1, 512), (1, 2048), (4, 2048), (1, 8192), (16, 1024))
 DECODE = ((1, 2048), (8, 2048), (32, 2048), (64, 2048), (16, 8192), (1, 32768))
@@ -138,32 +138,15 @@ class Decoder:
         return (last @ self.lm_head.t()).float()
 
 
-def _events(device: str):
-    if device.startswith("cuda"):
-        return lambda: torch.cuda.Event(enable_timing=True)
-    return None
-
-
 def time_call(fn, device: str, warmup: int, repeats: int) -> tuple[float, float, float, int]:
-    """Median / p10 / p90 seconds of fn() (CUDA events on a GPU, else a synchronised clock)."""
+    """Median / p10 / p90 seconds of fn(): the harness's timers (CUDA events on a GPU, a
+    synchronised clock on the CPU), one call per sample after ``warmup`` calls."""
+    dev = Device("cuda" if device.startswith("cuda") else "cpu", device)
+    timer = make_timer(dev)
     for _ in range(warmup):
         fn()
-    samples = []
-    event = _events(device)
-    for _ in range(repeats):
-        if event:
-            start, end = event(), event()
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t0)
-    q10, q50, q90 = np.percentile(samples, [10, 50, 90])
-    return float(q50), float(q10), float(q90), len(samples)
+    t = Timing(tuple(timer.time(fn, 1) for _ in range(repeats)), 1)
+    return t.median_s, t.p10_s, t.p90_s, t.repeats
 
 
 def check_logits(logits: torch.Tensor, what: str) -> None:
