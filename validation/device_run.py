@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from hwsim.profiles.loader import load_hardware
 
     base = load_hardware(base_profile_for(dev))
-    l2 = base.on_chip.l2_bytes.value if base.on_chip.l2_bytes else None
-    pool = harness.pool_bytes_for(l2)
+    pool = harness.pool_bytes_for_profile(base)
     policy = harness.QUICK
     cases = suite.plan(dev, args.quick)
     print(f"{dev.name} ({dev.slug}): {len(cases)} cases, budget {args.budget_s:.0f} s", flush=True)

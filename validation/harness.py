@@ -256,6 +256,11 @@ def pool_bytes_for(llc_bytes: float | None) -> int:
     return int(2 * (llc_bytes or DEFAULT_LLC_BYTES))
 
 
+def pool_bytes_for_profile(hw) -> int:
+    """:func:`pool_bytes_for` the L2 of hardware profile ``hw`` (the default LLC without one)."""
+    return pool_bytes_for(hw.on_chip.l2_bytes.value if hw.on_chip.l2_bytes else None)
+
+
 class InputPool:
     """Random tensors carved from one ``randn`` buffer per dtype, in rotating slots.
 

@@ -109,24 +109,22 @@ def register(app: typer.Typer) -> None:
         else:
             dev = harness.select_device(device)
         base = load_hardware(base_profile or base_profile_for(dev))
-        if from_dir is not None:
-            rows, skipped = list(measured.rows), []
-            source = f"{len(rows)} measurements in {from_dir}"
-        elif reuse:
-            folder = measurements_dir / dev.slug
+        folder = from_dir or measurements_dir / dev.slug
+        if from_dir is None and reuse:
             measured, _meta = results.load(folder)
+        if from_dir is not None or reuse:
             rows, skipped = list(measured.rows), []
             source = f"{len(rows)} measurements in {folder}"
         else:
             cases = suite.plan(dev, quick)
             policy = harness.QUICK if quick else harness.FULL
-            l2 = base.on_chip.l2_bytes.value if base.on_chip.l2_bytes else None
+            pool = harness.pool_bytes_for_profile(base)
             err_console.print(f"measuring {len(cases)} shapes on {dev.name} ({dev.slug})")
             run = suite.run_suite(
                 cases,
                 dev,
                 policy=policy,
-                pool_bytes=harness.pool_bytes_for(l2),
+                pool_bytes=pool,
                 console=err_console,
                 progress=not json_out,
             )
@@ -134,13 +132,13 @@ def register(app: typer.Typer) -> None:
                 "sweep": "quick" if quick else "full",
                 "load_before": run.load_before,
                 "load_after": run.load_after,
-                "pool_bytes": harness.pool_bytes_for(l2),
+                "pool_bytes": pool,
             }
             results.save(measurements_dir, dev, run.measurements, run.threads, extra)
             rows, skipped = run.measurements, run.skipped
             source = (
                 f"{len(rows)} measurements ({'quick' if quick else 'full'} sweep, "
-                f"torch {results.stack_versions()['torch']}) in {measurements_dir / dev.slug}"
+                f"torch {results.stack_versions()['torch']}) in {folder}"
             )
         result = fit.calibrate(
             base, rows, profile_id=profile_id_for(out), calibrated_from=source, device_name=dev.name
@@ -150,7 +148,7 @@ def register(app: typer.Typer) -> None:
             "profile": str(path),
             "report": str(report),
             "device": dev.slug,
-            "measurements_dir": str(measurements_dir / dev.slug),
+            "measurements_dir": str(folder),
             "measured": len(rows),
             "skipped": [{"case": c, "reason": r} for c, r in skipped],
             "heldout": result.overall,
