@@ -252,13 +252,14 @@ class MeasurementSet:
         return out[0], out[1], out[2]
 
 
-def best_per_shape(rows: Iterable[Measurement]) -> list[Measurement]:
-    """The fastest implementation (lowest median) of each (kernel, parameters) shape: what a
-    well-configured engine would run."""
-    best: dict[tuple, Measurement] = {}
+def best_per_shape(rows: Iterable, time_of=lambda r: r.median_s) -> list:
+    """The fastest implementation (lowest ``time_of``, the median by default) of each
+    (kernel, parameters) shape: what a well-configured engine would run. ``rows``: anything
+    with ``kernel`` and ``params`` (measurements, validation report rows)."""
+    best: dict[tuple, Any] = {}
     for r in rows:
         key = (r.kernel, *sorted(r.params.items()))
-        if key not in best or r.median_s < best[key].median_s:
+        if key not in best or time_of(r) < time_of(best[key]):
             best[key] = r
     return list(best.values())
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.kernels import kernel_op, kernel_time
-from hwsim.measured import MeasurementSet
+from hwsim.measured import MeasurementSet, best_per_shape
 from hwsim.profiles.hardware import HardwareProfile
 from validation.bands import error_summary
 from validation.curve import is_heldout
@@ -82,12 +82,7 @@ def compare(hw: HardwareProfile, measurements: MeasurementSet) -> list[Row]:
 def fastest(rows: list[Row]) -> list[Row]:
     """The fastest implementation of each shape: what hwsim predicts, and what calibration
     fitted (a slower library path of the same shape is listed but not scored)."""
-    best: dict[tuple, Row] = {}
-    for r in rows:
-        key = (r.kernel, *sorted(r.params.items()))
-        if key not in best or r.measured_s < best[key].measured_s:
-            best[key] = r
-    return list(best.values())
+    return best_per_shape(rows, time_of=lambda r: r.measured_s)
 
 
 def summarise(rows: list[Row]) -> dict[str, dict[str, dict[str, float]]]:
