@@ -223,6 +223,39 @@ def _reference(counts: dict[str, int], candidates: list[str]) -> str:
     return max(candidates, key=lambda g: (counts[g], "/bf16/" in g, g))
 
 
+def _offset_layout(p: Points) -> tuple[list[str], list[str], set[str], list[str]]:
+    """Which offsets :func:`fit_curve` fits: (references, groups, pinned, free).
+
+    One reference group per bound (offset 0) pins compute_fraction to a compute-bound group
+    and memory_fraction to a memory-bound one, and one kernel's overhead pins the curve's fixed
+    costs, so the curve alone stays meaningful; every other group, each kernel's shared offset
+    ('<op>/*/<part>') and each other shape-factor level is free. bf16 and fp16 run the same
+    kernels, fp8 and tf32 may not: only the points can tell."""
+    counts = defaultdict(int)
+    for g in (*p.groups, *p.overhead_groups):
+        counts[g] += 1
+    references = []
+    for bound in ("compute", "memory"):
+        mine = [g for g in sorted(set(p.groups)) if g.endswith("/" + bound)]
+        if mine:
+            references.append(_reference(counts, mine))
+    if p.overhead_groups:
+        references.append(_reference(counts, sorted(set(p.overhead_groups))))
+    levels = sorted({f for f in p.factors if f})
+    for f in p.factors:
+        counts[f] += 1
+    if levels:
+        references.append(_reference(counts, levels))
+    groups = sorted({*p.groups, *p.overhead_groups})
+    pinned = {*references, *(parent_key(g) for g in references if g not in levels)}
+    free = [
+        *sorted({parent_key(g) for g in groups} - pinned),
+        *(g for g in groups if g not in pinned),
+        *(f for f in levels if f not in pinned),
+    ]
+    return references, groups, pinned, free
+
+
 def fit_curve(
     p: Points,
     starts: list[np.ndarray] | None = None,
@@ -245,32 +278,7 @@ def fit_curve(
     if len(p) < 3:
         raise HwsimError(f"need at least 3 measurements to fit a curve, got {len(p)}")
     shrink = OFFSET_SHRINK if shrink is None else shrink
-    counts = defaultdict(int)
-    for g in (*p.groups, *p.overhead_groups):
-        counts[g] += 1
-    # One reference group per bound (offset 0) pins compute_fraction to a compute-bound group
-    # and memory_fraction to a memory-bound one, and one kernel's overhead pins the curve's
-    # fixed costs, so the curve alone stays meaningful.
-    references = []
-    for bound in ("compute", "memory"):
-        mine = [g for g in sorted(set(p.groups)) if g.endswith("/" + bound)]
-        if mine:
-            references.append(_reference(counts, mine))
-    if p.overhead_groups:
-        references.append(_reference(counts, sorted(set(p.overhead_groups))))
-    levels = sorted({f for f in p.factors if f})
-    for f in p.factors:
-        counts[f] += 1
-    if levels:
-        references.append(_reference(counts, levels))
-    # bf16 and fp16 run the same kernels, fp8 and tf32 may not: only the points can tell.
-    groups = sorted({*p.groups, *p.overhead_groups})
-    pinned = {*references, *(parent_key(g) for g in references if g not in levels)}
-    free = [
-        *sorted({parent_key(g) for g in groups} - pinned),
-        *(g for g in groups if g not in pinned),
-        *(f for f in levels if f not in pinned),
-    ]
+    references, groups, pinned, free = _offset_layout(p)
 
     def index(keys) -> np.ndarray:
         return np.array([free.index(g) if g in free else -1 for g in keys] or [-1] * len(p))
