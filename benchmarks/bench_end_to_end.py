@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hwsim.deployment import make_deployment
-from hwsim.engine import decode_step_cost, prefill_cost
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import decode_step_cost, prefill_cost
 from hwsim.profiles.loader import load_hardware
 
 ROOT = Path(__file__).resolve().parents[1] / "validation" / "results" / "end_to_end"

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from hwsim.deployment import make_deployment
-from hwsim.estimate import estimate_deployment
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.estimate import estimate_deployment
 
 
 def main(n_points: int = 1_000_000, repeats: int = 5) -> None:

@@ -7,29 +7,75 @@ Public API::
                          prompt_len=512, gen_len=128)
     est.latency.ttft_s, est.memory.kv_cache_bytes_per_token
     hwsim.kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16").time_s
+
+The names below load on first use (PEP 562 module ``__getattr__``): ``import hwsim`` imports
+no planner, serving simulator or matplotlib until one of them is asked for.
 """
 
 from __future__ import annotations
 
-from hwsim.context import context_sweep
-from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
-from hwsim.estimate import estimate
-from hwsim.kernels import kernel_time
-from hwsim.planner.plan import plan, simulate
-from hwsim.profiles.loader import load_hardware, load_model
+import importlib
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
+
+try:  # the version lives in pyproject.toml only
+    __version__ = _dist_version("hwsim")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> module that defines it
+_LAZY = {
+    "estimate": "hwsim.inference.estimate",
+    "context_sweep": "hwsim.inference.context",
+    "DeploymentSpec": "hwsim.profiles.deployment",
+    "make_deployment": "hwsim.inference.deployment",
+    "kernel_time": "hwsim.perf.ladder",
+    "load_hardware": "hwsim.profiles.loader",
+    "load_model": "hwsim.model.load",
+    "plan": "hwsim.planner.plan",
+    "simulate": "hwsim.planner.plan",
+}
+
+if TYPE_CHECKING:
+    from hwsim.inference.context import context_sweep
+    from hwsim.inference.deployment import make_deployment
+    from hwsim.inference.estimate import estimate
+    from hwsim.model.load import load_model
+    from hwsim.perf.ladder import kernel_time
+    from hwsim.planner.plan import plan, simulate
+    from hwsim.profiles.deployment import DeploymentSpec
+    from hwsim.profiles.loader import load_hardware
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hwsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
+    "DeploymentSpec",
     "HwsimError",
     "InfeasibleError",
     "ProfileError",
     "UnknownProfileError",
+    "__version__",
     "context_sweep",
     "estimate",
     "kernel_time",
     "load_hardware",
     "load_model",
+    "make_deployment",
     "plan",
     "simulate",
 ]

@@ -25,3 +25,7 @@ class UnknownProfileError(HwsimError):
 
 class InfeasibleError(HwsimError):
     """A configuration that cannot run: weights do not fit, TP does not divide heads, ..."""
+
+
+class RungRefused(HwsimError):
+    """A predictor rung cannot price this op (outside its domain); the ladder moves on."""

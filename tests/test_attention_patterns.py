@@ -1,6 +1,6 @@
 """Attention-pattern counts: every closed form against a brute-force reference mask.
 
-``hwsim.mixers.masks`` builds each pattern from its definition as an n x n boolean matrix;
+``hwsim.model.mixers.masks`` builds each pattern from its definition as an n x n boolean matrix;
 ``pairs_per_head(n)`` must equal ``mask.sum()`` exactly, ``keys_per_decode_step(c)`` the last
 row of the c x c mask, and ``kv_tokens_held(c)`` the keys any current or later query reads.
 """
@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.dtypes import DTYPES
-from hwsim.mixers import build_mixer, masks
-from hwsim.params import count_params
+from hwsim.model.layers import layer_groups, layer_mixer
+from hwsim.model.mixers import build_mixer, masks
+from hwsim.model.params import count_params
 from hwsim.profiles.model import ModelProfile
 
 PROFILES = Path(__file__).resolve().parents[1] / "model_profiles"
@@ -183,7 +184,7 @@ def test_sparse_transformer_with_sqrt_stride_grows_as_n_to_1_5(kind):
 # -- anchors ---------------------------------------------------------------------------------
 def test_gpt3_175b_score_matrix_at_4000_tokens():
     model = ModelProfile.model_validate(yaml.safe_load((PROFILES / "gpt-3-175b.yaml").read_text()))
-    per_head = [(m.score_matrix_elements_per_head(4000), c) for m, _moe, c in model.layer_groups]
+    per_head = [(m.score_matrix_elements_per_head(4000), c) for m, _moe, c in layer_groups(model)]
     assert all(e == 16_000_000 for e, _ in per_head)
     per_layer_sum = sum(e * c for e, c in per_head)
     assert per_layer_sum == 1_536_000_000
@@ -258,10 +259,10 @@ def test_profile_params_match_published(name):
 def test_gemma_layer_patterns_and_kv_rate():
     bf16 = DTYPES["bf16"]
     g2 = _profile("gemma-2-9b")
-    kinds = [g2.layer_mixer(i).kind for i in range(g2.n_layers)]
+    kinds = [layer_mixer(g2, i).kind for i in range(g2.n_layers)]
     assert kinds[:2] == ["sliding_window", "attention"] and kinds.count("attention") == 21
-    rate = sum(g2.layer_mixer(i).kv_bytes_per_token(g2, bf16, 1) for i in range(g2.n_layers))
+    rate = sum(layer_mixer(g2, i).kv_bytes_per_token(g2, bf16, 1) for i in range(g2.n_layers))
     assert rate == 344_064  # formulas.md section 3
     g3 = _profile("gemma-3-27b")
-    globals_ = [i + 1 for i in range(g3.n_layers) if g3.layer_mixer(i).kind == "attention"]
+    globals_ = [i + 1 for i in range(g3.n_layers) if layer_mixer(g3, i).kind == "attention"]
     assert globals_ == list(range(6, 61, 6))  # models.md: layers 6, 12, ..., 60 are global

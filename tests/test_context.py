@@ -11,11 +11,12 @@ from typer.testing import CliRunner
 
 from hwsim import estimate
 from hwsim.cli.main import app
-from hwsim.context import ROW_FIELDS, WORDS_PER_TOKEN, context_sweep
-from hwsim.deployment import make_deployment
-from hwsim.engine import prefill_cost
 from hwsim.errors import HwsimError, InfeasibleError, ProfileError
-from hwsim.profiles.loader import load_model, shipped_ids
+from hwsim.inference.context import ROW_FIELDS, WORDS_PER_TOKEN, context_sweep
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import prefill_cost
+from hwsim.model.load import load_model
+from hwsim.profiles.loader import shipped_ids
 from hwsim.profiles.model import ModelProfile
 
 HW = "h100-sxm"

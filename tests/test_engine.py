@@ -6,11 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hwsim
-from hwsim.deployment import make_deployment
-from hwsim.engine import decode_step_cost, make_forward, prefill_cost
-from hwsim.graph import forward_ops
-from hwsim.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
-from hwsim.predict import roofline_floor_s, time_op
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import decode_step_cost, make_forward, prefill_cost
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
+from hwsim.model.graph import forward_ops
+from hwsim.perf.roofline import roofline_floor_s, time_op
 
 
 # --- golden values (hand-computed: 2 * layers * kv_heads * head_dim * 2 bytes) -------------

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from hwsim.errors import ProfileError
-from hwsim.params import count_params
+from hwsim.model.layers import layer_groups, layer_mixer
+from hwsim.model.params import count_params
 from hwsim.profiles.hf_config import model_from_hf_config
 from hwsim.profiles.model import ModelProfile
 
@@ -119,7 +120,7 @@ def test_params_equal_shipped_profile(tmp_path: Path, stem: str, config: dict):
     assert model.id == stem
     assert model.source == f"Hugging Face config.json at {tmp_path / stem / 'config.json'}"
     assert count_params(model) == count_params(reference)
-    assert model.layer_groups == reference.layer_groups
+    assert layer_groups(model) == layer_groups(reference)
     assert model.rope == reference.rope
     assert model.kv_heads == reference.kv_heads and model.head_size == reference.head_size
 
@@ -130,18 +131,18 @@ def test_llama_mapping(tmp_path: Path):
     assert model.rope.theta == 500000
     assert model.rope.scaling.type == "llama3"
     assert model.max_context_tokens == 131072
-    assert model.layer_pattern is None and model.layer_mixer(0).kind == "attention"
+    assert model.layer_pattern is None and layer_mixer(model, 0).kind == "attention"
 
 
 def test_mistral_every_layer_slides(tmp_path: Path):
     model = model_from_hf_config(write(tmp_path, "mistral", MISTRAL_7B))
-    assert {m.kind for m, _, _ in model.layer_groups} == {"sliding_window"}
-    assert model.layer_mixer(31).window == 4096
+    assert {m.kind for m, _, _ in layer_groups(model)} == {"sliding_window"}
+    assert layer_mixer(model, 31).window == 4096
 
 
 def test_mistral_null_window_is_full_attention(tmp_path: Path):
     model = model_from_hf_config(write(tmp_path, "m", {**MISTRAL_7B, "sliding_window": None}))
-    assert model.layer_mixer(0).kind == "attention"
+    assert layer_mixer(model, 0).kind == "attention"
 
 
 def test_mixtral_moe(tmp_path: Path):
@@ -157,7 +158,7 @@ def test_gemma2_alternates_local_and_global(tmp_path: Path):
         {"kind": "sliding_window", "window": 4096},
         {"kind": "attention"},
     ]
-    kinds = [model.layer_mixer(i).kind for i in range(model.n_layers)]
+    kinds = [layer_mixer(model, i).kind for i in range(model.n_layers)]
     assert kinds[:4] == ["sliding_window", "attention", "sliding_window", "attention"]
     assert kinds.count("attention") == 21
     assert model.tied_embeddings and model.norms_per_layer == 4 and model.ffn.type == "gated"
@@ -180,7 +181,7 @@ def test_gemma3_text_config_pattern(tmp_path: Path):
     config = {"model_type": "gemma3", "_name_or_path": "google/gemma-3-27b-it", "text_config": text}
     model = model_from_hf_config(write(tmp_path, "snapshot", config))
     assert model.id == "gemma-3-27b-it"
-    kinds = [model.layer_mixer(i).kind for i in range(model.n_layers)]
+    kinds = [layer_mixer(model, i).kind for i in range(model.n_layers)]
     assert kinds[:6] == ["sliding_window"] * 5 + ["attention"]
     assert kinds.count("attention") == 10  # layers 5, 11, ..., 59
     assert model.vocab_size == 262208 and model.rope.scaling.type == "linear"
@@ -200,7 +201,7 @@ def test_qwen2_qkv_bias_and_unused_window(tmp_path: Path):
         "sliding_window": 131072,
     }
     model = model_from_hf_config(write(tmp_path, "qwen", config))
-    assert model.qkv_bias and model.layer_mixer(0).kind == "attention"
+    assert model.qkv_bias and layer_mixer(model, 0).kind == "attention"
 
 
 def test_legacy_rope_scaling_key_type(tmp_path: Path):

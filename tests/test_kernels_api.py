@@ -1,4 +1,4 @@
-"""hwsim.kernels: op descriptors, parameter checks, the measured/calibrated/roofline ladder."""
+"""hwsim.perf.kernels: op descriptors, parameter checks, the measured/calibrated/roofline ladder."""
 
 from __future__ import annotations
 
@@ -9,17 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hwsim.errors import HwsimError
-from hwsim.kernels import (
-    KERNELS,
-    RungRefused,
-    calibrated_band,
-    kernel_op,
-    kernel_params,
-    kernel_time,
-    register_kernel,
-)
-from hwsim.measured import Measurement, MeasurementSet
+from hwsim.errors import HwsimError, RungRefused
+from hwsim.perf.bands import calibrated_band
+from hwsim.perf.kernels import KERNELS, kernel_op, kernel_params, register_kernel
+from hwsim.perf.ladder import kernel_time
+from hwsim.perf.measured import Measurement, MeasurementSet
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hwsim.params import count_params
+from hwsim.model.layers import layer_mixer
+from hwsim.model.params import count_params
 from hwsim.profiles.model import ModelProfile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "model_profiles"
@@ -68,6 +69,6 @@ def test_kv_bytes_per_token_bf16(stem: str, kv_bytes_per_token: int):
 
 def test_mistral_window_and_falcon_layout():
     mistral, falcon = load("mistral-7b"), load("falcon-40b")
-    assert mistral.layer_mixer(0).kind == "sliding_window"
-    assert mistral.layer_mixer(0).window == 4096
+    assert layer_mixer(mistral, 0).kind == "sliding_window"
+    assert layer_mixer(mistral, 0).window == 4096
     assert falcon.parallel_attention_mlp and falcon.tied_embeddings and not falcon.linear_bias

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from hwsim.ops import Op
-from hwsim.predict import roofline_floor_s, time_op
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import roofline_floor_s, time_op
 from hwsim.profiles.hardware import EfficiencyCurve, HardwareProfile
 from hwsim.profiles.loader import load_hardware
 

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 import hwsim
 from hwsim.cli.main import app
-from hwsim.deployment import make_deployment
-from hwsim.engine import decode_step_cost, prefill_cost
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import decode_step_cost, prefill_cost
 from hwsim.planner.plan import plan, simulate
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.report.plan_report import write_report

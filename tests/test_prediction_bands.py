@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwsim.deployment import make_deployment
-from hwsim.engine import prefill_cost
-from hwsim.predict import roofline_floor_s
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import prefill_cost
+from hwsim.perf.roofline import roofline_floor_s
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 

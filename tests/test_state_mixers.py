@@ -10,9 +10,10 @@ import pytest
 import yaml
 
 from hwsim.dtypes import activation_dtype, kv_dtype, weight_dtype
-from hwsim.forward import Forward
-from hwsim.mixers import build_mixer
-from hwsim.params import count_params
+from hwsim.model.forward import Forward
+from hwsim.model.layers import build_layers, layer_groups, layer_mixer
+from hwsim.model.mixers import build_mixer
+from hwsim.model.params import count_params
 from hwsim.profiles.model import ModelProfile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "model_profiles"
@@ -51,7 +52,7 @@ def model_cache_bytes(model: ModelProfile, context: float, tp: int = 1) -> float
     return float(
         sum(
             count * mixer.cache_bytes_per_sequence(model, ctx, BF16, tp)
-            for mixer, _, count in model.layer_groups
+            for mixer, _, count in layer_groups(model)
         )
     )
 
@@ -69,7 +70,7 @@ def total(ops, field) -> float:
 @pytest.mark.parametrize("stem", ["mamba-2.8b", "mamba2-2.7b", "rwkv-7"])
 def test_state_is_constant_in_context(stem):
     model = load(stem)
-    for mixer, _, _ in model.layer_groups:
+    for mixer, _, _ in layer_groups(model):
         assert mixer.kv_bytes_per_token(model, BF16, 1) == 0.0
         small = mixer.cache_bytes_per_sequence(model, np.asarray(1024.0), BF16, 1)
         huge = mixer.cache_bytes_per_sequence(model, np.asarray(1024.0**2), BF16, 1)
@@ -79,7 +80,7 @@ def test_state_is_constant_in_context(stem):
 
 def test_mamba_2_8b_state_elements():
     model = load("mamba-2.8b")
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     assert mixer.resolved_dt_rank(model) == 160
     assert mixer.ssm_state_elements(model) == 5120 * 16
     assert mixer.conv_state_elements(model) == 5120 * 4
@@ -93,7 +94,7 @@ def test_mamba_2_8b_state_elements():
 
 def test_mamba2_state_elements():
     model = load("mamba2-2.7b")
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     assert mixer.n_heads(model) == 80
     assert mixer.ssm_state_elements(model) == 80 * 64 * 128
     assert mixer.conv_state_elements(model) == (5120 + 2 * 128) * 4
@@ -102,7 +103,7 @@ def test_mamba2_state_elements():
 
 def test_rwkv7_state_and_params():
     model = load("rwkv-7")
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     assert mixer.wkv_state_elements(model) == 32 * 64 * 64
     assert mixer.shift_state_elements(model) == 2 * 2048
     assert mixer.state_bytes_per_sequence(model, 1) == 32 * 64 * 64 * 4 + 2 * 2048 * 2
@@ -128,13 +129,13 @@ def test_rwkv6_param_count():
         "mixer": {"kind": "rwkv", "version": 6, "ffn_size": 7168, "mix_lora_rank": 32},
     }
     with pytest.raises(ValueError, match="decay_lora_rank"):
-        ModelProfile.model_validate(spec)
+        build_layers(ModelProfile.model_validate(spec))
     spec["mixer"]["decay_lora_rank"] = 64
     model = ModelProfile.model_validate(spec)
     c = 2048
     time_mix = 6 * c + 10 * c * 32 + c + 2 * c * 64 + c + 5 * c * c + 2 * c
     channel_mix = 2 * c + 2 * c * 7168 + c * c
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     assert mixer.param_count(model) == time_mix + channel_mix
     assert count_params(model).total == pytest.approx(1.6e9, rel=0.01)
 
@@ -164,7 +165,7 @@ def test_deepseek_v3_latent_cache():
 
 def test_deepseek_v3_mla_params():
     model = load("deepseek-v3")
-    (mixer,) = {m for m, _, _ in model.layer_groups}
+    (mixer,) = {m for m, _, _ in layer_groups(model)}
     expected = (
         7168 * 1536  # q_a_proj
         + 1536  # q_a_layernorm
@@ -187,7 +188,7 @@ def _mla_common_flops(h=128):
 def test_mla_decode_flops_absorbed_vs_not():
     """One DeepSeek-V3 layer, one sequence, one new token at context C, tp = 1."""
     model = load("deepseek-v3")
-    (mixer,) = {m for m, _, _ in model.layer_groups}
+    (mixer,) = {m for m, _, _ in layer_groups(model)}
     flat = mixer.model_copy(update={"absorbed": False})
     c, h = 4096, 128
     fw = decode(model, c)
@@ -217,7 +218,7 @@ def test_mla_decode_flops_absorbed_vs_not():
 
 def test_mla_prefill_uses_decompressed_form():
     model = load("deepseek-v3")
-    (mixer,) = {m for m, _, _ in model.layer_groups}
+    (mixer,) = {m for m, _, _ in layer_groups(model)}
     n = 2048
     ops = mixer.ops(prefill(model, n))
     core = op(ops, "attn.core")
@@ -230,16 +231,16 @@ def test_mla_prefill_uses_decompressed_form():
 # -- hybrid -------------------------------------------------------------------------------------
 def test_jamba_kv_only_on_attention_layers():
     model = load("jamba-1.5-mini")
-    attention = [i for i in range(model.n_layers) if model.layer_mixer(i).is_attention]
+    attention = [i for i in range(model.n_layers) if layer_mixer(model, i).is_attention]
     assert attention == [4, 12, 20, 28]
     per_layer_kv = 2 * 8 * 128 * 2  # K and V, 8 KV heads of 128, bf16
-    mamba = model.layer_mixer(0)
+    mamba = layer_mixer(model, 0)
     state = mamba.state_bytes_per_sequence(model, 1)
     assert state == 8192 * 16 * 4 + 8192 * 4 * 2
     for ctx in (1024, 131072):
         kv_total = sum(
             count * mixer.kv_bytes_per_token(model, BF16, 1) * ctx
-            for mixer, _, count in model.layer_groups
+            for mixer, _, count in layer_groups(model)
         )
         assert kv_total == 4 * per_layer_kv * ctx
         assert model_cache_bytes(model, ctx) == 4 * per_layer_kv * ctx + 28 * state
@@ -253,7 +254,7 @@ SCAN_OPS = {"mamba-2.8b": "ssm.scan", "mamba2-2.7b": "ssm.scan", "rwkv-7": "rwkv
 @pytest.mark.parametrize("stem", sorted(SCAN_OPS))
 def test_prefill_scan_flops_linear_in_length(stem):
     model = load(stem)
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     flops = [float(op(mixer.ops(prefill(model, n)), SCAN_OPS[stem]).flops) for n in (4096, 8192)]
     assert flops[1] / flops[0] == pytest.approx(2.0)
     whole = [total(mixer.ops(prefill(model, n)), "flops") for n in (4096, 8192)]
@@ -262,7 +263,7 @@ def test_prefill_scan_flops_linear_in_length(stem):
 
 def test_mamba_scan_flops_constant():
     model = load("mamba-2.8b")
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     n = 1000
     scan = op(mixer.ops(prefill(model, n)), "ssm.scan")
     assert float(scan.flops) == n * (9 * 5120 * 16 + 7 * 5120)
@@ -272,7 +273,7 @@ def test_mamba_scan_flops_constant():
 @pytest.mark.parametrize("tp", [1, 2])
 def test_decode_moves_the_whole_state(stem, tp):
     model = load(stem)
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     batch = 4
     for context in (1024, 131072):
         ops = mixer.ops(decode(model, context, batch=batch, tp=tp))
@@ -288,7 +289,7 @@ def test_decode_moves_the_whole_state(stem, tp):
 
 def test_prefill_writes_final_state_once():
     model = load("mamba-2.8b")
-    (mixer,) = [m for m, _, _ in model.layer_groups]
+    (mixer,) = [m for m, _, _ in layer_groups(model)]
     ops = mixer.ops(prefill(model, 2048, batch=3))
     assert total(ops, "kv_read_bytes") == 0
     assert total(ops, "kv_write_bytes") == 3 * mixer.state_bytes_per_sequence(model, 1)
@@ -312,7 +313,7 @@ def test_ops_accept_array_sweeps():
                 act=activation_dtype("bf16"),
                 compute_dtype="bf16",
             )
-            for mixer, _, _ in model.layer_groups:
+            for mixer, _, _ in layer_groups(model):
                 for o in mixer.ops(fw):
                     assert np.all(np.isfinite(np.broadcast_to(o.flops, (2, 3))))
                     assert np.all(np.asarray(o.hbm_bytes) >= 0)

@@ -11,15 +11,10 @@ import pytest
 import yaml
 
 from hwsim.errors import HwsimError
-from hwsim.kernels import (
-    calibrated_band,
-    kernel_op,
-    kernel_time,
-    residual_band,
-    roofline_bound,
-    time_parts,
-)
-from hwsim.predict import roofline_floor_s
+from hwsim.perf.bands import calibrated_band, residual_band, time_parts
+from hwsim.perf.kernels import kernel_op
+from hwsim.perf.ladder import kernel_time
+from hwsim.perf.roofline import roofline_bound, roofline_floor_s
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware, shipped_dir
 from validation import bands, fit, profile_writer, synthetic
@@ -199,7 +194,7 @@ def test_too_few_measurements_is_a_clear_error():
 
 @pytest.mark.parametrize("overlap", [0.0, 0.3, 0.6])
 def test_fit_recovers_partial_overlap_of_compute_and_memory(overlap):
-    """Truth priced by hwsim.predict.time_op with time = max(C, M) + (1 - overlap) min(C, M):
+    """Truth priced by hwsim.perf.roofline.time_op with time = max(C, M) + (1 - overlap) min(C, M):
     the fit recovers overlap and the fractions, and fits far better than the plain max."""
     truth = synthetic.with_curves(CPU, {"matmul": {**TRUTH["matmul"], "overlap": overlap}})
     shapes = [s for s in synthetic.shapes(("bf16",)) if s[0] == "gemm"]

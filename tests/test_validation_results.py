@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hwsim.errors import HwsimError
-from hwsim.measured import CSV_NAME, Measurement, load_measurements, read_csv, write_csv
+from hwsim.perf.measured import CSV_NAME, Measurement, load_measurements, read_csv, write_csv
 from validation import results, synthetic
 
 

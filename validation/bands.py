@@ -3,7 +3,7 @@
 The offsets and the spread of out-of-fold residuals become the profile's calibration residuals
 (``p50`` = the offset plus the residuals' median, ``p10``/``p90`` its band) under the group
 keys, '<group>/head_dim=<d>' and the overhead keys, read back by
-:func:`hwsim.kernels.residual_band` and :func:`hwsim.kernels.calibrated_band`.
+:func:`hwsim.perf.bands.residual_band` and :func:`hwsim.perf.bands.calibrated_band`.
 
 Honesty rules: a deterministic 70/30 split by a hash of the shape keeps a held-out set the
 fit never sees; every band comes from 5-fold cross-validation inside the training set (never

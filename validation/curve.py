@@ -1,6 +1,6 @@
 """One op class's efficiency curve fitted to measurements, and cross-validated.
 
-The model is hwsim's own (:func:`hwsim.predict.time_op`, see ``EfficiencyCurve``)::
+The model is hwsim's own (:func:`hwsim.perf.roofline.time_op`, see ``EfficiencyCurve``)::
     C = (F + F_half) / (peak * compute_fraction)
     M = (B + B_half) / (bandwidth * memory_fraction)
     t = max(C, M) + (1 - overlap) * min(C, M) + kernels * launch_overhead_s
@@ -10,7 +10,7 @@ loss, a few starts), with ``compute_fraction`` and ``memory_fraction`` bounded t
 ``overlap`` to [0, 1] so the fitted curve never beats the roofline. The five sizes are fitted
 as log10; ``overlap`` as itself. One curve per op class cannot tell a bf16 GEMM
 from an fp32 one, nor a prefill kernel from a decode kernel, so the time is split in two
-(:func:`hwsim.kernels.time_parts`): ``work``, the size-proportional part, and ``fixed``, what
+(:func:`hwsim.perf.bands.time_parts`): ``work``, the size-proportional part, and ``fixed``, what
 F_half, B_half and the launch overhead add (a library's per-call cost: host dispatch, launch,
 setup kernels), and each part gets its own log-time offset::
 
@@ -20,7 +20,7 @@ setup kernels), and each part gets its own log-time offset::
 '<op name>/<dtype>/overhead' (e.g. 'gemm/fp8/overhead': fp8 GEMMs pay twice the per-call cost
 of bf16 ones on an H100 at the same throughput, which one offset per group could not fit at
 small and large shapes at once), and the shape factor 'head_dim=<d>' for compute-bound
-attention (:func:`hwsim.kernels.shape_factor`), shared by all of the class's groups. One
+attention (:func:`hwsim.perf.bands.shape_factor`), shared by all of the class's groups. One
 reference per bound, one kernel's overhead and one head_dim are pinned at 0, which pins the
 curve. Every other offset is its kernel's (shared by its dtypes) plus its dtype's deviation,
 each shrunk towards 0 (:data:`OFFSET_SHRINK`), so groups of two points do not fit noise.
@@ -41,9 +41,10 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from hwsim.errors import HwsimError
-from hwsim.kernels import group_key, kernel_op, overhead_key, roofline_bound, shape_factor
-from hwsim.measured import Measurement
-from hwsim.predict import overlapped_s, peak_flops_per_s
+from hwsim.perf.bands import group_key, overhead_key, shape_factor
+from hwsim.perf.kernels import kernel_op
+from hwsim.perf.measured import Measurement
+from hwsim.perf.roofline import overlapped_s, peak_flops_per_s, roofline_bound
 from hwsim.profiles.hardware import HardwareProfile
 
 HELDOUT_FRACTION = 0.3
@@ -119,7 +120,7 @@ def group_of(hw: HardwareProfile, m: Measurement) -> str:
 
 
 def factor_of(hw: HardwareProfile, op) -> str:
-    """The shape factor (:func:`hwsim.kernels.shape_factor`, e.g. 'head_dim=64') of a
+    """The shape factor (:func:`hwsim.perf.bands.shape_factor`, e.g. 'head_dim=64') of a
     compute-bound op, else ''. Only compute-bound attention pays the softmax's exponentials
     at a rate that depends on head_dim; memory-bound attention moves bytes."""
     if str(roofline_bound(hw, op)) != "compute":
@@ -185,7 +186,7 @@ CURVE_FIELDS = (
 
 
 def model_parts(x: np.ndarray, p: Points) -> tuple[np.ndarray, np.ndarray]:
-    """(work, fixed) seconds of hwsim's efficiency model (:func:`hwsim.kernels.time_parts`):
+    """(work, fixed) seconds of hwsim's efficiency model (:func:`hwsim.perf.bands.time_parts`):
     ``work`` the size-proportional time, ``fixed`` what F_half, B_half and the launch overhead
     add to it. ``x`` holds the log10 of the five sizes and then ``overlap`` of compute and memory
     time (1: the roofline's max(C, M); 0: C + M, no overlap at all); without a sixth entry
@@ -338,7 +339,7 @@ def fit_curve(
 def _parts_offsets(fit: CurveFit, p: Points) -> tuple[np.ndarray, ...]:
     """(work, fixed, work offset, fixed offset) per point: NaN offset for a group the fit has
     not seen; a kernel whose overhead it has not seen scales both parts by the group offset
-    (what :func:`hwsim.kernels.calibrated_band` does without an overhead key)."""
+    (what :func:`hwsim.perf.bands.calibrated_band` does without an overhead key)."""
     work, fixed = model_parts(fit.vector, p)
     b = np.array([fit.offsets.get(g, np.nan) for g in p.groups])
     if p.factors:  # a shape factor the fit has not seen: the reference's (the plain group key)

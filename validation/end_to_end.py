@@ -4,7 +4,7 @@
 
 Builds a Llama-style decoder from an hwsim model profile (RMSNorm, fused QKV projection,
 RoPE, GQA attention through ``scaled_dot_product_attention`` over a pre-allocated KV cache,
-SwiGLU MLP, last-position logits: the ops :mod:`hwsim.graph` prices) with random bf16
+SwiGLU MLP, last-position logits: the ops :mod:`hwsim.model.graph` prices) with random bf16
 weights, then times prefill (batch B, prompt S) and one decode step (batch B, context C) with
 CUDA events: warm-up, repeats, median. Decode is timed eagerly and replayed from a CUDA graph
 (how serving engines remove per-kernel launch gaps). Writes ``end_to_end.csv`` with a
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hwsim.profiles.loader import load_model
+from hwsim.model.load import load_model
 from validation.harness import Device, Timing, make_timer
 
 PREFILL = ((1, 512), (1, 2048), (4, 2048), (1, 8192), (16, 1024))

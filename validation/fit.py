@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from hwsim.errors import HwsimError
-from hwsim.kernels import calibrated_band, kernel_op
-from hwsim.measured import Measurement, best_per_shape
-from hwsim.predict import time_op
+from hwsim.perf.bands import calibrated_band
+from hwsim.perf.kernels import kernel_op
+from hwsim.perf.measured import Measurement, best_per_shape
+from hwsim.perf.roofline import time_op
 from hwsim.profiles.hardware import HardwareProfile
 from validation.bands import class_bands, error_summary, quantiles
 from validation.curve import fit_class, split

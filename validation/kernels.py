@@ -1,6 +1,6 @@
 """The measured kernels: torch (and, on a GPU, Triton) implementations of hwsim's kernels.
 
-Each :class:`Case` names an hwsim kernel (:mod:`hwsim.kernels`), an implementation
+Each :class:`Case` names an hwsim kernel (:mod:`hwsim.perf.kernels`), an implementation
 (``variant``) and the kernel's parameters, so the predictor prices exactly the measured work.
 :func:`prepare` returns a :class:`Prepared` kernel: ``step()`` runs one call on the next set
 of rotated random inputs and ``check()`` compares one call against a float64 reference.
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from hwsim.kernels import kernel_params
+from hwsim.perf.kernels import kernel_params
 from validation.harness import Device, InputPool, Rotation, check_close
 
 TORCH_DTYPES = {

@@ -1,6 +1,6 @@
 """Predicted vs measured: one record per measurement, summaries per op class, two plots.
 
-The prediction for each measured shape comes from :func:`hwsim.kernels.kernel_time` without
+The prediction for each measured shape comes from :func:`hwsim.perf.ladder.kernel_time` without
 measurements (calibrated rung on a calibrated profile, else the roofline), so the report
 checks the same code path users call. Rows the calibration held out are marked: only their
 errors and band coverage are honest estimates of accuracy.
@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.kernels import kernel_op, kernel_time
-from hwsim.measured import MeasurementSet, best_per_shape
+from hwsim.perf.kernels import kernel_op
+from hwsim.perf.ladder import kernel_time
+from hwsim.perf.measured import MeasurementSet, best_per_shape
 from hwsim.profiles.hardware import HardwareProfile
 from validation.bands import error_summary
 from validation.curve import is_heldout

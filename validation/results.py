@@ -3,7 +3,7 @@
     validation/results/<device>/<kernel>/<stack>@<version>/measurements.csv
     validation/results/<device>/<kernel>/<stack>@<version>/metadata.json
 
-e.g. ``cpu-amd-epyc/gemm/torch@2.13.0/``. The CSV format is :mod:`hwsim.measured`'s (the
+e.g. ``cpu-amd-epyc/gemm/torch@2.13.0/``. The CSV format is :mod:`hwsim.perf.measured`'s (the
 core reads it for the measured rung without torch); the sidecar records the device, driver,
 clocks, library versions, thread count, date, hwsim version and git commit.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import HwsimError
-from hwsim.measured import CSV_NAME, Measurement, MeasurementSet, load_measurements, write_csv
+from hwsim.perf.measured import CSV_NAME, Measurement, MeasurementSet, load_measurements, write_csv
 from validation.harness import Device
 
 METADATA_NAME = "metadata.json"

@@ -2,7 +2,7 @@
 
 ``plan(device, quick)`` lists :class:`~validation.kernels.Case` s; ``run_suite`` checks each
 kernel once against its reference, times it (:func:`validation.harness.time_kernel`) and
-returns hwsim :class:`~hwsim.measured.Measurement` rows, with a rich progress bar and ETA.
+returns hwsim :class:`~hwsim.perf.measured.Measurement` rows, with a rich progress bar and ETA.
 A case the device cannot run (a backend without GQA, out of memory, a failed check) is
 skipped with its reason, never timed.
 
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from hwsim.measured import Measurement
+from hwsim.perf.measured import Measurement
 from validation.harness import (
     QUICK,
     Device,

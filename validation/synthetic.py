@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 
-from hwsim.kernels import kernel_op, kernel_params
-from hwsim.measured import Measurement
-from hwsim.predict import time_op
+from hwsim.perf.kernels import kernel_op, kernel_params
+from hwsim.perf.measured import Measurement
+from hwsim.perf.roofline import time_op
 from hwsim.profiles.hardware import EfficiencyCurve, HardwareProfile
 from validation.suite import _decode_grid, _gemm_grid, _prefill_grid
 
@@ -99,7 +99,7 @@ def write(root, rows: list[Measurement], device: str = "synthetic") -> list:
     import json
     from pathlib import Path
 
-    from hwsim.measured import CSV_NAME, write_csv
+    from hwsim.perf.measured import CSV_NAME, write_csv
     from validation.results import METADATA_NAME
 
     written = []

@@ -1,6 +1,6 @@
 """``hwsim context``: what a context length costs, per model or attention/memory variant.
 
-A view of :func:`hwsim.context.context_sweep`: a rich table per variant (lengths as rows),
+A view of :func:`hwsim.inference.context.context_sweep`: a rich table per variant (lengths as rows),
 ``--json`` (one object, a list per key) and ``--plot FILE.png`` (each quantity against context
 length, log-log, one line per variant).
 """
@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwsim.cli.common import console, err_console, fail, handle_errors, parse_int_list, print_json
-from hwsim.context import ContextSweep, context_sweep
+from hwsim.inference.context import ContextSweep, context_sweep
 from hwsim.report.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 
 DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"

@@ -24,7 +24,7 @@ DTYPE = typer.Option("bf16", "--dtype", help="fp32 | tf32 | bf16 | fp16 | fp8 | 
 def _show(
     kernel: str, hardware: str, measurements: Path | None, rung: str, json_out: bool, **params
 ) -> None:
-    from hwsim.kernels import kernel_time
+    from hwsim.perf.ladder import kernel_time
 
     t = kernel_time(hardware, kernel, measurements=measurements, rung=rung, **params)
     if json_out:

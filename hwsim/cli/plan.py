@@ -8,8 +8,8 @@ import typer
 
 from hwsim.cli.common import console, fail, handle_errors, print_json
 from hwsim.errors import ProfileError
-from hwsim.estimate import estimate
-from hwsim.scenario import Scenario, load_scenario
+from hwsim.inference.estimate import estimate
+from hwsim.profiles.scenario import Scenario, load_scenario
 
 
 def _overrides(**flags) -> dict:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, err_console, fail, print_json
 from hwsim.planner.plan import plan
+from hwsim.profiles.scenario import Scenario
 from hwsim.report.format import fmt_time
 from hwsim.report.plan_report import (
     COMPACT,
@@ -17,7 +18,6 @@ from hwsim.report.plan_report import (
     check_writable,
     write_report,
 )
-from hwsim.scenario import Scenario
 
 
 def run_capacity_plan(

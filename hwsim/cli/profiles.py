@@ -8,7 +8,9 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors
 from hwsim.errors import HwsimError
-from hwsim.profiles.loader import load_hardware, load_model, shipped_dir, shipped_ids
+from hwsim.model.layers import layer_groups
+from hwsim.model.load import load_model
+from hwsim.profiles.loader import load_hardware, shipped_dir, shipped_ids
 from hwsim.report.format import fmt_bytes
 
 KINDS = ("hardware", "model")
@@ -31,14 +33,14 @@ def _list_table(kind: str) -> Table:
                 "yes" if hw.calibration else "no",
             )
     else:
-        from hwsim.memory import kv_bytes_per_token_per_gpu  # noqa: F401 (import check)
-        from hwsim.params import count_params
+        from hwsim.inference.memory import kv_bytes_per_token_per_gpu  # noqa: F401 (import check)
+        from hwsim.model.params import count_params
 
         for col in ("id", "name", "params", "layers", "mixers", "context"):
             table.add_column(col, no_wrap=(col != "name"))
         for ref in shipped_ids(kind):
             m = load_model(ref)
-            kinds = sorted({mixer.kind for mixer, _moe, _c in m.layer_groups})
+            kinds = sorted({mixer.kind for mixer, _moe, _c in layer_groups(m)})
             table.add_row(
                 m.id,
                 m.name,

@@ -1,6 +1,6 @@
 """``hwsim validate``: predicted vs measured for every measured kernel, with plots.
 
-Needs no torch: it reads measurement files and prices them with :mod:`hwsim.kernels`.
+Needs no torch: it reads measurement files and prices them with :mod:`hwsim.perf.kernels`.
 """
 
 from __future__ import annotations

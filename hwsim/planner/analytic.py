@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwsim.capacity import free_bytes_for_cache, max_batch
-from hwsim.deployment import Deployment, make_deployment
-from hwsim.engine import decode_step_cost, prefill_cost
 from hwsim.errors import HwsimError
-from hwsim.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+from hwsim.inference.capacity import free_bytes_for_cache, max_batch
+from hwsim.inference.deployment import Deployment, make_deployment
+from hwsim.inference.engine import decode_step_cost, prefill_cost
+from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from hwsim.planner.spec import Candidate
-from hwsim.scenario import SLO
+from hwsim.profiles.scenario import SLO
 
 
 @dataclass(frozen=True)

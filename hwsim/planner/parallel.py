@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from hwsim.errors import HwsimError
 from hwsim.planner.analytic import CandidateResult, Workload, evaluate
 from hwsim.planner.spec import Candidate
-from hwsim.scenario import SLO
+from hwsim.profiles.scenario import SLO
 
 PARALLEL_THRESHOLD = 8  # below this, process start-up costs more than it saves
 

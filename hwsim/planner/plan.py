@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.deployment import make_deployment
 from hwsim.errors import HwsimError, ProfileError
+from hwsim.inference.deployment import make_deployment
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
 from hwsim.planner.spec import CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.loader import validate
-from hwsim.scenario import Scenario, load_scenario
+from hwsim.profiles.scenario import Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
 from hwsim.serving import simulate as run_simulation
 
@@ -308,8 +308,8 @@ def simulate(scenario: str | Path | dict | Scenario, n_requests: int = 2000, see
 
 def evaluate_single(sc: Scenario, dep, cand) -> CandidateResult:
     """KV capacity of the scenario's deployment (what the scheduler may fill)."""
-    from hwsim.capacity import free_bytes_for_cache
-    from hwsim.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+    from hwsim.inference.capacity import free_bytes_for_cache
+    from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 
     weights = weight_bytes_per_gpu(dep)
     free = float(free_bytes_for_cache(dep, float(cand.max_num_batched_tokens), weights))

@@ -1,5 +1,5 @@
 """The planner's scenario sections: ``candidates`` and ``serving`` (``traffic`` and ``slo``
-are :class:`hwsim.serving.traffic.TrafficSpec` and :class:`hwsim.scenario.SLO`)."""
+are :class:`hwsim.serving.traffic.TrafficSpec` and :class:`hwsim.profiles.scenario.SLO`)."""
 
 from __future__ import annotations
 

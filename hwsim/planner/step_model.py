@@ -15,13 +15,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from hwsim.deployment import Deployment
-from hwsim.engine import make_forward
-from hwsim.ffn import expected_distinct_experts
-from hwsim.graph import forward_ops
-from hwsim.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
-from hwsim.ops import Op
-from hwsim.predict import time_op
+from hwsim.inference.deployment import Deployment
+from hwsim.inference.engine import make_forward
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
+from hwsim.model.ffn import expected_distinct_experts
+from hwsim.model.graph import forward_ops
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import time_op
 
 SUMMED = (
     "flops",

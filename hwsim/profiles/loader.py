@@ -6,6 +6,7 @@ Errors name the file, the field, the value and what is allowed; unknown ids list
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
@@ -51,10 +52,14 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def validate(cls: type[P], data: dict, file: str) -> P:
-    """Validate ``data`` as ``cls``; on failure name the first bad field, value and rule."""
+def validate(cls: type[P], data: dict, file: str, check: Check | None = None) -> P:
+    """Validate ``data`` as ``cls``, then run ``check`` on the result (a layer above the schema,
+    e.g. building a model's mixers); on failure name the first bad field, value and rule."""
     try:
-        return cls.model_validate(data)
+        profile = cls.model_validate(data)
+        if check is not None:
+            check(profile)
+        return profile
     except ValidationError as exc:
         raise ProfileError(format_validation_error(exc), file=file) from None
     except ValueError as exc:  # raised by nested builders (e.g. mixer specs)
@@ -91,12 +96,15 @@ def _unknown(kind: str, ref: str) -> UnknownProfileError:
     )
 
 
+Check = Callable[[BaseModel], object]  # raises ValueError naming the bad field
+
+
 @lru_cache(maxsize=256)
-def _load_file(cls: type[P], path: Path, mtime: float) -> P:
-    return validate(cls, read_yaml(path), str(path))
+def _load_file(cls: type[P], path: Path, mtime: float, check: Check | None = None) -> P:
+    return validate(cls, read_yaml(path), str(path), check)
 
 
-def _load(kind: str, cls: type[P], ref: str) -> P:
+def _load(kind: str, cls: type[P], ref: str, check: Check | None = None) -> P:
     if _looks_like_path(ref):
         path = Path(ref).expanduser()
         if not path.is_file():
@@ -105,7 +113,7 @@ def _load(kind: str, cls: type[P], ref: str) -> P:
         path = shipped_dir(kind) / f"{ref}.yaml"
         if not path.is_file():
             raise _unknown(kind, ref)
-    return _load_file(cls, path.resolve(), path.stat().st_mtime)
+    return _load_file(cls, path.resolve(), path.stat().st_mtime, check)
 
 
 def load_hardware(ref: str | Path | HardwareProfile) -> HardwareProfile:
@@ -115,13 +123,21 @@ def load_hardware(ref: str | Path | HardwareProfile) -> HardwareProfile:
     return _load("hardware", HardwareProfile, str(ref))
 
 
-def load_model(ref: str | Path | ModelProfile) -> ModelProfile:
-    """A shipped model id, a YAML path, or a Hugging Face ``config.json`` path (no network)."""
+def load_model_profile(ref: str | Path | ModelProfile, check: Check | None = None) -> ModelProfile:
+    """A shipped model id, a YAML path, or a Hugging Face ``config.json`` path (no network),
+    validated as data; ``check`` runs on the profile (errors name the file). Most callers want
+    :func:`hwsim.model.load.load_model`, which checks the layers too."""
     if isinstance(ref, ModelProfile):
         return ref
     ref = str(ref)
     if ref.endswith(".json"):
         from hwsim.profiles.hf_config import model_from_hf_config
 
-        return model_from_hf_config(ref)
-    return _load("model", ModelProfile, ref)
+        profile = model_from_hf_config(ref)
+        if check is not None:
+            try:
+                check(profile)
+            except ValueError as exc:
+                raise ProfileError(str(exc), file=ref) from None
+        return profile
+    return _load("model", ModelProfile, ref, check)

@@ -3,16 +3,15 @@
 Layers are described by a default ``mixer`` (the token-mixing block: an attention variant or a
 state-space layer) and an optional cyclic ``layer_pattern`` of mixers, so hybrids (Jamba) and
 alternating local/global attention (Gemma) are lists, not code. Mixer kinds are registered
-classes in :mod:`hwsim.mixers`.
+classes in :mod:`hwsim.model.mixers`. The profile keeps the specs as data; building and checking
+the mixers is :mod:`hwsim.model.layers`' job (the loader calls it).
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from hwsim.profiles.sourced import STRICT, SourcedNumber
 
@@ -99,7 +98,6 @@ class ModelProfile(BaseModel):
     mixer: dict[str, Any] = Field(default_factory=lambda: {"kind": "attention"})
     layer_pattern: list[dict[str, Any]] | None = None
     notes: str | None = None
-    _pattern: tuple = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _check(self) -> ModelProfile:
@@ -107,18 +105,6 @@ class ModelProfile(BaseModel):
             raise ValueError(
                 f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})"
             )
-        from hwsim.mixers import build_mixer  # registry import is deferred: mixers import us
-
-        if self.layer_pattern is None:
-            mixers = [build_mixer(self.mixer, where="mixer")]
-        else:
-            mixers = [
-                build_mixer(s, where=f"layer_pattern[{i}]")
-                for i, s in enumerate(self.layer_pattern)
-            ]
-        self._pattern = tuple(mixers)
-        for mixer in mixers:
-            mixer.check_model(self)
         return self
 
     # -- derived quantities --------------------------------------------------------------
@@ -134,26 +120,11 @@ class ModelProfile(BaseModel):
             return 0
         return self.d_model // self.n_heads
 
-    def layer_mixer(self, index: int):
-        return self._pattern[index % len(self._pattern)]
-
     def is_moe_layer(self, index: int) -> bool:
         moe = self.ffn.moe
         if moe is None or index < moe.first_dense_layers:
             return False
         return (index - moe.layer_offset) % moe.layer_period == 0
-
-    @cached_property
-    def layer_groups(self) -> tuple[tuple[Any, bool, int], ...]:
-        """Identical layers grouped: ((mixer, is_moe, count), ...) in first-seen order."""
-        counts: Counter = Counter()
-        order: list[tuple[Any, bool]] = []
-        for i in range(self.n_layers):
-            key = (self.layer_mixer(i), self.is_moe_layer(i))
-            if key not in counts:
-                order.append(key)
-            counts[key] += 1
-        return tuple((m, moe, counts[(m, moe)]) for m, moe in order)
 
     @property
     def trained_context_tokens(self) -> int:

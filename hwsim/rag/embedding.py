@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.dtypes import activation_dtype
-from hwsim.ops import Op
-from hwsim.predict import BOUNDS, time_op
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import BOUNDS, time_op
 from hwsim.profiles.hardware import HardwareProfile
 
 # Default embedder: BERT-base class (Devlin et al. 2019, arXiv 1810.04805, section 3:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hwsim.dtypes import activation_dtype
-from hwsim.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.rag.results import Limits
 
 if TYPE_CHECKING:

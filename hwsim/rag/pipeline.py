@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
 from hwsim.errors import InfeasibleError
-from hwsim.estimate import estimate_deployment
+from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
+from hwsim.inference.estimate import estimate_deployment
+from hwsim.inference.results import Estimate
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.loader import load_hardware
 from hwsim.rag.embedding import embedding_cost
@@ -33,7 +34,6 @@ from hwsim.rag.limits import find_limits
 from hwsim.rag.results import Approach, EmbeddingSummary, RagComparison, SearchSummary
 from hwsim.rag.search_cost import time_search
 from hwsim.rag.spec import RagSpec, parse_rag_section
-from hwsim.results import Estimate
 
 
 @dataclass(frozen=True)

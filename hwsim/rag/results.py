@@ -11,7 +11,7 @@ from typing import Any, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from hwsim.results import Estimate
+from hwsim.inference.results import Estimate
 
 Num = Union[float, int, np.ndarray]  # noqa: UP007 - pydantic needs the runtime union
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hwsim.ops import Op
-from hwsim.predict import BOUNDS, time_op
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import BOUNDS, time_op
 from hwsim.profiles.hardware import HardwareProfile
 
 FLOPS_PER_DIM = 2.0  # one multiply-accumulate per dimension and candidate
@@ -47,7 +47,7 @@ class SearchCost:
     index_bytes: np.ndarray | float  # resident: vectors + centroids / links + ids
 
     def op(self) -> Op:
-        """The query as an op descriptor for :func:`hwsim.predict.time_op`.
+        """The query as an op descriptor for :func:`hwsim.perf.roofline.time_op`.
 
         Distances run on the vector units (fp32 accumulate); a single query is a GEMV-like
         scan, so the elementwise (streaming) efficiency curve applies.

@@ -12,9 +12,10 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hwsim.deployment import make_deployment
 from hwsim.errors import HwsimError
-from hwsim.profiles.loader import load_hardware, load_model
+from hwsim.inference.deployment import make_deployment
+from hwsim.model.load import load_model
+from hwsim.profiles.loader import load_hardware
 from hwsim.report import plots
 from hwsim.report.format import fmt_band, fmt_bytes, fmt_time
 

@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hwsim.engine import decode_step_cost, prefill_cost  # noqa: E402
-from hwsim.predict import peak_flops_per_s  # noqa: E402
+from hwsim.inference.engine import decode_step_cost, prefill_cost  # noqa: E402
+from hwsim.perf.roofline import peak_flops_per_s  # noqa: E402
 
 
 def _png(fig) -> bytes:

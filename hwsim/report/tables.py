@@ -7,8 +7,8 @@ import html
 from rich.console import Group
 from rich.table import Table
 
+from hwsim.inference.results import Estimate
 from hwsim.report.format import fmt_band, fmt_bytes, fmt_count, fmt_flops, fmt_time
-from hwsim.results import Estimate
 
 
 def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:

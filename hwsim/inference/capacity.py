@@ -1,0 +1,101 @@
+"""Capacity: how many sequences fit, how long a context fits, and users per GPU.
+
+users per GPU = concurrent sequences at context C that fit in memory and keep the decode step
+under the TPOT SLO, divided by the GPUs of one replica. The step time is taken at the mean
+context of a request (S + G/2), the same point the reported TPOT averages over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.inference.deployment import Deployment
+from hwsim.inference.engine import decode_step_cost, make_forward, price_forward
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, workspace_bytes
+from hwsim.inference.results import Capacity
+
+MAX_CONTEXT_SEARCH_TOKENS = 2.0**30
+MAX_BATCH = 1e7  # cap for attention-free models whose state is tiny
+# Serving engines prefill long prompts in chunks; vLLM's default max_num_batched_tokens.
+PREFILL_CHUNK_TOKENS = 8192
+
+
+def on_unique(fn, x) -> np.ndarray:
+    """Evaluate ``fn`` once per distinct value of ``x`` (sweeps repeat lengths a lot)."""
+    x = np.asarray(x, dtype=float)
+    if x.size <= 1:
+        return np.asarray(fn(x), dtype=float)
+    values, inverse = np.unique(x, return_inverse=True)
+    return np.asarray(fn(values), dtype=float)[inverse].reshape(x.shape)
+
+
+def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> np.ndarray:
+    """Memory left for KV/state once weights and the workspace of one prefill chunk (at most
+    PREFILL_CHUNK_TOKENS new tokens attending to the whole prompt) are resident."""
+    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+
+    def free(s):
+        chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)
+        workspace = workspace_bytes(price_forward(dep, make_forward(dep, "prefill", 1.0, chunk, s)))
+        return np.maximum(usable - weights_bytes - workspace, 0.0)
+
+    return on_unique(free, prompt_len)
+
+
+def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
+    per_seq = cache_bytes_per_sequence_per_gpu(dep, context)
+    with np.errstate(divide="ignore"):
+        fit = np.floor(np.where(per_seq > 0, free_bytes / per_seq, MAX_BATCH))
+    return np.minimum(fit, MAX_BATCH)
+
+
+def max_context(dep: Deployment, batch, free_bytes) -> np.ndarray:
+    """Largest context whose cache for ``batch`` sequences fits (bisection; cache grows
+    monotonically with context). Capped at 2^30 tokens for bounded (windowed/recurrent) caches."""
+    lo = np.zeros(np.broadcast(np.asarray(batch), np.asarray(free_bytes)).shape)
+    hi = np.full_like(lo, MAX_CONTEXT_SEARCH_TOKENS)
+    fits_hi = batch * cache_bytes_per_sequence_per_gpu(dep, hi) <= free_bytes
+    for _ in range(32):
+        mid = np.floor((lo + hi) / 2)
+        ok = batch * cache_bytes_per_sequence_per_gpu(dep, mid) <= free_bytes
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return np.where(fits_hi, MAX_CONTEXT_SEARCH_TOKENS, lo)
+
+
+def slo_batch(dep: Deployment, context, limit, tpot_slo_s: float) -> np.ndarray:
+    """Largest batch <= limit whose decode step at ``context`` meets the SLO (0 if none)."""
+    limit = np.asarray(limit, dtype=float)
+    lo = np.zeros(np.broadcast(limit, np.asarray(context)).shape)
+    hi = np.broadcast_to(limit, lo.shape).astype(float)
+    ok_one = decode_step_cost(dep, 1.0, context).time_s <= tpot_slo_s
+    for _ in range(int(np.ceil(np.log2(max(float(np.max(hi)), 2.0)))) + 1):
+        mid = np.ceil((lo + hi) / 2)
+        ok = decode_step_cost(dep, np.maximum(mid, 1.0), context).time_s <= tpot_slo_s
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid - 1)
+    return np.where(ok_one & (limit >= 1), np.maximum(lo, 1.0), 0.0)
+
+
+def capacity_section(
+    dep: Deployment, prompt_len, gen_len, weights_bytes: float, tpot_slo_s: float | None
+) -> Capacity:
+    s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
+    context = s + g
+    free = free_bytes_for_cache(dep, s, weights_bytes)
+    by_memory = max_batch(dep, context, free)
+    binding = np.where(by_memory >= 1, "memory", "memory (not even one sequence fits)")
+    users = by_memory
+    if tpot_slo_s is not None:
+        by_slo = slo_batch(dep, s + g / 2, by_memory, tpot_slo_s)
+        binding = np.where(
+            by_slo < by_memory,
+            np.where(by_slo == 0, "tpot_slo (unreachable even at batch 1)", "tpot_slo"),
+            binding,
+        )
+        users = np.minimum(by_memory, by_slo)
+    return Capacity(
+        context_tokens=context,
+        max_batch=by_memory,
+        max_context_tokens=on_unique(lambda f: max_context(dep, 1.0, f), free),
+        users_per_gpu=users / dep.gpus_per_replica,
+        binding_constraint=binding,
+    )

@@ -1,0 +1,249 @@
+"""``hwsim.estimate``: one deployment and workload -> latency, memory, throughput, capacity."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.errors import HwsimError, InfeasibleError
+from hwsim.inference.capacity import capacity_section
+from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
+from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
+from hwsim.inference.memory import (
+    cache_bytes_per_sequence_per_gpu,
+    kv_bytes_per_token_per_gpu,
+    state_bytes_per_sequence_per_gpu,
+    weight_bytes_per_gpu,
+    workspace_bytes,
+)
+from hwsim.inference.results import (
+    Attention,
+    Config,
+    Context,
+    Decode,
+    Estimate,
+    Latency,
+    Memory,
+    OpRow,
+    Prefill,
+    Throughput,
+)
+from hwsim.model.layers import layer_groups
+from hwsim.perf.roofline import BOUNDS
+
+
+def estimate(
+    model,
+    hardware,
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    batch=1,
+    prompt_len=512,
+    gen_len=128,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+    activation_dtype: str = "bf16",
+    attention_impl: str = "flash",
+    tpot_slo_s: float | None = None,
+    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+) -> Estimate:
+    """Predict one deployment. ``batch``, ``prompt_len`` and ``gen_len`` broadcast as arrays.
+
+    model / hardware: shipped id, YAML path (or config.json for models), or a profile object.
+    """
+    dep = make_deployment(
+        model,
+        hardware,
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        weight_dtype_name=weight_dtype,
+        kv_dtype_name=kv_dtype,
+        activation_dtype_name=activation_dtype,
+        attention_impl=attention_impl,
+        memory_utilization=memory_utilization,
+    )
+    return estimate_deployment(dep, batch, prompt_len, gen_len, tpot_slo_s)
+
+
+def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
+    arrays = [np.asarray(v, dtype=float) for v in (batch, prompt_len, gen_len)]
+    for name, arr, low in zip(("batch", "prompt_len", "gen_len"), arrays, (1, 1, 1)):
+        if not np.all(np.isfinite(arr)) or np.any(arr < low):
+            raise InfeasibleError(f"{name} must be >= {low} everywhere, got min {arr.min()}")
+    return tuple(arrays)
+
+
+def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
+    point = {"ttft_s": pre.time_s, "tpot_s": dec.time_s, "e2e_s": e2e}
+    if pre.band_s is None or dec.band_s is None:
+        return Latency(**point)
+    (t_lo, t_hi), (d_lo, d_hi) = pre.band_s, dec.band_s
+    cal = dep.hardware.calibration
+    return Latency(
+        **point,
+        ttft_low_s=t_lo,
+        ttft_high_s=t_hi,
+        tpot_low_s=d_lo,
+        tpot_high_s=d_hi,
+        e2e_low_s=t_lo + (g - 1.0) * d_lo,
+        e2e_high_s=t_hi + (g - 1.0) * d_hi,
+        band="p10-p90 of calibration residuals"
+        + (f" ({cal.device_name})" if cal.device_name else "")
+        + (
+            f"; held-out coverage {cal.heldout_band_coverage:.0%}"
+            if cal.heldout_band_coverage is not None
+            else ""
+        ),
+    )
+
+
+def estimate_deployment(
+    dep: Deployment, batch, prompt_len, gen_len, tpot_slo_s: float | None = None
+) -> Estimate:
+    b, s, g = _check_lengths(batch, prompt_len, gen_len)
+    scalar = all(np.ndim(v) == 0 for v in (batch, prompt_len, gen_len))
+    weights = weight_bytes_per_gpu(dep)
+    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    if weights > usable:
+        raise InfeasibleError(
+            f"weights need {weights / 1e9:.1f} GB per GPU but {dep.hardware.id} offers "
+            f"{usable / 1e9:.1f} GB usable ({dep.memory_utilization:.0%} of "
+            f"{dep.hardware.capacity_bytes / 1e9:.1f} GB); raise tp/pp or quantise the weights"
+        )
+    if dep.model.architecture == "encoder":
+        raise HwsimError(
+            f"{dep.model.id} is an encoder (no autoregressive decode); "
+            "use `hwsim context` to price its attention over a sequence"
+        )
+    pre = prefill_cost(dep, b, s)
+    dec = mean_decode_cost(dep, b, s, g)
+    final_context = s + g
+    ttft, tpot = pre.time_s, dec.time_s
+    e2e = ttft + (g - 1.0) * tpot
+    kv_total = b * cache_bytes_per_sequence_per_gpu(dep, final_context)
+    workspace = workspace_bytes(pre)
+    total = weights + kv_total + workspace
+    est = Estimate(
+        config=_config(dep, b, s, g, tpot_slo_s),
+        memory=Memory(
+            weights_bytes=weights,
+            kv_cache_bytes_per_token=kv_bytes_per_token_per_gpu(dep),
+            kv_cache_bytes=kv_total,
+            state_bytes_per_sequence=state_bytes_per_sequence_per_gpu(dep),
+            activation_workspace_bytes=workspace,
+            total_bytes=total,
+            capacity_bytes=dep.hardware.capacity_bytes,
+            usable_bytes=usable,
+            fits=total <= usable,
+        ),
+        prefill=Prefill(
+            flops=pre.flops,
+            hbm_bytes=pre.hbm_bytes,
+            time_s=ttft,
+            bound=pre.bound,
+            pipeline_bubble_fraction=(dep.pp - 1) / dep.pp,
+        ),
+        decode=Decode(
+            flops_per_token=dec.flops / b,
+            hbm_bytes_per_step=dec.hbm_bytes,
+            time_per_token_s=tpot,
+            bound=dec.bound,
+            bandwidth_floor_s=dec.hbm_bytes / dep.hardware.bandwidth_bytes_per_s,
+        ),
+        latency=_latency(dep, pre, dec, g, e2e),
+        throughput=Throughput(
+            output_tokens_per_s=b * g / e2e * dep.dp,
+            decode_tokens_per_s=b / tpot * dep.dp,
+        ),
+        capacity=capacity_section(dep, s, g, weights, tpot_slo_s),
+        attention=_attention_section(dep, b, s),
+        context=_context_section(dep, final_context),
+        prefill_ops=_op_rows(pre) if scalar else [],
+        decode_ops=_op_rows(dec) if scalar else [],
+    )
+    return _to_scalars(est) if scalar else est
+
+
+def _config(dep: Deployment, b, s, g, slo) -> Config:
+    calibrated = dep.hardware.calibration is not None
+    return Config(
+        model=dep.model.id,
+        hardware=dep.hardware.id,
+        tp=dep.tp,
+        pp=dep.pp,
+        dp=dep.dp,
+        gpus=dep.gpus,
+        weight_dtype=dep.weight.name,
+        kv_dtype=dep.kv.name,
+        activation_dtype=dep.act.name,
+        attention_impl=dep.attention_impl,
+        batch=b,
+        prompt_len=s,
+        gen_len=g,
+        predictor="calibrated" if calibrated else "roofline x default efficiency (uncalibrated)",
+        tpot_slo_s=slo,
+    )
+
+
+def _attention_section(dep: Deployment, b, s) -> Attention:
+    """Mean over the attention layers (a hybrid's recurrent layers score no pairs)."""
+    att = [(m, c) for m, _moe, c in layer_groups(dep.model) if m.is_attention]
+    n_att = sum(c for _m, c in att) or 1
+    pairs = sum(c * m.pairs_per_head(s) for m, c in att) / n_att if att else 0.0 * s
+    elems = sum(c * m.score_matrix_elements_per_head(s) for m, c in att) / n_att if att else 0.0 * s
+    heads = dep.model.n_heads // dep.tp
+    return Attention(
+        pairs_per_head_per_layer=pairs,
+        score_matrix_elements_per_head_per_layer=elems,
+        score_matrix_bytes=b * heads * elems * dep.act.bytes_per_element,
+    )
+
+
+def _context_section(dep: Deployment, context) -> Context:
+    m = dep.model
+    trained = m.trained_context_tokens
+    return Context(
+        max_trained_tokens=trained,
+        max_supported_tokens=m.max_context_tokens,
+        extrapolation=context > m.max_context_tokens,
+        rope_factor_needed=np.maximum(context / trained, 1.0),
+    )
+
+
+def _op_rows(cost: PhaseCost) -> list[OpRow]:
+    return [
+        OpRow(
+            name=t.op.name,
+            op_class=t.op.op_class,
+            count=t.op.count,
+            time_s=float(np.sum(t.total_s)),
+            bound=BOUNDS[int(np.max(t.bound))],
+            flops=float(np.sum(np.asarray(t.op.flops) * t.op.count)),
+            hbm_bytes=float(np.sum(np.asarray(t.op.hbm_bytes) * t.op.count)),
+        )
+        for t in cost.op_times
+    ]
+
+
+def _to_scalars(est: Estimate) -> Estimate:
+    """0-d arrays -> Python floats / bools / str for scalar calls."""
+
+    def conv(v):
+        if isinstance(v, np.ndarray) and v.ndim == 0:
+            return v.item()
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    sections = {}
+    for name in type(est).model_fields:
+        section = getattr(est, name)
+        if isinstance(section, list):
+            sections[name] = section
+            continue
+        sections[name] = type(section)(
+            **{k: conv(getattr(section, k)) for k in type(section).model_fields}
+        )
+    return Estimate(**sections)

@@ -1,0 +1,102 @@
+"""Feed-forward blocks: gated (SwiGLU/GeGLU), plain (GELU) and mixture-of-experts.
+
+Parameter counts follow formulas.md section 1; MoE decode reads only the experts the batch
+touches: with top-k routing spread uniformly over E experts, an expert escapes one token with
+probability 1 - k/E, so a step of T tokens touches E * (1 - (1 - k/E)^T) distinct experts in
+expectation (the occupancy argument; uniform-routing assumption).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwsim.model.forward import Forward
+from hwsim.model.ops import Op
+from hwsim.profiles.model import FFN, ModelProfile
+
+
+def dense_ffn_params(d_model: int, intermediate: int, ffn: FFN, bias: bool) -> int:
+    params = ffn.n_matrices * d_model * intermediate
+    if bias:
+        params += (ffn.n_matrices - 1) * intermediate + d_model
+    return params
+
+
+def ffn_param_count(model: ModelProfile, is_moe: bool, active_only: bool = False) -> int:
+    """Parameters of one layer's FFN (active_only: the top-k routed plus shared experts)."""
+    ffn, d = model.ffn, model.d_model
+    if ffn.type == "none":
+        return 0
+    if not is_moe:
+        return dense_ffn_params(d, ffn.intermediate_size, ffn, model.linear_bias)
+    moe = ffn.moe
+    expert = dense_ffn_params(d, moe.expert_intermediate_size, ffn, model.linear_bias)
+    shared_size = moe.shared_intermediate_size or moe.expert_intermediate_size
+    shared = moe.n_shared_experts * dense_ffn_params(d, shared_size, ffn, model.linear_bias)
+    routed = moe.top_k if active_only else moe.n_experts
+    return routed * expert + shared + d * moe.n_experts  # router
+
+
+def expected_distinct_experts(tokens, n_experts: int, top_k: int) -> np.ndarray:
+    """Expected experts touched by ``tokens`` tokens under uniform top-k routing."""
+    tokens = np.asarray(tokens, dtype=float)
+    return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
+
+
+def ffn_ops(fw: Forward, is_moe: bool) -> list[Op]:
+    ffn = fw.model.ffn
+    if ffn.type == "none":
+        return []
+    if not is_moe:
+        return _dense_ops(fw, ffn.intermediate_size, "mlp")
+    return _moe_ops(fw)
+
+
+def _dense_ops(fw: Forward, intermediate: int, prefix: str) -> list[Op]:
+    d = fw.model.d_model
+    gated = fw.model.ffn.type == "gated"
+    up = fw.linear(f"{prefix}.up_proj", d, intermediate * (2 if gated else 1))
+    act_elems = fw.tokens * intermediate / fw.tp
+    act_bytes = fw.act.bytes_per_element
+    activation = Op(
+        name=f"{prefix}.activation",
+        op_class="elementwise",
+        flops=act_elems * (6.0 if gated else 4.0),
+        act_read_bytes=act_elems * act_bytes * (2 if gated else 1),
+        act_write_bytes=act_elems * act_bytes,
+        on_vector_units=True,
+    )
+    down = fw.linear(f"{prefix}.down_proj", intermediate, d)
+    return [up, activation, down]
+
+
+def _moe_ops(fw: Forward) -> list[Op]:
+    moe, d = fw.model.ffn.moe, fw.model.d_model
+    gated = fw.model.ffn.type == "gated"
+    n_mat = fw.model.ffn.n_matrices
+    router = fw.linear("moe.router", d, moe.n_experts, shard=False)
+    routed_tokens = fw.tokens * moe.top_k
+    touched = expected_distinct_experts(fw.tokens, moe.n_experts, moe.top_k)
+    expert_weights = n_mat * d * moe.expert_intermediate_size / fw.tp
+    act = fw.act.bytes_per_element
+    inter = moe.expert_intermediate_size / fw.tp
+    experts = Op(
+        name="moe.experts",
+        op_class="matmul",
+        flops=2.0 * routed_tokens * expert_weights,
+        weight_bytes=touched * expert_weights * fw.weight.bytes_per_element,
+        act_read_bytes=routed_tokens * (d + inter * (2 if gated else 1)) * act,
+        act_write_bytes=routed_tokens * (d + inter) * act,
+        compute_dtype=fw.compute_dtype,
+        kernels=2,
+        meta={
+            "expert_bytes": expert_weights * fw.weight.bytes_per_element,
+            "n_experts": moe.n_experts,
+            "top_k": moe.top_k,
+        },
+    )
+    ops = [router, experts]
+    if moe.n_shared_experts:
+        size = (moe.shared_intermediate_size or moe.expert_intermediate_size) * moe.n_shared_experts
+        ops += _dense_ops(fw, size, "moe.shared")
+    return ops

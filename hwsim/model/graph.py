@@ -1,0 +1,103 @@
+"""The ops of one forward pass of a whole model, as one GPU of a TP group sees them.
+
+Layers run one after another through the pipeline stages, so for latency the op list covers
+all layers; per-GPU memory divides layers by the pipeline degree elsewhere.
+Tensor parallelism (Megatron-LM, Shoeybi et al. 2019, arXiv 1909.08053): projections are
+split over ``tp`` ranks and each layer all-reduces its attention output and its MLP output
+(one all-reduce when attention and MLP run in parallel, as in Falcon).
+"""
+
+from __future__ import annotations
+
+from hwsim.model.ffn import ffn_ops
+from hwsim.model.forward import Forward
+from hwsim.model.layers import layer_groups
+from hwsim.model.ops import Op
+
+
+def forward_ops(fw: Forward, pp: int = 1) -> list[Op]:
+    """All ops of one forward pass, each with ``count`` = how often it runs per forward."""
+    model = fw.model
+    ops: list[Op] = [_embedding(fw)]
+    for mixer, is_moe, count in layer_groups(model):
+        layer = [*_norms(fw), *mixer.ops(fw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
+        ops += [op.times(count) for op in layer]
+    ops.append(_norm(fw, "final_norm"))
+    ops.append(_lm_head(fw))
+    if pp > 1:
+        ops.append(_pipeline_send(fw, pp))
+    return ops
+
+
+def _norm(fw: Forward, name: str) -> Op:
+    elems = fw.tokens * fw.model.d_model
+    act = fw.act.bytes_per_element
+    return Op(
+        name=name,
+        op_class="elementwise",
+        flops=5.0 * elems,  # square, mean, rsqrt-scale, weight multiply, residual add
+        act_read_bytes=2.0 * elems * act,  # input and residual
+        act_write_bytes=elems * act,
+        on_vector_units=True,
+    )
+
+
+def _norms(fw: Forward) -> list[Op]:
+    n = fw.model.norms_per_layer
+    return [_norm(fw, "layer_norms").times(n)] if n else []
+
+
+def _embedding(fw: Forward) -> Op:
+    elems = fw.tokens * fw.model.d_model
+    return Op(
+        name="embedding",
+        op_class="elementwise",
+        weight_bytes=elems * fw.weight.bytes_per_element,  # gathered rows only
+        act_write_bytes=elems * fw.act.bytes_per_element,
+        on_vector_units=True,
+    )
+
+
+def _lm_head(fw: Forward) -> Op:
+    """Logits for the last position of each sequence only (serving engines skip the rest)."""
+    d, vocab = fw.model.d_model, fw.model.vocab_size
+    rows = fw.batch
+    if fw.model.architecture == "encoder":
+        rows = fw.tokens
+    return Op(
+        name="lm_head",
+        op_class="matmul",
+        flops=2.0 * rows * d * vocab / fw.tp,
+        weight_bytes=d * vocab / fw.tp * fw.weight.bytes_per_element,
+        act_read_bytes=rows * d * fw.act.bytes_per_element,
+        act_write_bytes=rows * vocab / fw.tp * 4.0,  # fp32 logits
+        compute_dtype=fw.compute_dtype,
+    )
+
+
+def _tp_all_reduces(fw: Forward, mixer) -> list[Op]:
+    """One all-reduce per row-parallel block output: the mixer's, plus the FFN's unless the
+    layer has none or runs attention and MLP in parallel (one shared all-reduce, Falcon)."""
+    if fw.tp == 1:
+        return []
+    has_ffn = fw.model.ffn.type != "none" and not fw.model.parallel_attention_mlp
+    per_layer = mixer.tp_all_reduces + (1 if has_ffn else 0)
+    op = Op(
+        name="tp.all_reduce",
+        op_class="communication",
+        comm_bytes=fw.tokens * fw.model.d_model * fw.act.bytes_per_element,
+        collective="all_reduce",
+        ranks=fw.tp,
+    )
+    return [op.times(per_layer)]
+
+
+def _pipeline_send(fw: Forward, pp: int) -> Op:
+    op = Op(
+        name="pp.send_activations",
+        op_class="communication",
+        comm_bytes=fw.tokens * fw.model.d_model * fw.act.bytes_per_element,
+        collective="p2p",
+        ranks=2,
+    )
+    return op.times(pp - 1)

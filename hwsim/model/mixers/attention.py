@@ -1,0 +1,160 @@
+"""Softmax attention: full causal / bidirectional attention with MHA, GQA or MQA.
+
+Other attention variants subclass :class:`AttentionMixer` and override the three counting
+methods (``pairs_per_head``, ``keys_per_decode_step``, ``kv_tokens_held``); the FLOP and byte
+accounting below is shared.
+
+FLOPs: each scored query-key pair costs 2*d_h for QK^T and 2*d_h for PV (multiply-adds
+count 2), so attention core FLOPs = 4 * d_h * pairs per head (Kaplan et al. 2020, Table 1,
+forward ~ 2*n_ctx*d_attn per token per layer for full non-causal context).
+HBM bytes: naive attention materialises the scores: Theta(N*d + N^2) accesses; the tiled
+(FlashAttention) kernel moves Theta(N^2 d^2 / M) (Dao et al. 2022, arXiv 2205.14135, Thm 2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from hwsim.model.forward import Forward
+from hwsim.model.mixers.base import Mixer, register
+from hwsim.model.ops import Op
+from hwsim.profiles.model import ModelProfile
+
+
+class AttentionMixer(Mixer):
+    """Shared accounting of softmax-attention layers (Q, K, V, O projections + core)."""
+
+    is_attention: ClassVar[bool] = True
+    causal: bool = True
+
+    # -- counting: the three methods a variant overrides ---------------------------------
+    def pairs_per_head(self, n):
+        n = np.asarray(n, dtype=float)
+        return n * (n + 1) / 2 if self.causal else n * n
+
+    def keys_per_decode_step(self, context):
+        return np.asarray(context, dtype=float)
+
+    def kv_tokens_held(self, context):
+        return np.asarray(context, dtype=float)
+
+    def score_matrix_elements_per_head(self, n):
+        """A naive kernel materialises the dense n x n score matrix, masked or not."""
+        n = np.asarray(n, dtype=float)
+        return n * n
+
+    # -- model-level -----------------------------------------------------------------------
+    def check_model(self, model: ModelProfile) -> None:
+        if model.n_heads <= 0 or model.head_size <= 0:
+            raise ValueError(f"mixer {self.kind!r} needs n_heads and head_dim")
+
+    def param_count(self, model: ModelProfile) -> int:
+        d, dh = model.d_model, model.head_size
+        q_out, kv_out = model.n_heads * dh, model.kv_heads * dh
+        params = d * (q_out + 2 * kv_out) + q_out * d
+        if model.qkv_bias or model.linear_bias:
+            params += q_out + 2 * kv_out
+        if model.linear_bias:
+            params += d
+        return params
+
+    def kv_bytes_per_token(self, model: ModelProfile, kv, tp: int) -> float:
+        if model.architecture == "encoder":
+            return 0.0
+        kv_heads_per_rank = math.ceil(model.kv_heads / tp)
+        return 2.0 * kv_heads_per_rank * model.head_size * kv.bytes_per_element
+
+    # -- ops ------------------------------------------------------------------------------
+    def ops(self, fw: Forward) -> list[Op]:
+        m, dh = fw.model, fw.model.head_size
+        h, hk = fw.heads_per_rank, fw.kv_heads_per_rank
+        qkv = fw.linear("attn.qkv_proj", m.d_model, (h + 2 * hk) * dh, shard=False)
+        out = fw.linear("attn.o_proj", h * dh, m.d_model, shard=False)
+        return [qkv, self.core_op(fw), out]
+
+    def new_pairs_per_head(self, fw: Forward) -> np.ndarray:
+        """Pairs scored by the new tokens of this forward: pairs(c) - pairs(c - new)."""
+        return self.pairs_per_head(fw.context) - self.pairs_per_head(fw.context - fw.new_tokens)
+
+    def core_op(self, fw: Forward) -> Op:
+        m, dh = fw.model, fw.model.head_size
+        h, hk = fw.heads_per_rank, fw.kv_heads_per_rank
+        b, new = fw.batch, fw.new_tokens
+        pairs = self.new_pairs_per_head(fw)
+        act = fw.act.bytes_per_element
+        q_o_bytes = 2.0 * b * h * new * dh * act  # read Q, write O
+        caches = m.architecture == "decoder"
+        kv_write = b * new * 2 * hk * dh * fw.kv.bytes_per_element if caches else 0.0
+        if fw.phase == "decode":
+            keys = self.keys_per_decode_step(fw.context) * new
+            kv_read = b * hk * 2 * dh * keys * fw.kv.bytes_per_element
+            extra = self._naive_score_bytes(fw) if fw.attention_impl == "naive" else 0.0
+            act_read, act_write = q_o_bytes / 2 + extra / 2, q_o_bytes / 2 + extra / 2
+        else:
+            kv_read = 0.0
+            if fw.attention_impl == "naive":
+                io = self._naive_io_bytes(fw)
+            else:
+                io = self._tiled_io_bytes(fw, pairs)
+            act_read, act_write = io / 2, io / 2
+        held = self._held_bytes(fw)
+        return Op(
+            name="attn.core",
+            op_class="attention",
+            flops=4.0 * b * h * dh * pairs,
+            act_read_bytes=act_read,
+            act_write_bytes=act_write,
+            kv_read_bytes=kv_read,
+            kv_write_bytes=kv_write,
+            compute_dtype=fw.compute_dtype if fw.act.float_like else "bf16",
+            kernels=1 if fw.attention_impl == "flash" else 3,
+            meta={"pairs_per_head": pairs, "workspace_bytes": held},
+        )
+
+    def _held_bytes(self, fw: Forward) -> np.ndarray:
+        """Memory the kernel holds at once: Q, K, V and O (a tiled kernel keeps its tiles in
+        SRAM); a naive kernel also holds the score matrix S and the probabilities P."""
+        dh, act = fw.model.head_size, fw.act.bytes_per_element
+        b, h, hk = fw.batch, fw.heads_per_rank, fw.kv_heads_per_rank
+        held = b * (2 * h * fw.new_tokens + 2 * hk * fw.context) * dh * act
+        if fw.attention_impl == "naive":
+            held = held + 2 * b * h * fw.new_tokens * fw.context * act
+        return held
+
+    def _naive_score_bytes(self, fw: Forward) -> np.ndarray:
+        """Score traffic of a materialising kernel: write S, read S, write P, read P
+        (4 passes over new_tokens x context scores per head)."""
+        scores = fw.new_tokens * fw.context
+        return 4.0 * fw.batch * fw.heads_per_rank * scores * fw.act.bytes_per_element
+
+    def _naive_io_bytes(self, fw: Forward) -> np.ndarray:
+        """Standard attention, Theta(N d + N^2): read Q, K, V, write O, plus the score passes."""
+        dh, act = fw.model.head_size, fw.act.bytes_per_element
+        b, h, hk = fw.batch, fw.heads_per_rank, fw.kv_heads_per_rank
+        qkvo = b * (2 * h * fw.new_tokens + 2 * hk * fw.context) * dh * act
+        return qkvo + self._naive_score_bytes(fw)
+
+    def _tiled_io_bytes(self, fw: Forward, pairs: np.ndarray) -> np.ndarray:
+        """FlashAttention Algorithm 1 (Dao et al. 2022): K and V are read once; for each of the
+        T_c = ceil(N_k / B_c) key blocks, B_c = ceil(M / 4d), the Q, O (read and write) rows
+        of the query blocks it meets are streamed: 3 * N_q * d per visited block column.
+        The visited fraction is the density of the pattern, pairs / (N_q * N_k)."""
+        dh, act = fw.model.head_size, fw.act.bytes_per_element
+        b, h = fw.batch, fw.heads_per_rank
+        sram_elements = fw.sram_bytes / act
+        block_cols = max(1.0, math.ceil(sram_elements / (4 * dh)))
+        n_q, n_k = fw.new_tokens, fw.context
+        t_c = np.ceil(n_k / block_cols)
+        density = np.divide(pairs, n_q * n_k, out=np.zeros_like(pairs * 1.0), where=n_q * n_k > 0)
+        per_head = 2 * n_k * dh + 3 * n_q * dh * np.maximum(t_c * density, 1.0)
+        return b * h * per_head * act
+
+
+@register
+class FullAttention(AttentionMixer):
+    """Every query attends to every (earlier, if causal) key."""
+
+    kind_name: ClassVar[str] = "attention"

@@ -1,0 +1,128 @@
+"""Turn op cost descriptors into seconds on a device: roofline x efficiency, alpha-beta links.
+
+Roofline (Williams, Waterman & Patterson 2009): t = max(F / pi, B / beta). hwsim scales the
+peaks by the profile's efficiency curve for the op class (see EfficiencyCurve), adds the part
+of the shorter of compute and memory time the curve's ``overlap`` does not hide
+(t = max(C, M) + (1 - overlap) min(C, M); overlap 1 is the plain max) and the kernel launch
+overhead. :func:`roofline_floor_s` stays the bare max at peak rates, which no curve beats.
+Collectives use the ring alpha-beta model (formulas.md section 10):
+all-reduce = 2 (p-1) alpha + 2 (p-1)/p * S / bw; point-to-point = alpha + S / bw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.model.ops import Op
+from hwsim.profiles.hardware import HardwareProfile
+
+BOUNDS = ("compute", "memory", "communication")
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Predicted time of one op (per execution) and what bounds it."""
+
+    op: Op
+    time_s: np.ndarray
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    bound: np.ndarray  # 0 compute, 1 memory, 2 communication (index into BOUNDS)
+    rung: str = "model"  # which ladder rung priced it: 'model' (this module) or 'measured'
+    band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90) per execution, measured
+
+    @property
+    def total_s(self) -> np.ndarray:
+        return self.time_s * self.op.count
+
+
+def peak_flops_per_s(hw: HardwareProfile, op: Op) -> float:
+    if op.on_vector_units:
+        return hw.vector_peak_flops_per_s("fp32")
+    return hw.matrix_peak_flops_per_s(op.compute_dtype)
+
+
+def overlapped_s(compute_s, memory_s, overlap: float) -> np.ndarray:
+    """Compute and memory time combined: max(C, M) + (1 - overlap) * min(C, M).
+
+    ``overlap`` 1 is the roofline's max(C, M) (the shorter fully hidden), 0 the serial C + M;
+    either way the result is at least max(C, M)."""
+    c, m = np.asarray(compute_s, dtype=float), np.asarray(memory_s, dtype=float)
+    if overlap >= 1.0:  # the common, uncalibrated case: skip a pass over sweep-sized arrays
+        return np.maximum(c, m)
+    return np.maximum(c, m) + (1.0 - overlap) * np.minimum(c, m)
+
+
+def efficiency_times_s(
+    hw: HardwareProfile, op: Op, *, with_half: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, memory) seconds of ``op`` at the efficiency curve's fractions of peak.
+
+    ``with_half``: include the curve's F_half / B_half ramp (the fixed cost of a small call);
+    without it only the size-proportional part remains (:func:`hwsim.perf.bands.time_parts`)."""
+    curve = hw.efficiency.for_class(op.op_class)
+    flops = np.asarray(op.flops, dtype=float)
+    nbytes = np.asarray(op.hbm_bytes, dtype=float)
+    if with_half:
+        flops = flops + curve.compute_half_flops * (flops > 0)
+        nbytes = nbytes + curve.memory_half_bytes * (nbytes > 0)
+    compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
+    memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
+    return compute_s, memory_s
+
+
+def time_op(hw: HardwareProfile, op: Op) -> OpTime:
+    """Roofline x efficiency time of one execution of ``op`` (module docstring)."""
+    if op.op_class == "communication":
+        return _time_collective(hw, op)
+    curve = hw.efficiency.for_class(op.op_class)
+    compute_s, memory_s = efficiency_times_s(hw, op)
+    time_s = overlapped_s(compute_s, memory_s, curve.overlap) + op.kernels * curve.launch_overhead_s
+    bound = np.where(compute_s >= memory_s, 0, 1)
+    return OpTime(op, time_s, compute_s, memory_s, bound)
+
+
+def _collective_s(hw: HardwareProfile, op: Op, ideal: bool = False) -> np.ndarray:
+    """Ring alpha-beta time of a collective; ``ideal``: the full link rate and no latency."""
+    size = np.asarray(op.comm_bytes, dtype=float)
+    link = hw.link_for(op.ranks)
+    if link is None or op.ranks <= 1:
+        return np.zeros_like(size)
+    bw = link.bandwidth_per_direction_bytes_per_s.value
+    bw *= 1.0 if ideal else hw.efficiency.link_fraction.value
+    alpha = 0.0 if ideal else link.latency_s.value
+    p = op.ranks
+    if op.collective == "all_reduce":
+        return 2 * (p - 1) * alpha + 2 * (p - 1) / p * size / bw
+    return alpha + size / bw
+
+
+def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:
+    time_s = _collective_s(hw, op)
+    zero = np.zeros_like(time_s)
+    return OpTime(op, time_s, zero, zero, np.full(np.shape(time_s), 2))
+
+
+def peak_times_s(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray]:
+    """(F / peak, B / bandwidth) seconds: the two sides of the bare roofline."""
+    compute = np.asarray(op.flops, dtype=float) / peak_flops_per_s(hw, op)
+    memory = np.asarray(op.hbm_bytes, dtype=float) / hw.bandwidth_bytes_per_s
+    return compute, memory
+
+
+def roofline_floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
+    """Speed of light for an op: peak rates, no efficiency, no overhead (for a collective:
+    the ring's bytes at the full link rate, no latency)."""
+    if op.op_class == "communication":
+        return _collective_s(hw, op, ideal=True)
+    return np.maximum(*peak_times_s(hw, op))
+
+
+def roofline_bound(hw: HardwareProfile, op: Op) -> np.ndarray:
+    """'compute', 'memory' (per element, by the bare roofline) or 'communication'."""
+    if op.op_class == "communication":
+        return np.full(np.shape(op.comm_bytes), "communication")
+    compute, memory = peak_times_s(hw, op)
+    return np.where(compute >= memory, "compute", "memory")
