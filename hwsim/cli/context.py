@@ -305,11 +305,11 @@ def register(app: typer.Typer) -> None:
             variants=[*variant, *compare_model],
             batch=batch,
             gen_len=gen_len,
+            tpot_slo_s=tpot_slo_ms / 1e3 if tpot_slo_ms is not None else None,
             tp=tp,
             weight_dtype=weight_dtype,
             kv_dtype=kv_dtype,
             attention_impl=attention_impl,
-            tpot_slo_s=tpot_slo_ms / 1e3 if tpot_slo_ms is not None else None,
         )
         if json_out:
             print_json(sweep.to_dict())

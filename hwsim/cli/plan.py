@@ -9,6 +9,7 @@ import typer
 from hwsim.cli.common import console, fail, handle_errors, print_json
 from hwsim.errors import ProfileError
 from hwsim.inference.estimate import estimate
+from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.scenario import Scenario, load_scenario
 
 
@@ -16,24 +17,20 @@ def _overrides(**flags) -> dict:
     return {k: v for k, v in flags.items() if v is not None}
 
 
-def build_scenario(scenario_path: Path | None, **flags) -> Scenario:
-    """Flags over the scenario file over defaults."""
+def build_scenario(scenario_path: Path | None, deployment: dict | None = None, **flags) -> Scenario:
+    """Flags over the scenario file over defaults. ``deployment``: DeploymentSpec fields from
+    flags (None: not given), applied by :meth:`DeploymentSpec.from_settings`."""
     base = load_scenario(scenario_path) if scenario_path else None
     data = base.model_dump() if base else {}
     for key in ("model", "hardware"):
         if flags.get(key) is not None:
             data[key] = flags[key]
-    sections = {
-        "parallel": _overrides(tp=flags.get("tp"), pp=flags.get("pp"), dp=flags.get("dp")),
-        "precision": _overrides(weights=flags.get("weight_dtype"), kv=flags.get("kv_dtype")),
-        "workload": _overrides(
-            batch=flags.get("batch"),
-            prompt_len=flags.get("prompt_len"),
-            gen_len=flags.get("gen_len"),
-        ),
-    }
-    for name, values in sections.items():
-        data[name] = {**data.get(name, {}), **values}
+    spec = base.deployment if base else None
+    data["deployment"] = DeploymentSpec.from_settings(spec, **(deployment or {})).model_dump()
+    workload = _overrides(
+        batch=flags.get("batch"), prompt_len=flags.get("prompt_len"), gen_len=flags.get("gen_len")
+    )
+    data["workload"] = {**data.get("workload", {}), **workload}
     if flags.get("tpot_slo_ms") is not None:
         data["slo"] = {**data.get("slo", {}), "tpot_p95_s": flags["tpot_slo_ms"] / 1e3}
     if "model" not in data or "hardware" not in data:
@@ -47,18 +44,11 @@ def run_estimate(sc: Scenario):
     return estimate(
         sc.model,
         sc.hardware,
-        tp=sc.parallel.tp,
-        pp=sc.parallel.pp,
-        dp=sc.parallel.dp,
+        sc.deployment,
         batch=sc.workload.batch,
         prompt_len=sc.workload.prompt_len,
         gen_len=sc.workload.gen_len,
-        weight_dtype=sc.precision.weights,
-        kv_dtype=sc.precision.kv,
-        activation_dtype=sc.precision.activations,
-        attention_impl=sc.attention_impl,
         tpot_slo_s=sc.slo.tpot_p95_s,
-        memory_utilization=sc.memory_utilization,
     )
 
 
@@ -99,16 +89,12 @@ def register(app: typer.Typer) -> None:
             raise ProfileError("scenario file not found", file=str(scenario))
         sc = build_scenario(
             scenario,
+            dict(tp=tp, pp=pp, dp=dp, weight_dtype=weight_dtype, kv_dtype=kv_dtype),
             model=model,
             hardware=hardware,
-            tp=tp,
-            pp=pp,
-            dp=dp,
             batch=batch,
             prompt_len=prompt_len,
             gen_len=gen_len,
-            weight_dtype=weight_dtype,
-            kv_dtype=kv_dtype,
             tpot_slo_ms=tpot_slo_ms,
         )
         if sc.traffic is not None:

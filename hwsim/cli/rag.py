@@ -117,15 +117,8 @@ def register(app: typer.Typer) -> None:
             spec,
             batch=sc.workload.batch,
             gen_len=sc.workload.gen_len,
-            tp=sc.parallel.tp,
-            pp=sc.parallel.pp,
-            dp=sc.parallel.dp,
-            weight_dtype=sc.precision.weights,
-            kv_dtype=sc.precision.kv,
-            activation_dtype=sc.precision.activations,
-            attention_impl=sc.attention_impl,
             tpot_slo_s=sc.slo.tpot_p95_s,
-            memory_utilization=sc.memory_utilization,
+            spec=sc.deployment,
         )
         if json_out:
             print_json(result.to_dict())

@@ -32,7 +32,7 @@ def on_unique(fn, x) -> np.ndarray:
 def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> np.ndarray:
     """Memory left for KV/state once weights and the workspace of one prefill chunk (at most
     PREFILL_CHUNK_TOKENS new tokens attending to the whole prompt) are resident."""
-    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    usable = dep.usable_bytes
 
     def free(s):
         chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)

@@ -30,12 +30,13 @@ import yaml
 
 from hwsim.errors import InfeasibleError, ProfileError
 from hwsim.inference.capacity import capacity_section
-from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
+from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.model.layers import layer_groups
 from hwsim.model.load import load_model, model_from_data
 from hwsim.model.mixers import registered_kinds
+from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.loader import load_hardware
 from hwsim.profiles.model import ModelProfile
 
@@ -263,13 +264,9 @@ def context_sweep(
     variants: Sequence[Any] | None = None,
     batch: float = 1,
     gen_len: float = 1,
-    tp: int = 1,
-    weight_dtype: str = "bf16",
-    kv_dtype: str = "bf16",
-    activation_dtype: str = "bf16",
-    attention_impl: str = "flash",
     tpot_slo_s: float | None = None,
-    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    spec: DeploymentSpec | None = None,
+    **settings,
 ) -> ContextSweep:
     """Price ``model`` and each of ``variants`` at every context length in ``lengths``.
 
@@ -277,6 +274,8 @@ def context_sweep(
     variants: more models or mixer overrides of ``model`` (``'kind:param=value,...'``).
     batch: concurrent sequences priced in TTFT / TPOT; gen_len: tokens whose mean decode step
     is TPOT (1: the step right after the context). tpot_slo_s caps users per GPU.
+    spec / settings: how each design is deployed, a :class:`DeploymentSpec` and/or any of its
+    fields as keywords (``tp=2``, ``attention_impl="naive"``, ...).
     """
     n = _check_lengths(lengths)
     for name, value in (("batch", batch), ("gen_len", gen_len)):
@@ -292,17 +291,10 @@ def context_sweep(
     if duplicate:
         raise InfeasibleError(f"variant {duplicate!r} given more than once")
 
-    settings = dict(
-        tp=tp,
-        weight_dtype_name=weight_dtype,
-        kv_dtype_name=kv_dtype,
-        activation_dtype_name=activation_dtype,
-        attention_impl=attention_impl,
-        memory_utilization=memory_utilization,
-    )
+    spec = DeploymentSpec.from_settings(spec, **settings)
     columns: dict[str, list[np.ndarray]] = {name: [] for name in ROW_FIELDS}
     for label, profile in designs:
-        dep = make_deployment(profile, hw, **settings)
+        dep = make_deployment(profile, hw, spec)
         try:
             rows = _price_variant(dep, n, float(batch), float(gen_len), tpot_slo_s)
         except NotImplementedError as exc:  # a mixer that cannot count this configuration
@@ -317,11 +309,11 @@ def context_sweep(
         hardware=hw.id,
         batch=float(batch),
         gen_len=float(gen_len),
-        tp=int(tp),
-        weight_dtype=weight_dtype,
-        kv_dtype=kv_dtype,
-        activation_dtype=activation_dtype,
-        attention_impl=attention_impl,
+        tp=spec.tp,
+        weight_dtype=spec.weight_dtype,
+        kv_dtype=spec.kv_dtype,
+        activation_dtype=spec.activation_dtype,
+        attention_impl=spec.attention_impl,
         tpot_slo_s=tpot_slo_s,
         predictor=(
             "calibrated"
@@ -347,9 +339,9 @@ def _price_variant(
 ) -> dict[str, np.ndarray]:
     m = dep.model
     encoder = m.architecture == "encoder"
-    ref = dataclasses.replace(dep, tp=1, pp=1, dp=1)  # the model itself, no layout
-    tiled = prefill_cost(dataclasses.replace(ref, attention_impl="flash"), batch, n)
-    naive = prefill_cost(dataclasses.replace(ref, attention_impl="naive"), batch, n)
+    ref = dep.with_settings(tp=1, pp=1, dp=1)  # the model itself, no layout
+    tiled = prefill_cost(ref.with_settings(attention_impl="flash"), batch, n)
+    naive = prefill_cost(ref.with_settings(attention_impl="naive"), batch, n)
     actual = tiled if ref == dep and dep.attention_impl == "flash" else prefill_cost(dep, batch, n)
 
     att = [(mixer, count) for mixer, _moe, count in layer_groups(m) if mixer.is_attention]
@@ -394,7 +386,7 @@ def _price_variant(
         "extrapolation": n > m.max_context_tokens,
         "weights_fit": np.full(
             n.shape,
-            weight_bytes_per_gpu(dep) <= dep.hardware.capacity_bytes * dep.memory_utilization,
+            weight_bytes_per_gpu(dep) <= dep.usable_bytes,
         ),
     }
 

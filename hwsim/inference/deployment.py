@@ -1,41 +1,77 @@
-"""A resolved deployment: model + hardware + parallel layout + dtypes, checked once."""
+"""A resolved deployment: a model, a device and a :class:`DeploymentSpec`, checked once."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any
 
 from hwsim.dtypes import DType, activation_dtype, kv_dtype, weight_dtype
 from hwsim.errors import InfeasibleError
 from hwsim.model.load import load_model
+from hwsim.perf.measured import MeasurementSet, as_measurement_set
+from hwsim.profiles.deployment import AttentionImpl, DeploymentSpec
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.loader import load_hardware
 from hwsim.profiles.model import ModelProfile
 
-DEFAULT_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
-
 
 @dataclass(frozen=True)
 class Deployment:
+    """A :class:`~hwsim.profiles.deployment.DeploymentSpec` resolved against a model and a
+    device: dtypes looked up, the layout checked against the model's heads and layers.
+    ``measurements``: kernel measurements the pricing ladder prefers where they cover a shape."""
+
     model: ModelProfile
     hardware: HardwareProfile
-    tp: int = 1
-    pp: int = 1
-    dp: int = 1
-    weight: DType = weight_dtype("bf16")
-    kv: DType = kv_dtype("bf16")
-    act: DType = activation_dtype("bf16")
-    attention_impl: Literal["flash", "naive"] = "flash"
-    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION
+    spec: DeploymentSpec
+    weight: DType
+    kv: DType
+    act: DType
+    measurements: MeasurementSet | None = None
+
+    def with_settings(self, **settings: Any) -> Deployment:
+        """The same model and device with some DeploymentSpec fields changed (re-checked)."""
+        return make_deployment(
+            self.model,
+            self.hardware,
+            self.spec.replace(**settings),
+            measurements=self.measurements,
+        )
+
+    @property
+    def tp(self) -> int:
+        return self.spec.tp
+
+    @property
+    def pp(self) -> int:
+        return self.spec.pp
+
+    @property
+    def dp(self) -> int:
+        return self.spec.dp
+
+    @property
+    def attention_impl(self) -> AttentionImpl:
+        return self.spec.attention_impl
+
+    @property
+    def memory_utilization(self) -> float:
+        return self.spec.memory_utilization
+
+    @property
+    def usable_bytes(self) -> float:
+        """Device memory the engine may fill: capacity x memory_utilization."""
+        return self.hardware.capacity_bytes * self.spec.memory_utilization
 
     @property
     def gpus_per_replica(self) -> int:
-        return self.tp * self.pp
+        return self.spec.gpus_per_replica
 
     @property
     def gpus(self) -> int:
-        return self.tp * self.pp * self.dp
+        return self.spec.gpus
 
     @property
     def compute_dtype(self) -> str:
@@ -55,22 +91,18 @@ class Deployment:
 
 
 def make_deployment(
-    model,
-    hardware,
+    model: str | Path | ModelProfile,
+    hardware: str | Path | HardwareProfile,
+    spec: DeploymentSpec | None = None,
     *,
-    tp: int = 1,
-    pp: int = 1,
-    dp: int = 1,
-    weight_dtype_name: str = "bf16",
-    kv_dtype_name: str = "bf16",
-    activation_dtype_name: str = "bf16",
-    attention_impl: str = "flash",
-    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    measurements: str | Path | MeasurementSet | None = None,
+    **settings: Any,
 ) -> Deployment:
+    """Resolve ``spec`` (default: all defaults) with any ``settings`` (DeploymentSpec fields,
+    e.g. ``tp=2, weight_dtype="fp8"``) against ``model`` and ``hardware``."""
+    spec = DeploymentSpec.from_settings(spec, **settings)
     m, hw = load_model(model), load_hardware(hardware)
-    for name, value in (("tp", tp), ("pp", pp), ("dp", dp)):
-        if int(value) != value or value < 1:
-            raise InfeasibleError(f"{name} must be a positive integer, got {value}")
+    tp = spec.tp
     if m.n_heads and m.n_heads % tp:
         raise InfeasibleError(
             f"tp={tp} does not divide the {m.n_heads} attention heads of {m.id}; "
@@ -81,23 +113,16 @@ def make_deployment(
         raise InfeasibleError(
             f"tp={tp} neither divides nor is a multiple of the {kvh} KV heads of {m.id}"
         )
-    if pp > m.n_layers:
-        raise InfeasibleError(f"pp={pp} exceeds the {m.n_layers} layers of {m.id}")
-    if attention_impl not in ("flash", "naive"):
-        raise InfeasibleError(f"attention_impl {attention_impl!r}; allowed: flash, naive")
-    if not 0 < memory_utilization <= 1:
-        raise InfeasibleError(f"memory_utilization must be in (0, 1], got {memory_utilization}")
+    if spec.pp > m.n_layers:
+        raise InfeasibleError(f"pp={spec.pp} exceeds the {m.n_layers} layers of {m.id}")
     return Deployment(
         model=m,
         hardware=hw,
-        tp=int(tp),
-        pp=int(pp),
-        dp=int(dp),
-        weight=weight_dtype(weight_dtype_name),
-        kv=kv_dtype(kv_dtype_name),
-        act=activation_dtype(activation_dtype_name),
-        attention_impl=attention_impl,  # type: ignore[arg-type]
-        memory_utilization=memory_utilization,
+        spec=spec,
+        weight=weight_dtype(spec.weight_dtype),
+        kv=kv_dtype(spec.kv_dtype),
+        act=activation_dtype(spec.activation_dtype),
+        measurements=None if measurements is None else as_measurement_set(measurements),
     )
 
 

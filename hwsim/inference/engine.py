@@ -13,7 +13,8 @@ from hwsim.inference.deployment import Deployment
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.perf.bands import residual_band
-from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s, time_op
+from hwsim.perf.ladder import price_op
+from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
 from hwsim.profiles.hardware import HardwareProfile
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
@@ -58,7 +59,8 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 
 
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
-    times = tuple(time_op(dep.hardware, op) for op in forward_ops(fw, dep.pp))
+    hw, measured = dep.hardware, dep.measurements
+    times = tuple(price_op(hw, op, measured) for op in forward_ops(fw, dep.pp))
     total = sum(t.total_s for t in times)
     comm = sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
     compute = sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times)
@@ -68,7 +70,7 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
         for t in times
     )
     hbm = sum(np.asarray(t.op.hbm_bytes) * t.op.count for t in times)
-    return PhaseCost(total, flops, hbm, by_bound, times, phase_band_s(dep.hardware, times))
+    return PhaseCost(total, flops, hbm, by_bound, times, phase_band_s(hw, times))
 
 
 def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +79,8 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
     calibration did not measure keep a zero-width band (their point value)."""
     if t.op.op_class == "communication":
         return t.total_s, t.total_s
+    if t.band_s is not None:  # measured: the measurement's own spread
+        return t.band_s[0] * t.op.count, t.band_s[1] * t.op.count
     lo, hi = np.ones_like(t.total_s), np.ones_like(t.total_s)
     for i, bound in enumerate(BOUNDS[:2]):
         band = residual_band(hw, t.op, bound, t.time_s)
@@ -95,7 +99,8 @@ def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
     for its class, dtype and bound); the phase band adds the ops' low ends and their high
     ends, i.e. assumes the errors of the ops move together. That is the conservative
     choice: ops of one class share one fitted curve, so their errors are correlated."""
-    if hw.calibration is None or not hw.calibration.residuals:
+    calibrated = hw.calibration is not None and bool(hw.calibration.residuals)
+    if not calibrated and all(t.band_s is None for t in times):
         return None
     bands = [op_band_s(hw, t) for t in times]
     return sum(b[0] for b in bands), sum(b[1] for b in bands)
@@ -157,4 +162,6 @@ def _mean_op_time(t: OpTime, mean) -> OpTime:
     )
     averaged = replace(op, **{f: mean(getattr(op, f)) for f in fields})
     bound = np.rint(mean(t.bound)).astype(int)
-    return OpTime(averaged, mean(t.time_s), mean(t.compute_s), mean(t.memory_s), bound)
+    band = None if t.band_s is None else (mean(t.band_s[0]), mean(t.band_s[1]))
+    times = (mean(t.time_s), mean(t.compute_s), mean(t.memory_s))
+    return OpTime(averaged, *times, bound, t.rung, band)

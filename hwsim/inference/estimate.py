@@ -6,7 +6,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError, InfeasibleError
 from hwsim.inference.capacity import capacity_section
-from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
+from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
 from hwsim.inference.memory import (
     cache_bytes_per_sequence_per_gpu,
@@ -29,41 +29,30 @@ from hwsim.inference.results import (
 )
 from hwsim.model.layers import layer_groups
 from hwsim.perf.roofline import BOUNDS
+from hwsim.profiles.deployment import DeploymentSpec
 
 
 def estimate(
     model,
     hardware,
+    spec: DeploymentSpec | None = None,
     *,
-    tp: int = 1,
-    pp: int = 1,
-    dp: int = 1,
     batch=1,
     prompt_len=512,
     gen_len=128,
-    weight_dtype: str = "bf16",
-    kv_dtype: str = "bf16",
-    activation_dtype: str = "bf16",
-    attention_impl: str = "flash",
     tpot_slo_s: float | None = None,
-    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    measurements=None,
+    **settings,
 ) -> Estimate:
     """Predict one deployment. ``batch``, ``prompt_len`` and ``gen_len`` broadcast as arrays.
 
     model / hardware: shipped id, YAML path (or config.json for models), or a profile object.
+    spec / settings: a :class:`~hwsim.profiles.deployment.DeploymentSpec` and/or any of its
+    fields as keywords (``tp=2, weight_dtype="fp8", memory_utilization=0.8``, ...).
+    measurements: a folder of kernel measurements; ops whose shapes it covers are priced
+    from it (the ladder's measured rung), the rest by the efficiency model.
     """
-    dep = make_deployment(
-        model,
-        hardware,
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        weight_dtype_name=weight_dtype,
-        kv_dtype_name=kv_dtype,
-        activation_dtype_name=activation_dtype,
-        attention_impl=attention_impl,
-        memory_utilization=memory_utilization,
-    )
+    dep = make_deployment(model, hardware, spec, measurements=measurements, **settings)
     return estimate_deployment(dep, batch, prompt_len, gen_len, tpot_slo_s)
 
 
@@ -105,7 +94,7 @@ def estimate_deployment(
     b, s, g = _check_lengths(batch, prompt_len, gen_len)
     scalar = all(np.ndim(v) == 0 for v in (batch, prompt_len, gen_len))
     weights = weight_bytes_per_gpu(dep)
-    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    usable = dep.usable_bytes
     if weights > usable:
         raise InfeasibleError(
             f"weights need {weights / 1e9:.1f} GB per GPU but {dep.hardware.id} offers "

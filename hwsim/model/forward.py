@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 
 from hwsim.dtypes import DType
+from hwsim.model.ops import Op
 from hwsim.profiles.model import ModelProfile
 
 
@@ -47,13 +48,11 @@ class Forward:
         """KV heads each TP rank holds; replicated when tp exceeds the KV head count."""
         return math.ceil(self.model.kv_heads / self.tp)
 
-    def linear(self, name: str, in_features: float, out_features: float, shard: bool = True):
+    def linear(self, name: str, in_features: float, out_features: float, shard: bool = True) -> Op:
         """A dense projection of every token in the forward: y = x W, W is in x out.
 
         ``shard``: split over the TP ranks (Megatron column/row parallel).
         """
-        from hwsim.model.ops import Op
-
         div = self.tp if shard else 1
         t = self.tokens
         return Op(
@@ -64,4 +63,8 @@ class Forward:
             act_read_bytes=t * in_features * self.act.bytes_per_element,
             act_write_bytes=t * out_features / div * self.act.bytes_per_element,
             compute_dtype=self.compute_dtype,
+            kernel=(
+                "gemm",
+                {"m": t, "n": out_features / div, "k": in_features, "dtype": self.compute_dtype},
+            ),
         )

@@ -73,7 +73,7 @@ class CandidateResult:
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k not in ("candidate", "load_curve")}
-        out["candidate"] = self.candidate.__dict__ | {"label": self.candidate.label}
+        out["candidate"] = self.candidate.to_dict()
         return out
 
 
@@ -88,18 +88,11 @@ def evaluate(
     model, cand: Candidate, work: Workload, slo: SLO, prices: dict[str, float]
 ) -> CandidateResult:
     try:
-        dep = make_deployment(
-            model,
-            cand.hardware,
-            tp=cand.tp,
-            pp=cand.pp,
-            weight_dtype_name=cand.weight_dtype,
-            kv_dtype_name=cand.kv_dtype,
-        )
+        dep = make_deployment(model, cand.hardware, cand.deployment)
     except HwsimError as exc:
         return CandidateResult(cand, False, str(exc))
     weights = weight_bytes_per_gpu(dep)
-    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    usable = dep.usable_bytes
     if weights > usable:
         return CandidateResult(
             cand,
@@ -129,9 +122,9 @@ def _steady_state(
     t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s)
     t_pf_p99 = float(prefill_cost(dep, 1.0, work.prompt_p99 or work.prompt_p95).time_s)
     context = work.prompt_mean + g
-    free = free_bytes_for_cache(dep, min(work.prompt_p95, cand.max_num_batched_tokens), weights)
+    free = free_bytes_for_cache(dep, min(work.prompt_p95, dep.spec.max_num_batched_tokens), weights)
     by_memory = int(max_batch(dep, context, free))
-    limit = min(by_memory, cand.max_num_seqs)
+    limit = min(by_memory, dep.spec.max_num_seqs)
     per_token = kv_bytes_per_token_per_gpu(dep)
     kv_tokens = float(free) / per_token if per_token > 0 else float("inf")
     base = CandidateResult(

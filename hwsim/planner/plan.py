@@ -20,7 +20,7 @@ from hwsim.errors import HwsimError, ProfileError
 from hwsim.inference.deployment import make_deployment
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
-from hwsim.planner.spec import CandidatesSpec, ServingSpec
+from hwsim.planner.spec import Candidate, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario, load_scenario
@@ -47,10 +47,10 @@ class PlanResult:
         best = self.best
         if best is None:
             return "No candidate meets the SLOs; see the pruned candidates for why."
-        c = best.candidate
+        c, d = best.candidate, best.candidate.deployment
         return (
             f"Run {best.replicas} replica(s) of {self.scenario.model} on {c.hardware} "
-            f"(tp={c.tp}, pp={c.pp}, weights {c.weight_dtype}, KV {c.kv_dtype}): "
+            f"(tp={d.tp}, pp={d.pp}, weights {d.weight_dtype}, KV {d.kv_dtype}): "
             f"{best.gpus} GPUs, ${best.cost_per_hour_usd:,.2f}/hour "
             f"(${best.cost_per_hour_usd * 730:,.0f}/month), for "
             f"{self.workload.peak_rate_per_s:g} requests/s at peak with "
@@ -86,13 +86,8 @@ def traffic_of(sc: Scenario) -> TrafficSpec:
 
 
 def candidates_of(sc: Scenario) -> CandidatesSpec:
-    raw = sc.candidates or {
-        "hardware": [sc.hardware],
-        "tp": [sc.parallel.tp],
-        "pp": [sc.parallel.pp],
-        "weight_dtype": [sc.precision.weights],
-        "kv_dtype": [sc.precision.kv],
-    }
+    """The scenario's ``candidates:`` section; without one, the scenario's own deployment."""
+    raw = sc.candidates or {"hardware": [sc.hardware]}
     return validate(CandidatesSpec, raw, "scenario candidates")
 
 
@@ -148,7 +143,7 @@ def plan(
     work = summarise_workload(traffic, serving.seed)
     results = evaluate_all(
         sc.model,
-        cands.expand(),
+        cands.expand(sc.deployment),
         work,
         sc.slo,
         cands.price_per_gpu_hour_usd,
@@ -175,10 +170,7 @@ def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -
     est = hwsim.estimate(
         sc.model,
         c.hardware,
-        tp=c.tp,
-        pp=c.pp,
-        weight_dtype=c.weight_dtype,
-        kv_dtype=c.kv_dtype,
+        c.deployment,
         batch=max(r.batch_at_slo, 1),
         prompt_len=round(work.prompt_mean),
         gen_len=max(round(work.output_mean), 1),
@@ -188,17 +180,17 @@ def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -
 
 
 def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfig:
-    c = r.candidate
+    d = r.candidate.deployment
     kv_tokens = r.kv_capacity_tokens
     if not math.isfinite(kv_tokens):
         kv_tokens = 1e12
     return SchedulerConfig(
         kv_capacity_tokens=int(kv_tokens),
-        max_num_seqs=c.max_num_seqs,
-        max_num_batched_tokens=max(c.max_num_batched_tokens, c.max_num_seqs),
+        max_num_seqs=d.max_num_seqs,
+        max_num_batched_tokens=max(d.max_num_batched_tokens, d.max_num_seqs),
         block_size_tokens=serving.block_size_tokens,
-        chunked_prefill=c.chunked_prefill,
-        prefix_caching=c.prefix_caching,
+        chunked_prefill=d.chunked_prefill,
+        prefix_caching=d.prefix_caching,
     )
 
 
@@ -207,14 +199,7 @@ def confirm_with_simulator(
 ) -> dict:
     """Simulate one replica at its share of the peak and compare with the analytic answer."""
     c = r.candidate
-    dep = make_deployment(
-        sc.model,
-        c.hardware,
-        tp=c.tp,
-        pp=c.pp,
-        weight_dtype_name=c.weight_dtype,
-        kv_dtype_name=c.kv_dtype,
-    )
+    dep = make_deployment(sc.model, c.hardware, c.deployment)
     rate = r.load_rate_per_s
     try:
         replica_traffic = traffic.at_rate(rate)
@@ -268,7 +253,8 @@ def assumptions(sc: Scenario, work: Workload) -> list[str]:
         "wait; Little's law links batch and rate.",
         "Decode step priced at the mean context (prompt + output/2); KV capacity after weights "
         "and a chunked-prefill workspace at "
-        f"{sc.memory_utilization:.0%} of device memory.",
+        f"{sc.deployment.memory_utilization:.0%} of device memory (each candidate's own "
+        "memory_utilization where the search varies it).",
         "Replicas = ceil(peak / (per-replica rate at the SLO x (1 - headroom))); cost = GPUs x "
         "price per GPU-hour (hardware profile unless overridden); a month = 730 hours.",
         "Simulator: vLLM-style continuous batching with paged KV blocks, recompute preemption, "
@@ -283,19 +269,10 @@ def simulate(scenario: str | Path | dict | Scenario, n_requests: int = 2000, see
     first_token_s, finish_s, prompt and output tokens, preemptions) and the percentiles."""
     sc = as_scenario(scenario)
     traffic = traffic_of(sc)
-    dep = make_deployment(
-        sc.model,
-        sc.hardware,
-        tp=sc.parallel.tp,
-        pp=sc.parallel.pp,
-        weight_dtype_name=sc.precision.weights,
-        kv_dtype_name=sc.precision.kv,
-        memory_utilization=sc.memory_utilization,
-    )
-    if sc.parallel.dp > 1:
-        traffic = traffic.at_rate(traffic.peak_rate_per_s / sc.parallel.dp)
-    cands = candidates_of(sc).expand()[0]
-    probe = evaluate_single(sc, dep, cands)
+    dep = make_deployment(sc.model, sc.hardware, sc.deployment)
+    if dep.dp > 1:
+        traffic = traffic.at_rate(traffic.peak_rate_per_s / dep.dp)
+    probe = evaluate_single(sc, dep, Candidate(sc.hardware, sc.deployment))
     config = scheduler_config(probe, serving_of(sc))
     requests = sample_requests(traffic, n_requests, seed)
     result = run_simulation(requests, EngineStepModel(dep), config)
@@ -312,7 +289,7 @@ def evaluate_single(sc: Scenario, dep, cand) -> CandidateResult:
     from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 
     weights = weight_bytes_per_gpu(dep)
-    free = float(free_bytes_for_cache(dep, float(cand.max_num_batched_tokens), weights))
+    free = float(free_bytes_for_cache(dep, float(dep.spec.max_num_batched_tokens), weights))
     per_token = kv_bytes_per_token_per_gpu(dep)
     kv_tokens = free / per_token if per_token > 0 else float("inf")
     if free <= 0:

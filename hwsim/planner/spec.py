@@ -6,7 +6,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hwsim.profiles.deployment import DeploymentSpec
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -16,73 +18,72 @@ def _as_list(v):
 
 
 class CandidatesSpec(BaseModel):
-    """Lists to search over (a single value is a one-element list)."""
+    """Lists to search over (a single value is a one-element list): ``hardware`` plus any
+    :class:`~hwsim.profiles.deployment.DeploymentSpec` field (``tp``, ``weight_dtype``,
+    ``attention_impl``, ``memory_utilization``, ``max_num_seqs``, ...). A field not listed
+    takes the scenario's deployment value."""
 
-    model_config = STRICT
+    model_config = ConfigDict(extra="allow", frozen=True)
     hardware: list[str]
-    tp: list[int] = [1]
-    pp: list[int] = [1]
-    weight_dtype: list[str] = ["bf16"]
-    kv_dtype: list[str] = ["bf16"]
-    max_num_seqs: list[int] = [256]
-    max_num_batched_tokens: list[int] = [8192]
-    chunked_prefill: bool = True
-    prefix_caching: bool = False
     price_per_gpu_hour_usd: dict[str, float] = Field(
         default_factory=dict, description="overrides of the hardware profiles' prices"
     )
 
-    @field_validator(
-        "hardware",
-        "tp",
-        "pp",
-        "weight_dtype",
-        "kv_dtype",
-        "max_num_seqs",
-        "max_num_batched_tokens",
-        mode="before",
-    )
+    @field_validator("hardware", mode="before")
     @classmethod
     def _listify(cls, v):
         return _as_list(v)
 
-    @field_validator("tp", "pp", "max_num_seqs", "max_num_batched_tokens")
-    @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if not v or any(x < 1 for x in v):
-            raise ValueError(f"needs positive integers, got {v}")
-        return v
+    @model_validator(mode="after")
+    def _deployment_lists(self) -> CandidatesSpec:
+        allowed = DeploymentSpec.model_fields
+        for key, values in (self.model_extra or {}).items():
+            if key not in allowed:
+                raise ValueError(
+                    f"{key}: unknown field (check the spelling); allowed: hardware, "
+                    f"price_per_gpu_hour_usd, {', '.join(allowed)}"
+                )
+            values = _as_list(values)
+            if not values:
+                raise ValueError(f"{key}: needs at least one value")
+            for value in values:
+                try:
+                    DeploymentSpec.model_validate({key: value})
+                except ValidationError as exc:
+                    msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"{key}: {msg} (got {value!r})") from None
+            self.model_extra[key] = values  # type: ignore[index]
+        return self
 
-    def expand(self) -> list[Candidate]:
+    @property
+    def searched(self) -> dict[str, list]:
+        """Deployment field -> the values searched over."""
+        return dict(self.model_extra or {})
+
+    def expand(self, base: DeploymentSpec | None = None) -> list[Candidate]:
+        """Every combination of hardware and the searched values, over ``base``."""
+        base = base or DeploymentSpec()
+        keys = list(self.searched)
         return [
-            Candidate(hw, tp, pp, wd, kd, seqs, tokens, self.chunked_prefill, self.prefix_caching)
-            for hw, tp, pp, wd, kd, seqs, tokens in itertools.product(
-                self.hardware,
-                self.tp,
-                self.pp,
-                self.weight_dtype,
-                self.kv_dtype,
-                self.max_num_seqs,
-                self.max_num_batched_tokens,
-            )
+            Candidate(hw, base.replace(**dict(zip(keys, combo))))
+            for hw in self.hardware
+            for combo in itertools.product(*self.searched.values())
         ]
 
 
 @dataclass(frozen=True)
 class Candidate:
+    """One configuration the planner prices: a device and how the model is deployed on it."""
+
     hardware: str
-    tp: int
-    pp: int
-    weight_dtype: str
-    kv_dtype: str
-    max_num_seqs: int
-    max_num_batched_tokens: int
-    chunked_prefill: bool
-    prefix_caching: bool
+    deployment: DeploymentSpec
 
     @property
     def label(self) -> str:
-        return f"{self.hardware} tp{self.tp} pp{self.pp} w:{self.weight_dtype} kv:{self.kv_dtype}"
+        return f"{self.hardware} {self.deployment.label}"
+
+    def to_dict(self) -> dict:
+        return {"hardware": self.hardware, **self.deployment.model_dump(), "label": self.label}
 
 
 class ServingSpec(BaseModel):

@@ -90,7 +90,7 @@ class EngineStepModel:
     def kv_capacity_tokens(self, weights_bytes: float, workspace_bytes: float = 0.0) -> int:
         """Tokens of KV the replica can hold after weights and workspace (per GPU view)."""
         dep = self.dep
-        usable = dep.hardware.capacity_bytes * dep.memory_utilization
+        usable = dep.usable_bytes
         free = usable - weights_bytes - workspace_bytes
         per_token = kv_bytes_per_token_per_gpu(dep)
         if per_token <= 0:  # recurrent-only: bounded by per-sequence state instead

@@ -8,29 +8,15 @@ comparison read (``traffic``, ``candidates``, ``rag``) are validated by those co
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION
+from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.loader import read_yaml, validate
 from hwsim.units import UnitError, parse_quantity
 
 STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class Parallel(BaseModel):
-    model_config = STRICT
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    dp: int = Field(default=1, ge=1)
-
-
-class Precision(BaseModel):
-    model_config = STRICT
-    weights: str = "bf16"
-    kv: str = "bf16"
-    activations: str = "bf16"
 
 
 class Workload(BaseModel):
@@ -67,22 +53,71 @@ class SLO(BaseModel):
         return seconds
 
 
+# Sections of earlier scenario files that are parts of the deployment: section -> {key: field}.
+DEPLOYMENT_SECTIONS = {
+    "parallel": {"tp": "tp", "pp": "pp", "dp": "dp"},
+    "precision": {"weights": "weight_dtype", "kv": "kv_dtype", "activations": "activation_dtype"},
+}
+DEPLOYMENT_KEYS = ("attention_impl", "memory_utilization")  # top-level keys of the deployment
+
+
+def fold_deployment(data: Any) -> Any:
+    """Scenario YAML -> one ``deployment`` mapping: the ``deployment:`` section plus the
+    ``parallel:`` / ``precision:`` sections and top-level ``attention_impl`` /
+    ``memory_utilization`` (each setting may be given in one place only)."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    deployment = data.get("deployment") or {}
+    if not isinstance(deployment, dict):
+        raise ValueError("deployment: expected a mapping of setting: value")
+    deployment = dict(deployment)
+    given_in: dict[str, str] = {k: f"deployment.{k}" for k in deployment}
+
+    def put(field: str, value: Any, where: str) -> None:
+        if field in given_in:
+            raise ValueError(f"{where}: {field} is already given as {given_in[field]}")
+        deployment[field], given_in[field] = value, where
+
+    for section, keys in DEPLOYMENT_SECTIONS.items():
+        values = data.pop(section, None) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{section}: expected a mapping, got {values!r}")
+        for key, value in values.items():
+            if key not in keys:
+                raise ValueError(
+                    f"{section}.{key}: unknown field (check the spelling); allowed: "
+                    f"{', '.join(keys)}"
+                )
+            put(keys[key], value, f"{section}.{key}")
+    for key in DEPLOYMENT_KEYS:
+        if key in data:
+            put(key, data.pop(key), key)
+    data["deployment"] = deployment
+    return data
+
+
 class Scenario(BaseModel):
+    """A scenario file: model and hardware references, how the model is deployed, the
+    workload of a single estimate, SLOs, and the sections the planner and RAG read."""
+
     model_config = STRICT
     name: str | None = None
     description: str | None = None
     model: str
     hardware: str
-    parallel: Parallel = Parallel()
-    precision: Precision = Precision()
+    deployment: DeploymentSpec = DeploymentSpec()
     workload: Workload = Workload()
     slo: SLO = SLO()
-    attention_impl: Literal["flash", "naive"] = "flash"
-    memory_utilization: float = Field(default=DEFAULT_MEMORY_UTILIZATION, gt=0, le=1)
     traffic: dict[str, Any] | None = None
     candidates: dict[str, Any] | None = None
     serving: dict[str, Any] | None = None
     rag: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold(cls, data: Any) -> Any:
+        return fold_deployment(data)
 
 
 def _resolve_ref(ref: str, base: Path) -> str:

@@ -50,7 +50,7 @@ def long_context_max_corpus_memory(setup: RagSetup) -> int:
     """Largest corpus (tokens) whose weights + KV fit; 0 if none, 2^31 if bounded caches
     (windowed / recurrent) never run out."""
     dep = setup.dep
-    usable = dep.hardware.capacity_bytes * dep.memory_utilization
+    usable = dep.usable_bytes
     budget = usable - weight_bytes_per_gpu(dep)
     tail = setup.spec.question_tokens + setup.gen_len
 

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import InfeasibleError
-from hwsim.inference.deployment import DEFAULT_MEMORY_UTILIZATION, Deployment, make_deployment
+from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.estimate import estimate_deployment
 from hwsim.inference.results import Estimate
+from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.loader import load_hardware
 from hwsim.rag.embedding import embedding_cost
@@ -76,34 +77,17 @@ def make_setup(
     *,
     batch: int = 1,
     gen_len: int = 128,
-    tp: int = 1,
-    pp: int = 1,
-    dp: int = 1,
-    weight_dtype: str = "bf16",
-    kv_dtype: str = "bf16",
-    activation_dtype: str = "bf16",
-    attention_impl: str = "flash",
     tpot_slo_s: float | None = None,
-    memory_utilization: float = DEFAULT_MEMORY_UTILIZATION,
+    spec: DeploymentSpec | None = None,
+    **settings,
 ) -> RagSetup:
-    spec = rag if isinstance(rag, RagSpec) else parse_rag_section(rag, "rag argument")
-    dep = make_deployment(
-        model,
-        hardware,
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        weight_dtype_name=weight_dtype,
-        kv_dtype_name=kv_dtype,
-        activation_dtype_name=activation_dtype,
-        attention_impl=attention_impl,
-        memory_utilization=memory_utilization,
-    )
+    rag_spec = rag if isinstance(rag, RagSpec) else parse_rag_section(rag, "rag argument")
+    dep = make_deployment(model, hardware, spec, **settings)
     return RagSetup(
         dep=dep,
-        spec=spec,
-        search_hw=load_hardware(spec.search_hardware),
-        embed_hw=load_hardware(spec.embedding_hardware),
+        spec=rag_spec,
+        search_hw=load_hardware(rag_spec.search_hardware),
+        embed_hw=load_hardware(rag_spec.embedding_hardware),
         batch=int(batch),
         gen_len=int(gen_len),
         tpot_slo_s=tpot_slo_s,
@@ -115,8 +99,8 @@ def compare_rag(model, hardware, rag: RagSpec | dict, *, corpus_tokens=None, **d
 
     ``rag``: a :class:`RagSpec` or the mapping of a scenario's ``rag:`` section.
     ``corpus_tokens`` overrides the spec's corpus size and may be a numpy array (a sweep).
-    ``deployment``: batch, gen_len, tp, pp, dp, weight_dtype, kv_dtype, activation_dtype,
-    attention_impl, tpot_slo_s, memory_utilization (as in :func:`hwsim.estimate`).
+    ``deployment``: batch, gen_len, tpot_slo_s, ``spec`` (a :class:`DeploymentSpec`) and any
+    of its fields as keywords (as in :func:`hwsim.estimate`).
     """
     return compare_setup(make_setup(model, hardware, rag, **deployment), corpus_tokens)
 

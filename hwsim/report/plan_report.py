@@ -96,14 +96,7 @@ def _figures(result) -> dict[str, bytes]:
     figs["cost_by_hardware"] = plots.cost_by_hardware(result.feasible)
     figs["memory_breakdown"] = plots.memory_breakdown(best)
     c = best.candidate
-    dep = make_deployment(
-        sc.model,
-        c.hardware,
-        tp=c.tp,
-        pp=c.pp,
-        weight_dtype_name=c.weight_dtype,
-        kv_dtype_name=c.kv_dtype,
-    )
+    dep = make_deployment(sc.model, c.hardware, c.deployment)
     w = result.workload
     figs["roofline"] = plots.roofline(dep, best, w.prefill_mean, w.prompt_mean + w.output_mean / 2)
     return figs

@@ -63,10 +63,7 @@ def users_vs_context(model, results, tpot_slo_s) -> bytes:
             est = hwsim.estimate(
                 model,
                 c.hardware,
-                tp=c.tp,
-                pp=c.pp,
-                weight_dtype=c.weight_dtype,
-                kv_dtype=c.kv_dtype,
+                c.deployment,
                 prompt_len=contexts,
                 gen_len=1,
                 tpot_slo_s=tpot_slo_s,

@@ -14,6 +14,7 @@ HBM bytes: naive attention materialises the scores: Theta(N*d + N^2) accesses; t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -158,3 +159,26 @@ class FullAttention(AttentionMixer):
     """Every query attends to every (earlier, if causal) key."""
 
     kind_name: ClassVar[str] = "attention"
+
+    def core_op(self, fw: Forward) -> Op:
+        op = super().core_op(fw)
+        call = self.kernel_call(fw)
+        return replace(op, kernel=call) if call is not None else op
+
+    def kernel_call(self, fw: Forward) -> tuple[str, dict] | None:
+        """The registered fused-attention kernel this layer's core is (:mod:`hwsim.perf.kernels`),
+        for the measured rung: a whole-prompt prefill or a one-token decode, tiled kernel only."""
+        if fw.attention_impl != "flash":
+            return None
+        common = {
+            "batch": fw.batch,
+            "heads": fw.heads_per_rank,
+            "kv_heads": fw.kv_heads_per_rank,
+            "head_dim": fw.model.head_size,
+            "dtype": fw.compute_dtype if fw.act.float_like else "bf16",
+        }
+        if fw.phase == "decode" and np.all(np.asarray(fw.new_tokens) == 1):
+            return "attention_decode", {**common, "context_len": fw.context}
+        if fw.phase == "prefill" and np.array_equal(fw.new_tokens, fw.context):
+            return "attention_prefill", {**common, "seq_len": fw.context, "causal": self.causal}
+        return None
