@@ -319,3 +319,32 @@ def test_device_run_groups_partition_the_cuda_sweep_in_priority_order(monkeypatc
     names = [name for name, group in groups if group]
     assert names[0] == "gemm torch" and "other" not in names
     assert all(c.stack == "triton" for c in dict(groups)["triton"])
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        ("cuda", "NVIDIA H100 80GB HBM3", "h100-sxm"),
+        ("cuda", "NVIDIA H100 PCIe", "h100-pcie"),
+        ("cuda", "NVIDIA H200", "h200-sxm"),
+        ("cuda", "NVIDIA A100-SXM4-40GB", "a100-40gb-sxm"),
+        ("cuda", "NVIDIA A100-SXM4-80GB", "a100-80gb-sxm"),
+        ("cuda", "NVIDIA L40S", "l40s"),
+        ("cuda", "NVIDIA L4", "l4"),
+        ("cuda", "AMD Instinct MI300X", "mi300x"),
+        ("cpu", "AMD EPYC 7B13", "cpu"),
+    ],
+)
+def test_device_names_map_to_profiles_through_their_match_lists(kind, name, expected):
+    """The longest `match:` fragment wins (H100 PCIe over H100, L40S over L4)."""
+    from hwsim.profiles.device_match import profile_for_device
+
+    assert profile_for_device(kind, name) == expected
+
+
+def test_an_unknown_gpu_names_the_fix():
+    from hwsim.errors import HwsimError
+    from hwsim.profiles.device_match import profile_for_device
+
+    with pytest.raises(HwsimError, match="no shipped hardware profile matches.*--base-profile"):
+        profile_for_device("cuda", "Imaginary GPU 9000")

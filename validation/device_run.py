@@ -72,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "nvidia-smi.txt").write_text(_nvidia_smi())
     root = Path("/tmp/hwsim-results") if dev.kind == "cuda" else args.out / "results"
-    from hwsim.cli.calibrate import base_profile_for
+    from hwsim.profiles.device_match import profile_for_device
     from hwsim.profiles.loader import load_hardware
 
-    base = load_hardware(base_profile_for(dev))
+    base = load_hardware(profile_for_device(dev.kind, dev.name))
     pool = harness.pool_bytes_for_profile(base)
     policy = harness.QUICK
     cases = suite.plan(dev, args.quick)

@@ -148,6 +148,7 @@ def calibrate(
         raise HwsimError("no op class had the 3 training measurements a fit needs")
     data["calibration"].update(calibrated_from=calibrated_from, date=date, device_name=device_name)
     data["id"], data["name"] = profile_id, f"{base.name} (calibrated: {device_name or 'measured'})"
+    data.pop("match", None)  # a device maps to its datasheet profile, not to a calibration of it
     profile = HardwareProfile.model_validate(data)
     table, overall, baseline_overall = evaluate(profile, base, heldout, reports)
     data["calibration"].update(

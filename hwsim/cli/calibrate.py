@@ -13,19 +13,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, err_console, handle_errors, print_json
 from hwsim.errors import HwsimError
-
-# GPU name fragments -> shipped base profile (first match wins).
-GPU_PROFILES = (
-    ("H200", "h200-sxm"),
-    ("H100 PCIe", "h100-pcie"),
-    ("H100", "h100-sxm"),
-    ("A100-SXM4-40GB", "a100-40gb-sxm"),
-    ("A100", "a100-80gb-sxm"),
-    ("L40S", "l40s"),
-    ("L4", "l4"),
-    ("B200", "b200"),
-    ("MI300X", "mi300x"),
-)
+from hwsim.profiles.device_match import profile_for_device
 
 
 def import_validation():
@@ -43,15 +31,6 @@ def import_validation():
     import validation
 
     return validation
-
-
-def base_profile_for(device) -> str:
-    if device.kind == "cpu":
-        return "cpu"
-    for fragment, profile in GPU_PROFILES:
-        if fragment.lower() in device.name.lower():
-            return profile
-    raise HwsimError(f"no shipped profile matches GPU {device.name!r}; pass --base-profile")
 
 
 def profile_id_for(out: Path) -> str:
@@ -108,7 +87,7 @@ def register(app: typer.Typer) -> None:
             dev = _device_of(meta, from_dir)
         else:
             dev = harness.select_device(device)
-        base = load_hardware(base_profile or base_profile_for(dev))
+        base = load_hardware(base_profile or profile_for_device(dev.kind, dev.name))
         folder = from_dir or measurements_dir / dev.slug
         if from_dir is None and reuse:
             measured, _meta = results.load(folder)

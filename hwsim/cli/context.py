@@ -16,8 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwsim.cli.common import console, err_console, fail, handle_errors, parse_int_list, print_json
+from hwsim.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.inference.context import ContextSweep, context_sweep
-from hwsim.report.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 
 DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"
 TABLE_MIN_WIDTH = 180  # characters; used when stdout is not a terminal (pipes, files, tests)
@@ -145,7 +145,7 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 10))
     fig.subplots_adjust(left=0.06, right=0.98, top=0.84, bottom=0.1, hspace=0.42, wspace=0.26)
-    colors = plt.get_cmap("tab10").colors
+    colors = [plt.get_cmap("tab10")(i) for i in range(10)]
     handles = []
     for k, label in enumerate(sweep.variants):
         rows = sweep.select(label)

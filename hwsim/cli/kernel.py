@@ -9,7 +9,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors, print_json
 from hwsim.errors import HwsimError
-from hwsim.report.format import fmt_bytes, fmt_flops, fmt_range, fmt_time
+from hwsim.format import fmt_bytes, fmt_flops, fmt_range, fmt_time
 from hwsim.units import UnitError, parse_quantity
 
 HARDWARE = typer.Option(..., "--hardware", help="hardware id or YAML path (e.g. h100-sxm)")

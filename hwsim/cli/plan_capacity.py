@@ -8,9 +8,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hwsim.cli.common import console, err_console, fail, print_json
+from hwsim.format import fmt_time
 from hwsim.planner.plan import plan
 from hwsim.profiles.scenario import Scenario
-from hwsim.report.format import fmt_time
 from hwsim.report.plan_report import (
     COMPACT,
     HEADER,

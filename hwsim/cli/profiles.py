@@ -8,10 +8,10 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors
 from hwsim.errors import HwsimError
+from hwsim.format import fmt_bytes
 from hwsim.model.layers import layer_groups
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import load_hardware, shipped_dir, shipped_ids
-from hwsim.report.format import fmt_bytes
 
 KINDS = ("hardware", "model")
 

@@ -45,7 +45,8 @@ def build_rag_spec(
         if value is not None:
             data[key] = value
     if index is not None:
-        old = data.get("index") if isinstance(data.get("index"), dict) else {}
+        given = data.get("index")
+        old: dict = given if isinstance(given, dict) else {}
         if old.get("kind", "flat") != index:  # a new kind keeps only the vector dtype
             old = {k: v for k, v in old.items() if k == "vector_dtype"}
         data["index"] = {**old, "kind": index}

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors, print_json
 from hwsim.errors import HwsimError
-from hwsim.report.format import fmt_range, fmt_time
+from hwsim.format import fmt_range, fmt_time
 
 
 def _pct(value) -> str:

@@ -336,7 +336,7 @@ def _check_lengths(lengths) -> np.ndarray:
 
 def _price_variant(
     dep: Deployment, n: np.ndarray, batch: float, gen_len: float, slo: float | None
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     m = dep.model
     encoder = m.architecture == "encoder"
     ref = dep.with_settings(tp=1, pp=1, dp=1)  # the model itself, no layout
@@ -351,6 +351,9 @@ def _price_variant(
     per_layer = 1.0 / max(n_att, 1)
 
     nan = np.full_like(n, np.nan)
+    kv: np.ndarray | float
+    tpot: np.ndarray | float
+    users: np.ndarray | float
     if encoder:
         kv, tpot, users = nan, nan, nan
     else:

@@ -61,16 +61,21 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
     hw, measured = dep.hardware, dep.measurements
     times = tuple(price_op(hw, op, measured) for op in forward_ops(fw, dep.pp))
-    total = sum(t.total_s for t in times)
-    comm = sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
-    compute = sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times)
+    total = _sum(t.total_s for t in times)
+    comm = _sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
+    compute = _sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times)
     by_bound = (compute, total - compute - comm, comm)  # communication ops are bound 2
-    flops = sum(
+    flops = _sum(
         np.asarray(t.op.flops) * t.op.count * (dep.tp if t.op.op_class != "elementwise" else 1)
         for t in times
     )
-    hbm = sum(np.asarray(t.op.hbm_bytes) * t.op.count for t in times)
+    hbm = _sum(np.asarray(t.op.hbm_bytes) * t.op.count for t in times)
     return PhaseCost(total, flops, hbm, by_bound, times, phase_band_s(hw, times))
+
+
+def _sum(parts) -> np.ndarray:
+    """Sum of broadcastable arrays (0.0 for none), as an array."""
+    return np.asarray(sum(parts, np.float64(0.0)))
 
 
 def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hwsim.errors import HwsimError, InfeasibleError
@@ -69,7 +71,6 @@ def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
     if pre.band_s is None or dec.band_s is None:
         return Latency(**point)
     (t_lo, t_hi), (d_lo, d_hi) = pre.band_s, dec.band_s
-    cal = dep.hardware.calibration
     return Latency(
         **point,
         ttft_low_s=t_lo,
@@ -78,14 +79,25 @@ def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
         tpot_high_s=d_hi,
         e2e_low_s=t_lo + (g - 1.0) * d_lo,
         e2e_high_s=t_hi + (g - 1.0) * d_hi,
-        band="p10-p90 of calibration residuals"
-        + (f" ({cal.device_name})" if cal.device_name else "")
-        + (
-            f"; held-out coverage {cal.heldout_band_coverage:.0%}"
-            if cal.heldout_band_coverage is not None
-            else ""
-        ),
+        band=_band_source(dep),
     )
+
+
+def _band_source(dep: Deployment) -> str:
+    """What the p10-p90 band is made of, for the reader of an estimate."""
+    parts = []
+    cal = dep.hardware.calibration
+    if cal is not None:
+        text = "p10-p90 of calibration residuals"
+        text += f" ({cal.device_name})" if cal.device_name else ""
+        if cal.heldout_band_coverage is not None:
+            text += f"; held-out coverage {cal.heldout_band_coverage:.0%}"
+        parts.append(text)
+    if dep.measurements is not None:
+        parts.append(f"measured kernels: p10-p90 of {dep.measurements.source}")
+    if cal is None:
+        parts.append("other ops at their point value")
+    return "; ".join(parts)
 
 
 def estimate_deployment(
@@ -226,7 +238,7 @@ def _to_scalars(est: Estimate) -> Estimate:
             return v.item()
         return v
 
-    sections = {}
+    sections: dict[str, Any] = {}
     for name in type(est).model_fields:
         section = getattr(est, name)
         if isinstance(section, list):

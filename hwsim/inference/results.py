@@ -141,11 +141,11 @@ class Estimate(_Section):
         return out
 
     def _repr_html_(self) -> str:  # notebooks
-        from hwsim.report.tables import estimate_html
+        from hwsim.inference.display import estimate_html
 
         return estimate_html(self)
 
     def __rich__(self):  # rich console
-        from hwsim.report.tables import estimate_tables
+        from hwsim.inference.display import estimate_tables
 
         return estimate_tables(self)

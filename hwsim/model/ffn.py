@@ -12,7 +12,7 @@ import numpy as np
 
 from hwsim.model.forward import Forward
 from hwsim.model.ops import Op
-from hwsim.profiles.model import FFN, ModelProfile
+from hwsim.profiles.model import FFN, ModelProfile, MoE
 
 
 def dense_ffn_params(d_model: int, intermediate: int, ffn: FFN, bias: bool) -> int:
@@ -22,6 +22,13 @@ def dense_ffn_params(d_model: int, intermediate: int, ffn: FFN, bias: bool) -> i
     return params
 
 
+def moe_of(model: ModelProfile) -> MoE:
+    """The model's MoE block; only called for layers :meth:`ModelProfile.is_moe_layer` marks."""
+    if model.ffn.moe is None:
+        raise ValueError(f"{model.id} has no MoE block")
+    return model.ffn.moe
+
+
 def ffn_param_count(model: ModelProfile, is_moe: bool, active_only: bool = False) -> int:
     """Parameters of one layer's FFN (active_only: the top-k routed plus shared experts)."""
     ffn, d = model.ffn, model.d_model
@@ -29,7 +36,7 @@ def ffn_param_count(model: ModelProfile, is_moe: bool, active_only: bool = False
         return 0
     if not is_moe:
         return dense_ffn_params(d, ffn.intermediate_size, ffn, model.linear_bias)
-    moe = ffn.moe
+    moe = moe_of(model)
     expert = dense_ffn_params(d, moe.expert_intermediate_size, ffn, model.linear_bias)
     shared_size = moe.shared_intermediate_size or moe.expert_intermediate_size
     shared = moe.n_shared_experts * dense_ffn_params(d, shared_size, ffn, model.linear_bias)
@@ -71,7 +78,7 @@ def _dense_ops(fw: Forward, intermediate: int, prefix: str) -> list[Op]:
 
 
 def _moe_ops(fw: Forward) -> list[Op]:
-    moe, d = fw.model.ffn.moe, fw.model.d_model
+    moe, d = moe_of(fw.model), fw.model.d_model
     gated = fw.model.ffn.type == "gated"
     n_mat = fw.model.ffn.n_matrices
     router = fw.linear("moe.router", d, moe.n_experts, shard=False)

@@ -35,6 +35,7 @@ _BUILT: dict[int, ModelLayers] = {}  # id(profile) -> layers; entries leave with
 
 def build_layers(model: ModelProfile) -> ModelLayers:
     """Build and check the mixers of ``model``; ValueError names the bad spec's field."""
+    pattern: tuple[Mixer, ...]
     if model.layer_pattern is None:
         pattern = (build_mixer(model.mixer, where="mixer"),)
     else:

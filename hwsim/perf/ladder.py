@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def kernel_time(
     kernel: str,
     *,
     measurements: str | Path | Any | None = None,
-    rung: Rung | Literal["auto"] = "auto",
+    rung: str = "auto",
     variant: str | None = None,
     **params: Any,
 ) -> KernelTime:
@@ -77,7 +77,7 @@ def kernel_time(
     op = spec.build(**full)
     if rung != "auto" and rung not in RUNGS:
         raise HwsimError(f"unknown rung {rung!r}; allowed: auto, {', '.join(RUNGS)}")
-    order = RUNGS if rung == "auto" else (rung,)
+    order: tuple[Rung, ...] = RUNGS if rung == "auto" else (cast(Rung, rung),)
     refused: dict[str, str] = {}
     for name in order:
         try:

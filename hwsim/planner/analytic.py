@@ -152,9 +152,10 @@ def _steady_state(
         "ttft_p99": (slo.ttft_p99_s, ttft_p99),
         "e2e_p95": (slo.e2e_p95_s, e2e),
     }
-    checks = {k: (t, v) for k, (t, v) in checks.items() if t is not None}
-    for name, (target, value) in checks.items():
-        if value[0] > target:
+    for name, (target, value) in list(checks.items()):
+        if target is None:
+            del checks[name]
+        elif value[0] > target:
             base.reason = (
                 f"{name} SLO unreachable even at batch 1: "
                 f"{value[0] * 1e3:.1f} ms > {target * 1e3:.1f} ms"

@@ -34,12 +34,12 @@ def evaluate_all(
         return _on_ray(args, ray_address, progress)
     n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n_workers <= 1 or len(args) < PARALLEL_THRESHOLD:
-        results = []
+        serial = []
         for i, a in enumerate(args):
-            results.append(evaluate(*a))
+            serial.append(evaluate(*a))
             if progress:
                 progress(i + 1, len(args))
-        return results
+        return serial
     results: list[CandidateResult | None] = [None] * len(args)
     with ProcessPoolExecutor(max_workers=n_workers) as pool:
         futures = {pool.submit(evaluate, *a): i for i, a in enumerate(args)}

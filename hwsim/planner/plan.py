@@ -212,7 +212,7 @@ def confirm_with_simulator(
     if slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s:
         goodput_slo = Slo(ttft_s=slo.ttft_p95_s, tpot_s=slo.tpot_p95_s, e2e_s=slo.e2e_p95_s)
     summary = summarize(result, goodput_slo)
-    out = {
+    out: dict[str, Any] = {
         "rate_per_s": rate,
         "n_requests": summary.n_requests,
         "ttft_p50_s": summary.ttft.p50_s,

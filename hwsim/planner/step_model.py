@@ -84,7 +84,7 @@ class EngineStepModel:
                 expected_distinct_experts(total_tokens, m["n_experts"], m["top_k"])
                 * m["expert_bytes"]
             )
-        return replace(first, weight_bytes=weight, **summed)
+        return replace(first, weight_bytes=weight, **summed)  # type: ignore[arg-type]
 
     # -- memory the scheduler may fill ---------------------------------------------------
     def kv_capacity_tokens(self, weights_bytes: float, workspace_bytes: float = 0.0) -> int:

@@ -124,6 +124,11 @@ class HardwareProfile(BaseModel):
     name: str
     vendor: str
     kind: Literal["gpu", "tpu", "cpu"]
+    match: list[str] = Field(
+        default_factory=list,
+        description="device-name fragments (as the driver reports them) that a calibration "
+        "run maps to this profile; '*' matches any device of the profile's kind",
+    )
     matrix_flops_per_s: dict[str, SourcedFlopsPerS]
     vector_flops_per_s: dict[str, SourcedFlopsPerS]
     memory: Memory

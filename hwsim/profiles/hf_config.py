@@ -33,8 +33,8 @@ _DEFAULTS["falcon"]["max_position_embeddings"] = 2048
 _DEFAULTS["gemma3_text"].update(rope_theta=1e6, vocab_size=262208, sliding_window=4096)
 _DEFAULTS["gemma3_text"].update(max_position_embeddings=131072, sliding_window_pattern=6)
 _ROPE_TYPES = {"linear", "dynamic", "ntk", "yarn", "llama3", "longrope"}
-_ROPE_KEYS = ("original_max_position_embeddings", "low_freq_factor", "high_freq_factor")
-_ROPE_KEYS += ("beta_fast", "beta_slow", "mscale", "mscale_all_dim")
+_ROPE_KEYS: tuple[str, ...] = ("original_max_position_embeddings", "low_freq_factor")
+_ROPE_KEYS += ("high_freq_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim")
 
 
 def _error(file: str, field: str | None, message: str) -> ProfileError:
@@ -69,7 +69,8 @@ def model_from_hf_config(path: str | Path) -> ModelProfile:
     if raw.get("model_type") == "gemma3" and isinstance(raw.get("text_config"), dict):
         raw = {"_name_or_path": raw.get("_name_or_path"), **raw["text_config"]}
         raw.setdefault("model_type", "gemma3_text")
-    model_type = _ALIASES.get(raw.get("model_type"), raw.get("model_type"))
+    raw_type = str(raw.get("model_type"))
+    model_type = _ALIASES.get(raw_type, raw_type)
     if model_type not in SUPPORTED:
         msg = f"unsupported model_type {raw.get('model_type')!r}; allowed: {', '.join(SUPPORTED)}"
         raise _error(str(path), "model_type", msg)

@@ -77,7 +77,7 @@ def long_context_max_corpus_context(setup: RagSetup) -> int:
 def rag_max_chunks(setup: RagSetup) -> int:
     """Most chunks whose index (+ embedder weights if co-located) fits the search device."""
     spec = setup.spec
-    index = spec.index.cost(np.array([0.0, 1.0]), spec.embedding.dim).index_bytes
+    index = np.asarray(spec.index.cost(np.array([0.0, 1.0]), spec.embedding.dim).index_bytes)
     fixed, per_chunk = float(index[0]), float(index[1] - index[0])
     if setup.embedder_on_search_device:
         fixed += spec.embedding.params * _embedder_bytes_per_param(setup)

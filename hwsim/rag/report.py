@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
 
-from hwsim.rag.results import Approach, RagComparison
-from hwsim.report.format import fmt_bytes, fmt_count, fmt_time
+from hwsim.format import Shown, fmt_bytes, fmt_count, fmt_time
+
+if TYPE_CHECKING:
+    from hwsim.rag.results import Approach, RagComparison
 
 
-def fmt_usd(x: float) -> str:
+def fmt_usd(x: Shown) -> str:
     if x is None or not math.isfinite(x):
         return "- (no price in a profile)"
     return f"${x:.3g}" if x < 1 else f"${x:,.2f}"

@@ -11,13 +11,14 @@ import html
 import math
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hwsim.errors import HwsimError
+from hwsim.format import fmt_band, fmt_bytes, fmt_time
 from hwsim.inference.deployment import make_deployment
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import load_hardware
 from hwsim.report import plots
-from hwsim.report.format import fmt_band, fmt_bytes, fmt_time
 
 PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
 
@@ -87,7 +88,7 @@ def _figures(result) -> dict[str, bytes]:
     if best is None:
         return figs
     figs["latency_vs_load"] = plots.latency_vs_load(best, sc.slo)
-    per_hw = {}
+    per_hw: dict[str, Any] = {}
     for r in result.feasible:
         per_hw.setdefault(r.candidate.hardware, r)
     figs["users_vs_context"] = plots.users_vs_context(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import matplotlib
 
@@ -81,7 +82,7 @@ def users_vs_context(model, results, tpot_slo_s) -> bytes:
 
 
 def cost_by_hardware(feasible) -> bytes:
-    best: dict[str, object] = {}
+    best: dict[str, Any] = {}
     for r in feasible:
         hw = r.candidate.hardware
         if (

@@ -9,6 +9,8 @@ imports every module of this package; this one registers nothing).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 
 from hwsim.model.mixers.base import Mixer
@@ -104,7 +106,7 @@ def streaming(n: int, n_sink: int, window: int) -> np.ndarray:
 
 def mask_for(mixer: Mixer, n: int) -> np.ndarray:
     """The reference mask of a registered attention mixer's pattern at n tokens."""
-    kind, p = mixer.kind_name, mixer
+    kind, p = mixer.kind_name, cast(Any, mixer)  # the kind fixes which fields it has
     if kind == "attention":
         return full(n, p.causal)
     if kind == "sliding_window":

@@ -112,17 +112,29 @@ class RWKV(Mixer):
     def heads_per_rank(self, model: ModelProfile, tp: int) -> int:
         return math.ceil(self.n_heads(model) / tp)
 
+    def _rank(self, name: str) -> int:
+        """A LoRA rank this version needs (check_model has made sure it is set)."""
+        rank = getattr(self, name)
+        if rank is None:
+            raise ValueError(f"RWKV-{self.version} needs {name}")
+        return int(rank)
+
     def time_mix_params(self, model: ModelProfile) -> int:
         c = model.d_model
         if self.version == 7:
             loras = (
                 2
                 * c
-                * (self.decay_lora_rank + self.a_lora_rank + self.v_lora_rank + self.gate_lora_rank)
+                * (
+                    self._rank("decay_lora_rank")
+                    + self._rank("a_lora_rank")
+                    + self._rank("v_lora_rank")
+                    + self._rank("gate_lora_rank")
+                )
             )
             vectors = 6 * c + 3 * c + 3 * c  # x_*; w0, a0, v0; k_k, k_a, r_k
             return vectors + loras + 4 * c * c + 2 * c
-        loras = 2 * c * 5 * self.mix_lora_rank + 2 * c * self.decay_lora_rank
+        loras = 2 * c * 5 * self._rank("mix_lora_rank") + 2 * c * self._rank("decay_lora_rank")
         vectors = 6 * c + c + c  # time_maa_*; time_decay; time_faaaa
         return vectors + loras + 5 * c * c + 2 * c
 
@@ -193,8 +205,7 @@ class RWKV(Mixer):
         # time-mix
         if self.version == 7:
             ops.append(self._shift_op(fw, "rwkv.time_shift", 6))
-            ranks = self.decay_lora_rank + self.a_lora_rank + self.v_lora_rank
-            ranks += self.gate_lora_rank
+            ranks = sum(self._rank(name) for name in _V7_LORAS)
             ops.append(fw.linear("rwkv.lora_down", c, ranks, shard=False))
             ops.append(self._elementwise(fw, "rwkv.lora_act", t * ranks, 4.0, 1))
             ops.append(fw.linear("rwkv.lora_up", ranks, c_r, shard=False))
@@ -202,12 +213,13 @@ class RWKV(Mixer):
             wkv_inputs = 6  # r, w, k, v, a (-kk), b (kk a)
         else:
             ops.append(self._shift_op(fw, "rwkv.time_shift", 1))
-            mix = 5 * self.mix_lora_rank
+            mix = 5 * self._rank("mix_lora_rank")
+            decay = self._rank("decay_lora_rank")
             ops.append(fw.linear("rwkv.mix_lora_down", c, mix, shard=False))
             ops.append(fw.linear("rwkv.mix_lora_up", mix, c, shard=False))
             ops.append(self._elementwise(fw, "rwkv.mix_lerps", t * c, 11.0, 6))
-            ops.append(fw.linear("rwkv.decay_lora_down", c, self.decay_lora_rank, shard=False))
-            ops.append(fw.linear("rwkv.decay_lora_up", self.decay_lora_rank, c_r, shard=False))
+            ops.append(fw.linear("rwkv.decay_lora_down", c, decay, shard=False))
+            ops.append(fw.linear("rwkv.decay_lora_up", decay, c_r, shard=False))
             ops.append(fw.linear("rwkv.rkvg_proj", c, 4 * c_r, shard=False))
             wkv_inputs = 4  # r, w, k, v
         state_bytes = self.wkv_state_elements(m, tp) * self.state_dtype_bits / 8

@@ -1,14 +1,18 @@
-"""Rich tables (terminal) and HTML (notebooks) for an Estimate."""
+"""Rich tables (terminal) and HTML (notebooks) for an Estimate: what ``console.print(est)`` and
+a notebook cell show (``Estimate.__rich__`` / ``_repr_html_`` call these)."""
 
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.table import Table
 
-from hwsim.inference.results import Estimate
-from hwsim.report.format import fmt_band, fmt_bytes, fmt_count, fmt_flops, fmt_time
+from hwsim.format import fmt_band, fmt_bytes, fmt_count, fmt_flops, fmt_time
+
+if TYPE_CHECKING:
+    from hwsim.inference.results import Estimate
 
 
 def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
@@ -73,7 +77,7 @@ def _title(est: Estimate) -> str:
 
 
 def estimate_tables(est: Estimate) -> Group:
-    parts = []
+    parts: list[Table | str] = []
     for title, rows in _rows(est).items():
         table = Table(title=title, show_header=False, title_justify="left", min_width=60)
         table.add_column("quantity", style="cyan")

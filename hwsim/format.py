@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+# A number to show: a float, an int, a 0-d numpy array or numpy scalar; None or NaN shows '-'.
+Shown = Any
 
 
-def fmt_bytes(b: float) -> str:
+def fmt_bytes(b: Shown) -> str:
     if b is None or not math.isfinite(b):
         return "-"
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
@@ -14,7 +18,7 @@ def fmt_bytes(b: float) -> str:
     return f"{b:,.0f} B"
 
 
-def fmt_time(s: float) -> str:
+def fmt_time(s: Shown) -> str:
     if s is None or not math.isfinite(s):
         return "-"
     if s >= 1:
@@ -24,7 +28,7 @@ def fmt_time(s: float) -> str:
     return f"{s * 1e6:,.1f} us"
 
 
-def fmt_flops(f: float) -> str:
+def fmt_flops(f: Shown) -> str:
     if f is None or not math.isfinite(f):
         return "-"
     for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6)):
@@ -33,7 +37,7 @@ def fmt_flops(f: float) -> str:
     return f"{f:,.0f} FLOP"
 
 
-def fmt_count(x: float) -> str:
+def fmt_count(x: Shown) -> str:
     if x is None or not math.isfinite(x):
         return "-"
     if x >= 1e6:
@@ -41,7 +45,7 @@ def fmt_count(x: float) -> str:
     return f"{x:,.1f}".rstrip("0").rstrip(".")
 
 
-def fmt_range(low: float, high: float) -> str:
+def fmt_range(low: Shown, high: Shown) -> str:
     """'38.3-50.7 us': a band's two ends in the unit of the upper one."""
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return "-"
@@ -51,7 +55,7 @@ def fmt_range(low: float, high: float) -> str:
     return "-"  # pragma: no cover
 
 
-def fmt_band(low: float | None, high: float | None) -> str:
+def fmt_band(low: Shown, high: Shown) -> str:
     """' (p10-p90 a-b unit)' for a calibrated prediction's band, '' when there is none."""
     if low is None or high is None:
         return ""
