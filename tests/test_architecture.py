@@ -161,3 +161,65 @@ def test_public_names_still_resolve():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+# Where the deployment settings may be spelled out as a list: the spec itself, the legacy YAML
+# sections folded into it, and the serving simulator's own input (serving stays independent).
+SPELLS_OUT_SETTINGS = {
+    "hwsim.profiles.deployment": "defines DeploymentSpec",
+    "hwsim.profiles.scenario": "folds the legacy parallel/precision sections into the spec",
+    "hwsim.serving.scheduler": "SchedulerConfig, the simulator's own input schema",
+}
+
+
+def deployment_lists(source: str, label: str, fields: set[str], at_least: int = 3) -> list[str]:
+    """Places in ``source`` that spell out ``at_least`` deployment settings by name: function
+    parameters, keyword arguments of one call, keys of one dict literal, fields of one class."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names: list[str] = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            names = [p.arg for p in [*a.posonlyargs, *a.args, *a.kwonlyargs]]
+        elif isinstance(node, ast.Call):
+            names = [k.arg for k in node.keywords if k.arg]
+        elif isinstance(node, ast.Dict):
+            names = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+        elif isinstance(node, ast.ClassDef):
+            names = [
+                s.target.id
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            ]
+        hits = sorted(set(names) & fields)
+        if len(hits) >= at_least:
+            found.append(f"{label}:{node.lineno} {type(node).__name__} {hits}")
+    return found
+
+
+def test_the_deployment_list_finder_finds_planted_lists():
+    fields = {"tp", "pp", "dp", "kv_dtype"}
+    code = (
+        "def f(model, tp=1, pp=1, kv_dtype='bf16'):\n"
+        "    g(tp=tp, pp=pp, dp=1)\n"
+        "    return {'tp': 1, 'pp': 1, 'kv_dtype': 'bf16'}\n"
+        "class C:\n    tp: int\n    pp: int\n    dp: int\n"
+        "h(tp=1, pp=2)\n"
+    )
+    kinds = [hit.split()[1] for hit in deployment_lists(code, "planted", fields)]
+    assert sorted(kinds) == ["Call", "ClassDef", "Dict", "FunctionDef"]
+
+
+def test_no_repeated_deployment_argument_lists():
+    """Deployment settings travel as one DeploymentSpec: no function, call, dict or class
+    outside SPELLS_OUT_SETTINGS names three or more of its fields."""
+    from hwsim.profiles.deployment import DeploymentSpec
+
+    fields = set(DeploymentSpec.model_fields)
+    found = [
+        hit
+        for module in sorted(MODULES)
+        if module not in SPELLS_OUT_SETTINGS
+        for hit in deployment_lists(MODULES[module].read_text(), module, fields)
+    ]
+    assert found == []

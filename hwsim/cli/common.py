@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import typer
@@ -92,3 +93,46 @@ def parse_int_list(text: str, what: str) -> list[int]:
     if not out:
         fail(f"{what}: empty list")
     return out
+
+
+def _flag_type(annotation: Any) -> type:
+    """The Python type a DeploymentSpec field takes on the command line (Literal -> str)."""
+    if annotation in (int, float, bool, str):
+        return annotation
+    return str
+
+
+def deployment_flags(func: Callable) -> Callable:
+    """Give a command one ``--flag`` per :class:`~hwsim.profiles.deployment.DeploymentSpec`
+    field (``--tp``, ``--kv-dtype``, ``--memory-utilization``, ``--chunked-prefill/--no-...``),
+    generated from the spec itself, and pass the given ones to ``func`` as ``deployment``: a
+    dict of field -> value (None: not given) for :meth:`DeploymentSpec.from_settings`."""
+    from hwsim.profiles.deployment import DeploymentSpec
+
+    fields = DeploymentSpec.model_fields
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.name != "deployment"]
+    extra = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                f"--{name.replace('_', '-')}"
+                + (f"/--no-{name.replace('_', '-')}" if info.annotation is bool else ""),
+                help=f"{info.description or name} (default {info.default})",
+                show_default=False,
+                rich_help_panel="Deployment (each overrides the scenario's)",
+            ),
+            annotation=Optional[_flag_type(info.annotation)],  # noqa: UP045 - typer reads it
+        )
+        for name, info in fields.items()
+    ]
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        settings = {name: kwargs.pop(name, None) for name in fields}
+        return func(*args, deployment=settings, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=[*own, *extra])  # type: ignore[attr-defined]
+    return wrapper

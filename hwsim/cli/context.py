@@ -15,7 +15,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from hwsim.cli.common import console, err_console, fail, handle_errors, parse_int_list, print_json
+from hwsim.cli.common import (
+    console,
+    deployment_flags,
+    err_console,
+    fail,
+    handle_errors,
+    parse_int_list,
+    print_json,
+)
 from hwsim.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.inference.context import ContextSweep, context_sweep
 
@@ -45,6 +53,7 @@ def _fmt_pairs(x: float) -> str:
 
 
 def _title(sweep: ContextSweep, label: str, rows: dict) -> str:
+    d = sweep.deployment
     trained, supported = int(rows["max_trained_tokens"][0]), int(rows["max_supported_tokens"][0])
     factor = rows["rope_scaling_factor"][0]
     if supported != trained and np.isfinite(factor):
@@ -53,8 +62,8 @@ def _title(sweep: ContextSweep, label: str, rows: dict) -> str:
         context = f"supported {supported:,} tokens"
     kind = " (encoder)" if rows["architecture"][0] == "encoder" else ""
     return (
-        f"{label}{kind} on {sweep.hardware}: batch {sweep.batch:g}, tp {sweep.tp}, "
-        f"{sweep.weight_dtype} weights, {sweep.kv_dtype} KV; {context}"
+        f"{label}{kind} on {sweep.hardware}: batch {sweep.batch:g}, tp {d.tp}, "
+        f"{d.weight_dtype} weights, {d.kv_dtype} KV; {context}"
     )
 
 
@@ -212,9 +221,10 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
             label="beyond the model's supported context",
         )
     )
+    d = sweep.deployment
     fig.suptitle(
-        f"What context costs on {sweep.hardware}: batch {sweep.batch:g}, tp {sweep.tp}, "
-        f"{sweep.weight_dtype} weights, {sweep.kv_dtype} KV cache",
+        f"What context costs on {sweep.hardware}: batch {sweep.batch:g}, tp {d.tp}, "
+        f"{d.weight_dtype} weights, {d.kv_dtype} KV cache",
         fontsize=14,
         y=0.985,
     )
@@ -266,6 +276,7 @@ def _check_plot_path(path: Path, force: bool) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
+    @deployment_flags
     def context(
         model: str = typer.Option(..., help="model id, YAML path or config.json"),
         hardware: str = typer.Option(..., help="hardware id or YAML path"),
@@ -283,14 +294,11 @@ def register(app: typer.Typer) -> None:
         ),
         batch: int = typer.Option(1, help="concurrent sequences priced in TTFT and TPOT"),
         gen_len: int = typer.Option(1, help="generated tokens TPOT averages over"),
-        tp: int = typer.Option(1, help="tensor-parallel degree"),
-        weight_dtype: str = typer.Option("bf16", help="fp32|bf16|fp16|fp8|int8|int4"),
-        kv_dtype: str = typer.Option("bf16", help="bf16|fp16|fp8|int8|int4"),
-        attention_impl: str = typer.Option("flash", help="flash|naive (for TTFT/TPOT)"),
         tpot_slo_ms: float | None = typer.Option(None, help="TPOT SLO capping users per GPU"),
         plot: Path | None = typer.Option(None, help="write a log-log chart (e.g. FILE.png)"),
         force: bool = typer.Option(False, help="overwrite an existing --plot file"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+        deployment: dict | None = None,
     ) -> None:
         """Price context lengths: pairs, FLOPs, KV/state, score bytes, TTFT, TPOT, users/GPU."""
         n = parse_int_list(lengths, "--lengths")
@@ -306,10 +314,7 @@ def register(app: typer.Typer) -> None:
             batch=batch,
             gen_len=gen_len,
             tpot_slo_s=tpot_slo_ms / 1e3 if tpot_slo_ms is not None else None,
-            tp=tp,
-            weight_dtype=weight_dtype,
-            kv_dtype=kv_dtype,
-            attention_impl=attention_impl,
+            **(deployment or {}),
         )
         if json_out:
             print_json(sweep.to_dict())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hwsim.cli.common import console, fail, handle_errors, print_json
+from hwsim.cli.common import console, deployment_flags, fail, handle_errors, print_json
 from hwsim.errors import ProfileError
 from hwsim.inference.estimate import estimate
 from hwsim.profiles.deployment import DeploymentSpec
@@ -55,18 +55,14 @@ def run_estimate(sc: Scenario):
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
+    @deployment_flags
     def plan(
         scenario: Path | None = typer.Argument(None, help="scenario YAML (see examples/)"),
         model: str | None = typer.Option(None, help="model id, YAML path or config.json"),
         hardware: str | None = typer.Option(None, help="hardware id or YAML path"),
-        tp: int | None = typer.Option(None, help="tensor-parallel degree"),
-        pp: int | None = typer.Option(None, help="pipeline-parallel degree"),
-        dp: int | None = typer.Option(None, help="data-parallel replicas"),
         batch: int | None = typer.Option(None, help="concurrent sequences"),
         prompt_len: int | None = typer.Option(None, help="prompt tokens"),
         gen_len: int | None = typer.Option(None, help="generated tokens"),
-        weight_dtype: str | None = typer.Option(None, help="fp32|bf16|fp16|fp8|int8|int4"),
-        kv_dtype: str | None = typer.Option(None, help="bf16|fp16|fp8|int8|int4"),
         tpot_slo_ms: float | None = typer.Option(None, help="TPOT SLO for users per GPU"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
         report: Path | None = typer.Option(
@@ -82,6 +78,7 @@ def register(app: typer.Typer) -> None:
         simulate_top: int | None = typer.Option(
             None, help="confirm this many top candidates with the serving simulator"
         ),
+        deployment: dict | None = None,
     ) -> None:
         """Price one deployment, or, when the scenario has a `traffic:` section, plan capacity:
         how many GPUs of which kind, configured how, at what cost."""
@@ -89,7 +86,7 @@ def register(app: typer.Typer) -> None:
             raise ProfileError("scenario file not found", file=str(scenario))
         sc = build_scenario(
             scenario,
-            dict(tp=tp, pp=pp, dp=dp, weight_dtype=weight_dtype, kv_dtype=kv_dtype),
+            deployment,
             model=model,
             hardware=hardware,
             batch=batch,

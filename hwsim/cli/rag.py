@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from hwsim.cli.common import console, handle_errors, print_json
+from hwsim.cli.common import console, deployment_flags, handle_errors, print_json
 from hwsim.cli.plan import build_scenario
 from hwsim.errors import ProfileError
 from hwsim.rag.pipeline import compare_rag
@@ -72,6 +72,7 @@ def _resolve_paths(data: dict, base: Path) -> dict:
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
+    @deployment_flags
     def rag(
         scenario: Path | None = typer.Argument(
             None, help="scenario YAML with a rag: section (see examples/rag-vs-long-context.yaml)"
@@ -90,6 +91,7 @@ def register(app: typer.Typer) -> None:
         gen_len: int | None = typer.Option(None, help="generated tokens per answer"),
         batch: int | None = typer.Option(None, help="concurrent sequences on the LLM"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+        deployment: dict | None = None,
     ) -> None:
         """Compare the whole corpus in context with retrieval of top-k chunks: TTFT, TPOT,
         memory, cost per query, users per GPU, and where each stops fitting.
@@ -100,7 +102,9 @@ def register(app: typer.Typer) -> None:
             raise ProfileError("scenario file not found", file=str(scenario))
         if index is not None and index not in INDEX_KINDS:
             raise ProfileError(f"--index {index!r}; allowed: {', '.join(INDEX_KINDS)}")
-        sc = build_scenario(scenario, model=model, hardware=hardware, gen_len=gen_len, batch=batch)
+        sc = build_scenario(
+            scenario, deployment, model=model, hardware=hardware, gen_len=gen_len, batch=batch
+        )
         where = str(scenario) if scenario else "command line"
         spec = build_rag_spec(
             sc.rag,

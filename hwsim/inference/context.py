@@ -100,11 +100,7 @@ class ContextSweep:
     hardware: str
     batch: float
     gen_len: float
-    tp: int
-    weight_dtype: str
-    kv_dtype: str
-    activation_dtype: str
-    attention_impl: str
+    deployment: DeploymentSpec
     tpot_slo_s: float | None
     predictor: str
     words_per_token: float
@@ -164,7 +160,9 @@ class ContextSweep:
                     f"{name}: extrapolation at {lengths} tokens (supported {supported:,}{factor})"
                 )
             if not rows["weights_fit"].all():
-                lines.append(f"{name}: weights do not fit on {self.hardware} at tp={self.tp}")
+                lines.append(
+                    f"{name}: weights do not fit on {self.hardware} at tp={self.deployment.tp}"
+                )
             if rows["architecture"][0] == "encoder":
                 lines.append(
                     f"{name}: encoder, one forward over the sequence priced (TTFT column); "
@@ -179,6 +177,7 @@ class ContextSweep:
             for f in dataclasses.fields(self)
             if f.name not in ROW_FIELDS
         }
+        out["deployment"] = self.deployment.model_dump()
         out["assumptions"] = [WORDS_ASSUMPTION]
         out["notes"] = self.notes()[1:]
         for name in ROW_FIELDS:
@@ -309,11 +308,7 @@ def context_sweep(
         hardware=hw.id,
         batch=float(batch),
         gen_len=float(gen_len),
-        tp=spec.tp,
-        weight_dtype=spec.weight_dtype,
-        kv_dtype=spec.kv_dtype,
-        activation_dtype=spec.activation_dtype,
-        attention_impl=spec.attention_impl,
+        deployment=spec,
         tpot_slo_s=tpot_slo_s,
         predictor=(
             "calibrated"
@@ -339,7 +334,7 @@ def _price_variant(
 ) -> dict[str, Any]:
     m = dep.model
     encoder = m.architecture == "encoder"
-    ref = dep.with_settings(tp=1, pp=1, dp=1)  # the model itself, no layout
+    ref = dep.with_settings(**dep.spec.unsharded_settings)  # the model itself, no layout
     tiled = prefill_cost(ref.with_settings(attention_impl="flash"), batch, n)
     naive = prefill_cost(ref.with_settings(attention_impl="naive"), batch, n)
     actual = tiled if ref == dep and dep.attention_impl == "flash" else prefill_cost(dep, batch, n)

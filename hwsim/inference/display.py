@@ -68,10 +68,10 @@ def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
 
 
 def _title(est: Estimate) -> str:
-    c = est.config
+    c, d = est.config, est.config.deployment
     return (
-        f"{c.model} on {c.hardware}  tp={c.tp} pp={c.pp} dp={c.dp}  "
-        f"weights {c.weight_dtype}, KV {c.kv_dtype}  batch {fmt_count(c.batch)}, "
+        f"{c.model} on {c.hardware}  tp={d.tp} pp={d.pp} dp={d.dp}  "
+        f"weights {d.weight_dtype}, KV {d.kv_dtype}  batch {fmt_count(c.batch)}, "
         f"prompt {fmt_count(c.prompt_len)}, generate {fmt_count(c.gen_len)}"
     )
 

@@ -68,9 +68,11 @@ def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
 
 def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
     point = {"ttft_s": pre.time_s, "tpot_s": dec.time_s, "e2e_s": e2e}
-    if pre.band_s is None or dec.band_s is None:
+    if pre.band_s is None and dec.band_s is None:
         return Latency(**point)
-    (t_lo, t_hi), (d_lo, d_hi) = pre.band_s, dec.band_s
+    # a phase without a band (no calibration, no measured op in it) keeps its point value
+    t_lo, t_hi = pre.band_s or (pre.time_s, pre.time_s)
+    d_lo, d_hi = dec.band_s or (dec.time_s, dec.time_s)
     return Latency(
         **point,
         ttft_low_s=t_lo,
@@ -172,14 +174,8 @@ def _config(dep: Deployment, b, s, g, slo) -> Config:
     return Config(
         model=dep.model.id,
         hardware=dep.hardware.id,
-        tp=dep.tp,
-        pp=dep.pp,
-        dp=dep.dp,
+        deployment=dep.spec,
         gpus=dep.gpus,
-        weight_dtype=dep.weight.name,
-        kv_dtype=dep.kv.name,
-        activation_dtype=dep.act.name,
-        attention_impl=dep.attention_impl,
         batch=b,
         prompt_len=s,
         gen_len=g,

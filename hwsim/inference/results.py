@@ -11,6 +11,8 @@ from typing import Any, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from hwsim.profiles.deployment import DeploymentSpec
+
 Num = Union[float, int, np.ndarray]  # noqa: UP007 - pydantic needs the runtime union
 Label = Union[str, np.ndarray]  # noqa: UP007
 
@@ -94,14 +96,8 @@ class Context(_Section):
 class Config(_Section):
     model: str
     hardware: str
-    tp: int
-    pp: int
-    dp: int
+    deployment: DeploymentSpec
     gpus: int
-    weight_dtype: str
-    kv_dtype: str
-    activation_dtype: str
-    attention_impl: str
     batch: Num
     prompt_len: Num
     gen_len: Num
@@ -135,9 +131,15 @@ class Estimate(_Section):
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values (the JSON contract)."""
         out: dict[str, Any] = {}
-        for section, values in self.model_dump(exclude={"prefill_ops", "decode_ops"}).items():
+
+        def walk(prefix: str, values: dict[str, Any]) -> None:
             for key, value in values.items():
-                out[f"{section}.{key}"] = value
+                if isinstance(value, dict):
+                    walk(f"{prefix}{key}.", value)
+                else:
+                    out[f"{prefix}{key}"] = value
+
+        walk("", self.model_dump(exclude={"prefill_ops", "decode_ops"}))
         return out
 
     def _repr_html_(self) -> str:  # notebooks

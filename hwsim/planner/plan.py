@@ -184,13 +184,10 @@ def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfi
     kv_tokens = r.kv_capacity_tokens
     if not math.isfinite(kv_tokens):
         kv_tokens = 1e12
+    engine = {k: v for k, v in d.model_dump().items() if k in SchedulerConfig.model_fields}
+    engine["max_num_batched_tokens"] = max(d.max_num_batched_tokens, d.max_num_seqs)
     return SchedulerConfig(
-        kv_capacity_tokens=int(kv_tokens),
-        max_num_seqs=d.max_num_seqs,
-        max_num_batched_tokens=max(d.max_num_batched_tokens, d.max_num_seqs),
-        block_size_tokens=serving.block_size_tokens,
-        chunked_prefill=d.chunked_prefill,
-        prefix_caching=d.prefix_caching,
+        kv_capacity_tokens=int(kv_tokens), block_size_tokens=serving.block_size_tokens, **engine
     )
 
 

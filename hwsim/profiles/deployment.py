@@ -45,8 +45,12 @@ class DeploymentSpec(BaseModel):
     max_num_batched_tokens: int = Field(
         default=8192, ge=1, description="tokens one engine iteration may process"
     )
-    chunked_prefill: bool = True
-    prefix_caching: bool = False
+    chunked_prefill: bool = Field(
+        default=True, description="split long prompts into chunks that share iterations"
+    )
+    prefix_caching: bool = Field(
+        default=False, description="skip the prefill of a prompt prefix already in KV"
+    )
 
     @field_validator("weight_dtype")
     @classmethod
@@ -70,6 +74,11 @@ class DeploymentSpec(BaseModel):
     @property
     def gpus(self) -> int:
         return self.tp * self.pp * self.dp
+
+    @property
+    def unsharded_settings(self) -> dict[str, int]:
+        """The settings that undo the parallel layout: one device, one replica."""
+        return {"tp": 1, "pp": 1, "dp": 1}
 
     @property
     def label(self) -> str:
