@@ -17,9 +17,7 @@ QKV = {"n": 12288, "k": 4096, "dtype": "bf16"}
 
 def gemm_rows(times_by_m: dict[int, float]) -> list[Measurement]:
     return [
-        Measurement(
-            "gemm", "torch.mm", {"m": m, **QKV}, t, 0.9 * t, 1.2 * t, 0.2 * t, repeats=20
-        )
+        Measurement("gemm", "torch.mm", {"m": m, **QKV}, t, 0.9 * t, 1.2 * t, 0.2 * t, repeats=20)
         for m, t in times_by_m.items()
     ]
 
