@@ -223,3 +223,18 @@ def test_no_repeated_deployment_argument_lists():
         for hit in deployment_lists(MODULES[module].read_text(), module, fields)
     ]
     assert found == []
+
+
+def test_validation_imports_no_cli_module():
+    """Calibration code reads hardware data (profiles' `match:` lists), never the CLI."""
+    root = PACKAGE.parent / "validation"
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("hwsim.cli")]
+    assert offenders == []

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from hwsim.errors import HwsimError
 
@@ -24,7 +25,7 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> None:
     """Print ``error: message`` to stderr and exit 2."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 
 

@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Price one deployment, or, when the scenario has a `traffic:` section, plan capacity:
         how many GPUs of which kind, configured how, at what cost."""
-        if scenario is not None and not scenario.is_file():
+        if scenario is not None and not scenario.exists():
             raise ProfileError("scenario file not found", file=str(scenario))
         sc = build_scenario(
             scenario,

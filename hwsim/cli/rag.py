@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
 
         The workload's prompt_len is ignored: the corpus and the rag: section set the prompt.
         """
-        if scenario is not None and not scenario.is_file():
+        if scenario is not None and not scenario.exists():
             raise ProfileError("scenario file not found", file=str(scenario))
         if index is not None and index not in INDEX_KINDS:
             raise ProfileError(f"--index {index!r}; allowed: {', '.join(INDEX_KINDS)}")

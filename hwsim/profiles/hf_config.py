@@ -9,7 +9,6 @@ and local RoPE base, partial rotary (gpt_neox), Llama's o_proj bias when attenti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import ValidationError
 
 from hwsim.errors import ProfileError
 from hwsim.profiles.model import ModelProfile
+from hwsim.profiles.safe_read import load_json_object, read_text
 
 _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "phi3", "gemma", "gemma2", "gemma3_text"}
 SUPPORTED = sorted(_LLAMA_LIKE | {"gemma3", "falcon", "gpt2", "gpt_neox"})
@@ -86,13 +86,7 @@ def model_from_hf_config(path: str | Path) -> ModelProfile:
 
 def _read_json(path: Path) -> dict[str, Any]:
     """Parse the file; unreadable or non-object JSON is a :class:`ProfileError`."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise _error(str(path), None, f"cannot read config.json: {exc}") from None
-    if not isinstance(data, dict):
-        raise _error(str(path), None, "config.json must hold a JSON object")
-    return data
+    return load_json_object(read_text(path, "config.json"), str(path))
 
 
 def _identity(cfg: _Config, path: Path) -> dict[str, Any]:

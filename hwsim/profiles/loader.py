@@ -11,12 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from hwsim.errors import ProfileError, UnknownProfileError
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.model import ModelProfile
+from hwsim.profiles.safe_read import excerpt, load_yaml, read_text
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -37,16 +37,8 @@ def shipped_ids(kind: str) -> list[str]:
 
 
 def read_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ProfileError("file not found", file=str(path)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ProfileError(
-            f"not valid YAML{where}: {getattr(exc, 'problem', exc)}", file=str(path)
-        ) from None
+    """A YAML mapping from ``path``, read strictly (:mod:`hwsim.profiles.safe_read`)."""
+    data = load_yaml(read_text(path, "YAML file"), str(path))
     if not isinstance(data, dict):
         raise ProfileError("expected a mapping of field: value at the top level", file=str(path))
     return data
@@ -74,7 +66,11 @@ def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown field (not allowed by the schema; check the spelling)"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
+        shown = (
+            ""
+            if isinstance(value, dict) or err["type"] == "missing"
+            else f" (got {excerpt(value)})"
+        )
         lines.append(f"field '{loc}': {msg}{shown}")
     more = len(exc.errors()) - limit
     if more > 0:
@@ -107,7 +103,7 @@ def _load_file(cls: type[P], path: Path, mtime: float, check: Check | None = Non
 def _load(kind: str, cls: type[P], ref: str, check: Check | None = None) -> P:
     if _looks_like_path(ref):
         path = Path(ref).expanduser()
-        if not path.is_file():
+        if not path.exists():
             raise ProfileError("file not found", file=str(path))
     else:
         path = shipped_dir(kind) / f"{ref}.yaml"
