@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from hwsim.errors import HwsimError
+from hwsim.safe_write import check_targets, write_atomic
 from validation.fit import Calibrated
 
 
@@ -37,9 +38,13 @@ def check_writable(path: str | Path, force: bool = False) -> Path:
         )
     if path.suffix not in (".yaml", ".yml"):
         raise HwsimError(f"{path}: the calibrated profile must be a .yaml file")
-    if path.exists() and not force:
-        raise HwsimError(f"{path} already exists; refusing to overwrite it (pass --force)")
+    check_targets([path, report_path_for(path)], force)
     return path
+
+
+def report_path_for(path: Path) -> Path:
+    """The JSON report written beside a calibrated profile."""
+    return path.with_suffix(".calibration.json")
 
 
 def write_profile(result: Calibrated, path: str | Path, force: bool = False) -> tuple[Path, Path]:
@@ -52,8 +57,8 @@ def write_profile(result: Calibrated, path: str | Path, force: bool = False) -> 
         f"# from {cal.calibrated_from}. Re-run calibrate rather than editing by hand.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=100))
-    report_path = path.with_suffix(".calibration.json")
+    write_atomic(path, header + yaml.safe_dump(data, sort_keys=False, width=100))
+    report_path = report_path_for(path)
     report = {
         "profile": str(path),
         "overall_heldout": result.overall,
@@ -62,5 +67,5 @@ def write_profile(result: Calibrated, path: str | Path, force: bool = False) -> 
         "classes": {c: vars(r) for c, r in result.classes.items()},
         "heldout_points": result.heldout_rows,
     }
-    report_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_atomic(report_path, json.dumps(report, indent=2, default=str) + "\n")
     return path, report_path

@@ -7,6 +7,7 @@ length, log-log, one line per variant).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,10 @@ from hwsim.cli.common import (
     parse_int_list,
     print_json,
 )
+from hwsim.errors import HwsimError
 from hwsim.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.inference.context import ContextSweep, context_sweep
+from hwsim.safe_write import check_targets, write_atomic
 
 DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"
 TABLE_MIN_WIDTH = 180  # characters; used when stdout is not a terminal (pipes, files, tests)
@@ -249,7 +252,9 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
         color="dimgrey",
     )
     try:
-        fig.savefig(path, dpi=130)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=130, format=path.suffix.lower().lstrip("."))
+        write_atomic(path, buffer.getvalue())
     finally:
         plt.close(fig)
 
@@ -264,8 +269,10 @@ def _check_plot_path(path: Path, force: bool) -> None:
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in supported:
         fail(f"--plot {path}: unknown image type {suffix!r}; use one of {', '.join(supported)}")
-    if path.exists() and not force:
-        fail(f"--plot {path}: file exists; pass --force to overwrite")
+    try:
+        check_targets([path], force)
+    except HwsimError as exc:
+        fail(f"--plot {exc}")
     if not path.parent.is_dir():
         fail(f"--plot {path}: folder {path.parent} does not exist")
 
@@ -304,8 +311,8 @@ def register(app: typer.Typer) -> None:
         n = parse_int_list(lengths, "--lengths")
         if plot is not None:
             _check_plot_path(plot, force)
-        if tpot_slo_ms is not None and tpot_slo_ms <= 0:
-            fail(f"--tpot-slo-ms must be > 0, got {tpot_slo_ms}")
+        if tpot_slo_ms is not None and not 0 < tpot_slo_ms < float("inf"):
+            fail(f"--tpot-slo-ms must be a finite number > 0, got {tpot_slo_ms}")
         sweep = context_sweep(
             model,
             hardware,

@@ -107,8 +107,18 @@ def register(app: typer.Typer) -> None:
                 simulate_top=simulate_top,
             )
             return
-        if report is not None:
-            fail("--report needs a scenario with a 'traffic:' section (capacity planning)")
+        planning_only = {
+            "--report": report is not None,
+            "--force": force,
+            "--workers": workers is not None,
+            "--ray-address": ray_address is not None,
+            "--simulate-top": simulate_top is not None,
+        }
+        if given := [flag for flag, used in planning_only.items() if used]:
+            fail(
+                f"{', '.join(given)} only apply to capacity planning: a scenario with a "
+                "'traffic:' section (this run prices one deployment)"
+            )
         est = run_estimate(sc)
         if json_out:
             print_json(

@@ -120,13 +120,17 @@ def decode_step_cost(dep: Deployment, batch, context) -> PhaseCost:
     return price_forward(dep, make_forward(dep, "decode", batch, 1.0, context))
 
 
-def decode_contexts(prompt_len, gen_len, samples: int = DECODE_SAMPLES) -> np.ndarray:
+def decode_contexts(
+    prompt_len, gen_len, samples: int = DECODE_SAMPLES, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
     """Midpoints of the contexts seen by the G - 1 decode steps (step i sees S + i keys),
-    stacked on a new leading axis of length ``samples``."""
+    stacked on a new leading axis of length ``samples``. ``shape``: the broadcast shape of the
+    whole sweep (batch included), so the sample axis never lines up with a sweep axis."""
     s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
+    shape = np.broadcast_shapes(np.shape(s), np.shape(g), shape or ())
     steps = np.maximum(g - 1.0, 1.0)
-    j = np.arange(samples, dtype=float).reshape((samples,) + (1,) * np.ndim(s + g))
-    return s + 0.5 + (j + 0.5) * steps / samples
+    j = np.arange(samples, dtype=float).reshape((samples,) + (1,) * len(shape))
+    return np.broadcast_to(s + 0.5 + (j + 0.5) * steps / samples, (samples, *shape))
 
 
 def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
@@ -134,9 +138,9 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
 
     The sample contexts ride on a leading axis, so ops that do not depend on context
     (projections, FFN) are priced once and only attention is priced per sample."""
-    contexts = decode_contexts(prompt_len, gen_len)
+    shape = np.broadcast_shapes(np.shape(batch), np.shape(prompt_len), np.shape(gen_len))
+    contexts = decode_contexts(prompt_len, gen_len, shape=shape)
     cost = decode_step_cost(dep, batch, contexts)
-    shape = np.broadcast(np.asarray(batch), np.asarray(prompt_len), np.asarray(gen_len)).shape
 
     def mean(x):
         x = np.asarray(x, dtype=float)

@@ -59,10 +59,31 @@ def estimate(
 
 
 def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
-    arrays = [np.asarray(v, dtype=float) for v in (batch, prompt_len, gen_len)]
-    for name, arr, low in zip(("batch", "prompt_len", "gen_len"), arrays, (1, 1, 1)):
-        if not np.all(np.isfinite(arr)) or np.any(arr < low):
-            raise InfeasibleError(f"{name} must be >= {low} everywhere, got min {arr.min()}")
+    """Whole numbers >= 1 (sequences, tokens) whose shapes broadcast together."""
+    names = ("batch", "prompt_len", "gen_len")
+    arrays = []
+    for name, value in zip(names, (batch, prompt_len, gen_len)):
+        try:
+            arr = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            raise InfeasibleError(f"{name} must be a number or an array of numbers") from None
+        if arr.size == 0:
+            raise InfeasibleError(f"{name} is an empty array")
+        if not np.all(np.isfinite(arr)) or np.any(arr < 1):
+            raise InfeasibleError(f"{name} must be finite and >= 1 everywhere, got {arr.min()}")
+        if np.any(arr != np.round(arr)):
+            raise InfeasibleError(
+                f"{name} must be whole numbers, got {arr[arr != np.round(arr)][0]}"
+            )
+        arrays.append(arr)
+    try:
+        np.broadcast_shapes(*(a.shape for a in arrays))
+    except ValueError:
+        shapes = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays))
+        raise InfeasibleError(
+            f"array shapes do not broadcast: {shapes}; give equal shapes, or e.g. batch "
+            "(n, 1) and prompt_len (1, m) for an n x m grid"
+        ) from None
     return tuple(arrays)
 
 

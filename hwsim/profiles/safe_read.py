@@ -54,8 +54,8 @@ def read_text(path: str | Path, what: str = "file", max_bytes: int = MAX_FILE_BY
                 file=str(path),
             )
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise ProfileError("file not found", file=str(path)) from None
+    except FileNotFoundError as exc:
+        raise ProfileError(f"file not found ({exc.strerror})", file=str(path)) from None
     except OSError as exc:
         raise ProfileError(f"cannot read: {exc.strerror or exc}", file=str(path)) from None
     if b"\x00" in data:

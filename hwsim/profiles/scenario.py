@@ -7,6 +7,7 @@ comparison read (``traffic``, ``candidates``, ``rag``) are validated by those co
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +49,8 @@ class SLO(BaseModel):
             seconds = parse_quantity(v, "s")
         except UnitError as exc:
             raise ValueError(str(exc)) from None
-        if seconds <= 0:
-            raise ValueError(f"must be > 0, got {v!r}")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError("must be a finite time > 0")
         return seconds
 
 

@@ -19,6 +19,7 @@ from hwsim.inference.deployment import make_deployment
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import load_hardware
 from hwsim.report import plots
+from hwsim.safe_write import check_targets, folder_lock, write_atomic
 
 PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
 
@@ -131,27 +132,30 @@ def _sources(result) -> list[tuple[str, str, str]]:
 
 
 def check_writable(out_dir: Path, overwrite: bool) -> list[Path]:
+    """The report's files, checked: no symbolic links, nothing overwritten unless asked."""
+    out_dir = Path(out_dir)
+    if out_dir.is_symlink():
+        raise HwsimError(f"{out_dir} is a symbolic link; refusing to write through it")
     targets = [out_dir / "report.html", out_dir / "report.md"]
     targets += [out_dir / "plots" / f"{name}.png" for name in PLOTS]
-    existing = [p for p in targets if p.exists()]
-    if existing and not overwrite:
-        raise HwsimError(
-            f"{out_dir}: would overwrite {', '.join(str(p) for p in existing[:3])}"
-            f"{' ...' if len(existing) > 3 else ''}; choose another folder or pass --force"
-        )
-    return targets
+    try:
+        return check_targets(targets, overwrite)
+    except HwsimError as exc:
+        raise HwsimError(f"{out_dir}: {exc}") from None
 
 
 def write_report(result, out_dir: str | Path, overwrite: bool = False) -> dict[str, Path]:
     out_dir = Path(out_dir)
     check_writable(out_dir, overwrite)
     figs = _figures(result)
-    (out_dir / "plots").mkdir(parents=True, exist_ok=True)
-    for name, png in figs.items():
-        (out_dir / "plots" / f"{name}.png").write_bytes(png)
-    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(_html(result, figs))
-    md_path.write_text(_markdown(result, figs))
+    with folder_lock(out_dir):
+        check_writable(out_dir, overwrite)  # again, now that the folder is ours
+        (out_dir / "plots").mkdir(exist_ok=True)
+        for name, png in figs.items():
+            write_atomic(out_dir / "plots" / f"{name}.png", png)
+        html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+        write_atomic(html_path, _html(result, figs))
+        write_atomic(md_path, _markdown(result, figs))
     return {"html": html_path, "markdown": md_path}
 
 
