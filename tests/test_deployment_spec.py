@@ -151,3 +151,13 @@ def test_deployment_with_settings_rechecks_the_layout():
     assert dep.with_settings(tp=1).tp == 1
     with pytest.raises(InfeasibleError, match="does not divide the 32 attention heads"):
         dep.with_settings(tp=3)
+
+
+@pytest.mark.parametrize("pp", [1, 2, 3, 5, 7, 32])
+def test_layers_per_stage_cover_every_layer_and_match_the_memory_split(pp):
+    est = hwsim.estimate("llama-2-7b", "a100-80gb-sxm", pp=pp)
+    stages = est.config.layers_per_stage
+    assert len(stages) == pp and sum(stages) == 32
+    assert max(stages) - min(stages) <= 1
+    dep = make_deployment("llama-2-7b", "a100-80gb-sxm", pp=pp)
+    assert max(stages) / 32 == pytest.approx(dep.stage_layer_fraction)

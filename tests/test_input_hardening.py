@@ -4,6 +4,8 @@ hang, a traceback or a silently chosen value."""
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hwsim.cli.main import app
@@ -121,3 +123,22 @@ def test_error_text_with_brackets_is_printed_as_written(tmp_path):
     result = runner.invoke(app, ["plan", str(path)])
     assert result.exit_code == 2
     assert "'[x]'" in result.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=60))
+def test_markdown_escape_leaves_no_live_markup(text):
+    """Every special character comes out backslash-escaped and no line break survives, so a
+    scenario name or description cannot add headings, links, HTML or table cells."""
+    from hwsim.report.plan_report import MD_SPECIAL, md_escape
+
+    out = md_escape(text)
+    assert "\n" not in out and "\r" not in out
+    i = 0
+    while i < len(out):
+        if out[i] == "\\":
+            assert i + 1 < len(out) and out[i + 1] in MD_SPECIAL
+            i += 2
+            continue
+        assert out[i] not in MD_SPECIAL
+        i += 1

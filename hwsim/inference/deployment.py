@@ -84,6 +84,13 @@ class Deployment:
         return self.act.name
 
     @property
+    def stage_layers(self) -> list[int]:
+        """Layers on each pipeline stage: as even as possible, the first stages take the extra
+        ones (Megatron-LM's default split); the fullest stage sets memory and pace."""
+        n, pp = self.model.n_layers, self.pp
+        return [n // pp + (1 if i < n % pp else 0) for i in range(pp)]
+
+    @property
     def stage_layer_fraction(self) -> float:
         """Share of the layers on the most loaded pipeline stage."""
         n = self.model.n_layers

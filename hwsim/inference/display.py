@@ -92,6 +92,12 @@ def estimate_tables(est: Estimate) -> Group:
             f"(trained {est.context.max_trained_tokens:,}); RoPE factor needed "
             f"{est.context.rope_factor_needed:.2f}: this is extrapolation"
         )
+    stages = est.config.layers_per_stage
+    if len(set(stages)) > 1:
+        parts.append(
+            f"[yellow]note:[/] pp={len(stages)} does not divide the layers evenly: "
+            f"{'+'.join(map(str, stages))} per stage; the fullest stage sets memory and pace"
+        )
     parts.append(f"[dim]predictor: {est.config.predictor}[/]")
     return Group(f"[bold]{_title(est)}[/]", *parts)
 

@@ -197,6 +197,7 @@ def _config(dep: Deployment, b, s, g, slo) -> Config:
         hardware=dep.hardware.id,
         deployment=dep.spec,
         gpus=dep.gpus,
+        layers_per_stage=dep.stage_layers,
         batch=b,
         prompt_len=s,
         gen_len=g,

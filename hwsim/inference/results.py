@@ -98,6 +98,7 @@ class Config(_Section):
     hardware: str
     deployment: DeploymentSpec
     gpus: int
+    layers_per_stage: list[int]  # pipeline split of the layers (one entry when pp = 1)
     batch: Num
     prompt_len: Num
     gen_len: Num

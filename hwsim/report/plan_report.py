@@ -208,9 +208,19 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+MD_SPECIAL = set("\\`*_{}[]()<>#+-!|~")
+
+
+def md_escape(text: object) -> str:
+    """Text as Markdown shows it literally: special characters backslash-escaped, line breaks
+    folded (a user's scenario name cannot add headings, links, HTML or table cells)."""
+    flat = " ".join(str(text).split())
+    return "".join(f"\\{ch}" if ch in MD_SPECIAL else ch for ch in flat)
+
+
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -218,11 +228,11 @@ def _markdown(result, figs: dict[str, bytes]) -> str:
     sc = result.scenario
     w = result.workload
     parts = [
-        f"# Capacity plan: {sc.name or sc.model}",
+        f"# Capacity plan: {md_escape(sc.name or sc.model)}",
         "",
-        f"**{result.recommendation_sentence()}**",
+        f"**{md_escape(result.recommendation_sentence())}**",
         "",
-        sc.description or "",
+        md_escape(sc.description or ""),
         "",
         f"Workload: peak {w.peak_rate_per_s:g} requests/s, mean prompt {w.prompt_mean:,.0f} "
         f"tokens (p95 {w.prompt_p95:,.0f}), mean output {w.output_mean:,.0f}.",
@@ -243,7 +253,7 @@ def _markdown(result, figs: dict[str, bytes]) -> str:
         "",
         "## Assumptions",
         "",
-        *[f"- {a}" for a in result.assumptions],
+        *[f"- {md_escape(a)}" for a in result.assumptions],
         "",
         "## Sources and calibration",
         "",
