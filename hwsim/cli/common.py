@@ -23,8 +23,13 @@ err_console = Console(stderr=True)
 EXIT_USAGE = 2
 
 
+MAX_MESSAGE_CHARS = 1500  # an error fits on one screen, whatever value it quotes
+
+
 def fail(message: str) -> None:
-    """Print ``error: message`` to stderr and exit 2."""
+    """Print ``error: message`` to stderr (cut to one screen) and exit 2."""
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 40] + f" ... ({len(message):,} characters, cut)"
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hwsim.profiles.deployment import DeploymentSpec
 
-STRICT = ConfigDict(extra="forbid", frozen=True)
+STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _as_list(v):
@@ -23,7 +23,7 @@ class CandidatesSpec(BaseModel):
     ``attention_impl``, ``memory_utilization``, ``max_num_seqs``, ...). A field not listed
     takes the scenario's deployment value."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
     hardware: list[str]
     price_per_gpu_hour_usd: dict[str, float] = Field(
         default_factory=dict, description="overrides of the hardware profiles' prices"

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from hwsim.errors import ProfileError
 from hwsim.profiles.model import ModelProfile
-from hwsim.profiles.safe_read import load_json_object, read_text
+from hwsim.profiles.safe_read import excerpt, load_json_object, read_text
 
 _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "phi3", "gemma", "gemma2", "gemma3_text"}
 SUPPORTED = sorted(_LLAMA_LIKE | {"gemma3", "falcon", "gpt2", "gpt_neox"})
@@ -72,10 +72,17 @@ def model_from_hf_config(path: str | Path) -> ModelProfile:
     raw_type = str(raw.get("model_type"))
     model_type = _ALIASES.get(raw_type, raw_type)
     if model_type not in SUPPORTED:
-        msg = f"unsupported model_type {raw.get('model_type')!r}; allowed: {', '.join(SUPPORTED)}"
+        shown = excerpt(raw.get("model_type"))
+        msg = f"unsupported model_type {shown}; allowed: {', '.join(SUPPORTED)}"
         raise _error(str(path), "model_type", msg)
     cfg = _Config(raw, model_type, str(path))
-    fields = {**_identity(cfg, path), **_FAMILY[model_type](cfg)}
+    try:
+        fields = {**_identity(cfg, path), **_FAMILY[model_type](cfg)}
+    except (TypeError, ValueError, ZeroDivisionError, AttributeError, IndexError) as exc:
+        # a value of the wrong type or range for the arithmetic of the mapping
+        raise _error(
+            str(path), None, f"a value has the wrong type or is zero where a size is needed ({exc})"
+        ) from None
     try:
         return ModelProfile.model_validate(fields)
     except ValidationError as exc:

@@ -22,7 +22,7 @@ class RopeScaling(BaseModel):
 
     model_config = STRICT
     type: Literal["linear", "dynamic", "ntk", "yarn", "llama3", "longrope"]
-    factor: float = Field(gt=0)
+    factor: float = Field(gt=0, le=1024, description="context multiplier (published: 2 to 128)")
     original_max_position_embeddings: int | None = Field(default=None, gt=0)
     low_freq_factor: float | None = None
     high_freq_factor: float | None = None

@@ -17,7 +17,7 @@ from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.loader import read_yaml, validate
 from hwsim.units import UnitError, parse_quantity
 
-STRICT = ConfigDict(extra="forbid", frozen=True)
+STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Workload(BaseModel):

@@ -18,7 +18,7 @@ from hwsim.profiles.loader import format_validation_error
 from hwsim.rag.embedding import BERT_BASE_DIM, BERT_BASE_LAYERS, BERT_BASE_PARAMS
 from hwsim.rag.search_cost import SearchCost, flat_cost, hnsw_cost, ivf_cost
 
-STRICT = ConfigDict(extra="forbid", frozen=True, strict=True)
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 _COUNT = re.compile(
     r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(Ki|Mi|Gi|Ti|k|K|M|G|T)?\s*"

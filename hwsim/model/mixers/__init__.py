@@ -38,7 +38,7 @@ def build_mixer(spec: dict[str, Any], where: str = "mixer") -> Mixer:
     """Validate a mixer spec ``{kind: ..., **params}`` with its registered class."""
     _load_all()
     kind = spec.get("kind") if isinstance(spec, dict) else None
-    if kind not in REGISTRY:
+    if not isinstance(kind, str) or kind not in REGISTRY:
         raise ValueError(
             f"{where}.kind: unknown mixer kind {kind!r}; allowed: {', '.join(sorted(REGISTRY))}"
         )

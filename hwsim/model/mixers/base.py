@@ -31,7 +31,7 @@ def register(cls: type[Mixer]) -> type[Mixer]:
 
 
 class Mixer(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     kind_name: ClassVar[str] = ""
     is_attention: ClassVar[bool] = False
     # Row-parallel outputs this block all-reduces under tensor parallelism (Megatron: one
