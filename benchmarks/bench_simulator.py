@@ -3,8 +3,8 @@
 Workload: Poisson arrivals, lognormal prompt (mean 1024, p95 3000) and output (mean 256,
 p95 800) lengths, one replica with 256 sequences / 8192 batched tokens / 450k KV tokens, and
 a linear step model shaped like an 8B model on one H100 (5 ms per iteration, 30 us per new
-token, 40 ns per context token). Reports the median of ``--repeats`` runs (wall clock of
-``simulate`` only; sampling the traffic is timed separately).
+token, 40 ns per context token). Reports the median of ``--repeats`` runs (wall clock and CPU
+time of ``simulate`` only; sampling the traffic is timed separately).
 
     python benchmarks/bench_simulator.py [--requests 100000] [--rate 14] [--repeats 3]
 """
@@ -60,16 +60,18 @@ def main() -> None:
         chunked_prefill=not args.no_chunked_prefill,
     )
     model = LinearStepTimeModel()
-    walls = []
+    walls, cpus = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = simulate(requests, model, config)
         walls.append(time.perf_counter() - t0)
-    wall = statistics.median(walls)
+        cpus.append(time.process_time() - c0)
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
     s = summarize(result)
     iterations = len(result.trace)
     print(f"requests           {args.requests:,} at {args.rate:g}/s (sampled in {sample_s:.2f} s)")
     print(f"simulate wall      median {wall:.2f} s of {[round(w, 2) for w in walls]}")
+    print(f"simulate CPU       median {cpu:.2f} s of {[round(c, 2) for c in cpus]}")
     rates = f"{args.requests / wall:,.0f} requests/s, {iterations / wall:,.0f} iterations/s"
     print(f"speed              {rates}")
     print(f"iterations         {iterations:,} ({s.duration_s:,.0f} s simulated)")

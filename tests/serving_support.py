@@ -40,7 +40,8 @@ class _Seq:
 
 
 def reference_simulate(requests: Requests, model, cfg: SchedulerConfig) -> dict[str, object]:
-    """Straightforward per-sequence simulation of the policy in hwsim.serving.scheduler.
+    """Straightforward per-sequence simulation of the chunked and unchunked policies
+    (hwsim.serving.policies) under the shared rules of hwsim.serving.scheduler.
 
     Returns dict of per-request lists and per-iteration trace lists."""
     n = len(requests)

@@ -73,7 +73,8 @@ class DailyRate(BaseModel):
             m = np.asarray(self.hourly_multipliers, dtype=np.float64)
         else:
             h = np.arange(24.0)
-            shape = (1.0 + np.cos(2.0 * np.pi * (h - self.peak_hour) / 24.0)) / 2.0
+            peak = float(self.peak_hour or 0)  # set whenever the multipliers are not
+            shape = (1.0 + np.cos(2.0 * np.pi * (h - peak) / 24.0)) / 2.0
             m = self.trough_fraction + (1.0 - self.trough_fraction) * shape
         return self.peak_rate_per_s * m / m.max()
 

@@ -8,8 +8,10 @@ from pydantic import BeforeValidator, ConfigDict
 
 from hwsim.units import UnitError, parse_quantity
 
-# Strict (no silent str -> number coercion), frozen, unknown keys rejected.
-SPEC_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
+# Inputs: strict (no silent str -> number coercion), frozen, unknown keys and NaN/inf rejected.
+SPEC_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+# Results: the same, but NaN is a legitimate "no value" (a percentile of no requests).
+RESULT_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def _seconds(raw: Any) -> Any:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from hwsim.serving.fields import SPEC_CONFIG, Seconds
+from hwsim.serving.fields import RESULT_CONFIG, Seconds
 from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
@@ -17,7 +17,7 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 class LatencyStats(BaseModel):
     """Mean and percentiles (linear interpolation) over the defined values; NaN when none."""
 
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     count: int
     mean_s: float
     p50_s: float
@@ -44,7 +44,7 @@ class Slo(BaseModel):
     """Per-request latency targets; a request meets the SLO when it completed and every given
     threshold holds. TPOT is undefined for 1-token outputs and counts as met."""
 
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     ttft_s: Seconds | None = Field(default=None, gt=0)
     tpot_s: Seconds | None = Field(default=None, gt=0)
     e2e_s: Seconds | None = Field(default=None, gt=0)
@@ -70,7 +70,7 @@ def meets_slo(records: RequestRecords, slo: Slo) -> np.ndarray:
 
 
 class Goodput(BaseModel):
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     slo: Slo
     n_met: int
     fraction: float  # of all requests, rejected ones included
@@ -80,7 +80,7 @@ class Goodput(BaseModel):
 class KvUtilisation(BaseModel):
     """Fractions of the KV block capacity; the series is time-weighted means over equal bins."""
 
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     mean_fraction: float
     peak_fraction: float
     series_time_s: tuple[float, ...]  # bin centres
@@ -113,7 +113,7 @@ def kv_utilisation(trace: IterationTrace, t0_s: float, t1_s: float, n_points: in
 
 
 class ServingSummary(BaseModel):
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     n_requests: int
     n_completed: int
     rejected: dict[str, int]  # reason -> count
@@ -167,7 +167,7 @@ def summarize(
 class LittlesLawCheck(BaseModel):
     """L (time-average number in system) against lambda * W over a window."""
 
-    model_config = SPEC_CONFIG
+    model_config = RESULT_CONFIG
     window_s: tuple[float, float]
     mean_in_system: float
     arrival_rate_per_s: float

@@ -4,13 +4,14 @@ read-only numpy arrays), bundled in :class:`SimulationResult`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
 from hwsim.serving.scheduler import COMPLETED, SchedulerConfig
 
 
-def _freeze(obj: object) -> None:
+def _freeze(obj: Any) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, np.ndarray):

@@ -1,22 +1,18 @@
-"""Continuous-batching scheduler policy (vLLM-style): configuration and the rules that do not
-depend on time.
+"""Continuous-batching scheduler (vLLM-style): configuration and the rules that do not depend
+on time.
 
-Policy, per engine iteration (see :mod:`hwsim.serving.simulator` for the loop):
+What one engine iteration runs is the scheduling policy's choice, ``SchedulerConfig.policy``:
+``"chunked"`` (vLLM v1 / v0 with chunked prefill) or ``"unchunked"`` (vLLM v0 default), both
+described in :mod:`hwsim.serving.policies`, or any policy registered there. Left unset it is
+``"chunked"`` if ``chunked_prefill`` else ``"unchunked"``; when it is set, ``chunked_prefill``
+follows it (giving both, they must agree). See :mod:`hwsim.serving.simulator` for the loop.
 
-chunked_prefill = True (vLLM v1 / v0 with chunked prefill)
-    1. every running decode gets 1 token; 2. running partial prefills continue, oldest first;
-    3. waiting requests are admitted FCFS, each taking a chunk of what is left of the
-    ``max_num_batched_tokens`` budget. Requires max_num_batched_tokens >= max_num_seqs.
-chunked_prefill = False (vLLM v0 default scheduler)
-    If the head of the waiting queue can be admitted, the iteration is *prefill-only*: whole
-    prompts are admitted FCFS while they fit the token budget; running decodes skip that
-    iteration (this is the prefill/decode interference chunked prefill removes). Otherwise
-    it is a decode-only iteration. A fresh prompt longer than the budget is rejected (vLLM
-    refuses it); a preempted sequence whose recompute prompt exceeds the budget runs alone.
+Rules the engine applies under every policy:
 
-Admission (both modes): FCFS with head-of-line blocking; a request is admitted when a sequence
-slot is free (max_num_seqs) and free KV blocks >= blocks for its whole prompt + 1 (headroom).
-The whole prompt's blocks are reserved at admission, also when its prefill is chunked.
+Admission (``engine.admit_next``, FCFS with head-of-line blocking in the built-in policies): a
+request is admitted when a sequence slot is free (max_num_seqs) and free KV blocks >= blocks for
+its whole prompt + 1 (headroom). The whole prompt's blocks are reserved at admission, also when
+its prefill is chunked.
 
 Preemption (recompute): when the decodes of an iteration need more new blocks than are free,
 the most recently admitted running sequence is preempted (repeatedly, as needed): its blocks are
@@ -25,19 +21,22 @@ re-prefilled with the prompt when it resumes (prompt + generated tokens, all rec
 prefix cache is assumed not to survive preemption).
 
 Rejection: a request that could never complete even alone is rejected up front: KV blocks for
-prompt + output tokens + 1 headroom block exceed the capacity ("kv_capacity"), or, without
-chunked prefill, its prompt (less any cached prefix) exceeds the token budget ("token_budget").
+prompt + output tokens + 1 headroom block exceed the capacity ("kv_capacity"), or, under a
+policy without chunked prefill, its prompt (less any cached prefix) exceeds the token budget
+("token_budget").
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hwsim.serving.fields import SPEC_CONFIG
 from hwsim.serving.kv_blocks import blocks_for_tokens
+from hwsim.serving.policies import UnknownPolicyError, policy_for
 
 COMPLETED = "completed"
 REJECTED_KV = "rejected_kv_capacity"
@@ -51,23 +50,55 @@ class SchedulerConfig(BaseModel):
     max_num_batched_tokens: int = Field(default=8192, ge=1)
     block_size_tokens: int = Field(default=16, ge=1)
     chunked_prefill: bool = True
+    # A registered scheduling policy (hwsim.serving.policies); None: from chunked_prefill.
+    policy: str | None = None
     prefix_caching: bool = False
     preemption_mode: Literal["recompute"] = "recompute"
 
+    @field_validator("policy")
+    @classmethod
+    def _registered(cls, name: str | None) -> str | None:
+        if name is not None:
+            policy_for(name)  # UnknownPolicyError (a ValueError) lists the allowed names
+        return name
+
+    @model_validator(mode="before")
+    @classmethod
+    def _chunking_from_policy(cls, data: Any) -> Any:
+        """A given policy sets chunked_prefill when that is not given too."""
+        name = data.get("policy") if isinstance(data, dict) else None
+        if isinstance(name, str) and "chunked_prefill" not in data:
+            with contextlib.suppress(UnknownPolicyError):  # _registered reports it
+                data = {**data, "chunked_prefill": policy_for(name).chunked_prefill}
+        return data
+
     @model_validator(mode="after")
     def _coherent(self) -> SchedulerConfig:
+        chunked = policy_for(self.policy_name).chunked_prefill
+        if self.chunked_prefill != chunked:
+            raise ValueError(
+                f"policy {self.policy!r} {'chunks' if chunked else 'does not chunk'} prefills "
+                f"but chunked_prefill={self.chunked_prefill}; give one of the two, or both agreeing"
+            )
         if self.kv_capacity_blocks < 2:
             raise ValueError(
                 f"kv_capacity_tokens={self.kv_capacity_tokens} holds "
                 f"{self.kv_capacity_blocks} blocks of {self.block_size_tokens} tokens; "
                 "need at least 2 (one plus the admission headroom)"
             )
-        if self.chunked_prefill and self.max_num_batched_tokens < self.max_num_seqs:
+        if chunked and self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError(
-                f"with chunked_prefill, max_num_batched_tokens ({self.max_num_batched_tokens}) "
+                f"with chunked prefill, max_num_batched_tokens ({self.max_num_batched_tokens}) "
                 f"must be >= max_num_seqs ({self.max_num_seqs})"
             )
         return self
+
+    @property
+    def policy_name(self) -> str:
+        """The scheduling policy this config runs (``policy``, else from chunked_prefill)."""
+        if self.policy is not None:
+            return self.policy
+        return "chunked" if self.chunked_prefill else "unchunked"
 
     @property
     def kv_capacity_blocks(self) -> int:
@@ -93,7 +124,7 @@ def rejection_reasons(
     prompt = np.asarray(prompt_tokens, dtype=np.int64)
     peak_blocks = blocks_for_tokens(prompt + np.asarray(output_tokens), config.block_size_tokens)
     status = np.full(prompt.shape, COMPLETED, dtype=object)
-    if not config.chunked_prefill:
+    if not policy_for(config.policy_name).chunked_prefill:
         over = prompt - np.asarray(cached_tokens) > config.max_num_batched_tokens
         status[over] = REJECTED_BUDGET
     status[peak_blocks + 1 > config.kv_capacity_blocks] = REJECTED_KV

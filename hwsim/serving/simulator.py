@@ -1,7 +1,8 @@
 """Discrete-event simulator of a continuous-batching LLM server (one engine replica).
 
 Time advances one engine iteration at a time by ``StepTimeModel.iteration_time_s``; when the
-engine is idle it jumps to the next arrival. The scheduling policy is documented in
+engine is idle it jumps to the next arrival. What each iteration runs is the configured
+scheduling policy's choice (:mod:`hwsim.serving.policies`); the rules all policies share are in
 :mod:`hwsim.serving.scheduler`. Deterministic: the same requests, model and config give the
 same result (no randomness inside; seeds live in the traffic sampler).
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError
 from hwsim.serving.kv_blocks import DecodeBlockDemand
+from hwsim.serving.policies import PartialPrefill, policy_for
 from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
 from hwsim.serving.scheduler import (
     COMPLETED,
@@ -60,11 +62,15 @@ def simulate(
 
 
 class _Engine:
-    """State of one simulation run. Hot fields are copied into locals inside :meth:`run`."""
+    """State of one simulation run. Hot fields are copied into locals inside :meth:`run`.
+
+    The scheduling policy reads this state and calls :meth:`schedule_decodes` and
+    :meth:`admit_next` (see :meth:`~hwsim.serving.policies.SchedulingPolicy.schedule`)."""
 
     def __init__(self, requests: Requests, step_model: StepTimeModel, config: SchedulerConfig):
         n = len(requests)
         self.requests, self.model, self.config = requests, step_model, config
+        self.policy = policy_for(config.policy_name)()
         self.bs = config.block_size_tokens
         self.total_blocks = config.kv_capacity_blocks
         self.cached_arr = effective_cached_tokens(requests.cached_prefix_tokens, config)
@@ -89,8 +95,7 @@ class _Engine:
         self.entry_step, self.entry_gen, self.epoch = [0] * n, [0] * n, [0] * n
         self.finish_heap: list[tuple[int, int, int]] = []  # (decode step, request, epoch)
         self.demand = DecodeBlockDemand(self.bs)
-        # Partial prefills, oldest first: [request, prompt_eff, tokens in KV, blocks, adm_no].
-        self.prefilling: deque[list[int]] = deque()
+        self.prefilling: deque[PartialPrefill] = deque()  # oldest first
         self.waiting: deque[int] = deque()
         self.used = 0  # KV blocks in use
         self.step = 0  # D: decode steps run so far
@@ -98,22 +103,28 @@ class _Engine:
         self.t = 0.0
 
     # --- events -------------------------------------------------------------------------
-    def admit(self, r: int) -> tuple[int, int, int] | None:
-        """Try to admit waiting request ``r``: reserve blocks for its whole prompt and return
-        (tokens to prefill, tokens already in KV from a cached prefix, blocks reserved), or
-        None if those blocks + 1 headroom block are not free."""
+    def admit_next(self) -> PartialPrefill | None:
+        """Try to admit the head of the waiting queue: if blocks for its whole prompt + 1
+        headroom block are free, reserve them, move it to the end of ``prefilling`` and return
+        its entry (``tokens_in_kv`` = its cached prefix, if any); else return None."""
+        r = self.waiting[0]
         p_eff = self.prompt[r] + self.gen[r]
         blocks = -(-p_eff // self.bs)
         if blocks + 1 > self.total_blocks - self.used:
             return None
+        self.waiting.popleft()
         self.used += blocks
         done = self.cached[r] if self.preemptions[r] == 0 else 0
         if self.admitted_s[r] != self.admitted_s[r]:  # NaN: first admission
             self.admitted_s[r] = self.t
-        return p_eff - done, done, blocks
+        ps = PartialPrefill(r, p_eff, done, blocks, self.adm_counter)
+        self.adm_counter += 1
+        self.prefilling.append(ps)
+        return ps
 
-    def finish_prefill(self, r: int, p_eff: int, adm: int, t_end: float) -> None:
+    def finish_prefill(self, ps: PartialPrefill, t_end: float) -> None:
         """Prefill done at ``t_end``: it emitted a token; finish or join the decoding set."""
+        r, p_eff = ps.request, ps.prompt_tokens
         self.gen[r] += 1
         if self.first_token_s[r] != self.first_token_s[r]:
             self.first_token_s[r] = t_end
@@ -124,7 +135,7 @@ class _Engine:
             return
         slot, b = self.n_dec, p_eff - self.step
         self.base[slot] = b
-        self.base_py[slot], self.slot_req[slot], self.slot_adm[slot] = b, r, adm
+        self.base_py[slot], self.slot_req[slot], self.slot_adm[slot] = b, r, ps.admission
         self.req_slot[r] = slot
         self.n_dec += 1
         self.demand.add(b)
@@ -152,8 +163,9 @@ class _Engine:
         return the (possibly smaller) number of new blocks still needed."""
         while need > self.total_blocks - self.used and (self.n_dec or self.prefilling):
             if self.prefilling:  # partial prefills are always the newest admissions
-                r, _, _, blocks, _ = self.prefilling.pop()
-                self.used -= blocks
+                ps = self.prefilling.pop()
+                r = ps.request
+                self.used -= ps.blocks
             else:
                 adm = self.slot_adm[: self.n_dec]
                 slot = adm.index(max(adm))
@@ -184,7 +196,8 @@ class _Engine:
         new_buf = np.ones(cap, dtype=np.int64)
         ctx_buf = np.zeros(cap, dtype=np.int64)
         iteration = self.model.iteration_time_s
-        chunked = cfg.chunked_prefill
+        policy = self.policy
+        schedule = policy.schedule
         waiting, prefilling = self.waiting, self.prefilling
         t_start_l, dt_l, used_l, seqs_l, tokens_l, wait_l = [], [], [], [], [], []
         nxt = 0
@@ -199,12 +212,12 @@ class _Engine:
                 self.t = arrivals[nxt]
                 continue
             n_waiting = len(waiting)
-            if chunked:
-                n_sched, tokens, n_dec, n_pf = self._schedule_chunked(new_buf, ctx_buf)
-            else:
-                n_sched, tokens, n_dec, n_pf = self._schedule_unchunked(new_buf, ctx_buf)
+            n_sched, tokens, n_dec, n_pf = schedule(self, new_buf, ctx_buf)
             if n_sched == 0:
-                raise HwsimError("serving simulator stalled: nothing schedulable (internal bug)")
+                raise HwsimError(
+                    f"serving simulator stalled: policy {policy.name!r} scheduled nothing "
+                    "while work is pending (a bug in the policy)"
+                )
             dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
             if not 0.0 < dt < math.inf:
                 raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
@@ -234,7 +247,7 @@ class _Engine:
         )
         return SimulationResult(records=self._records(), trace=trace, config=cfg)
 
-    def _schedule_decodes(self, ctx_buf: np.ndarray) -> int:
+    def schedule_decodes(self, ctx_buf: np.ndarray) -> int:
         """Allocate this iteration's decode blocks (preempting if short); fill decode contexts."""
         need = self.demand.at_next_step(self.step)
         if need > self.total_blocks - self.used:
@@ -245,71 +258,11 @@ class _Engine:
             np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
         return n_dec
 
-    def _schedule_chunked(self, new_buf: np.ndarray, ctx_buf: np.ndarray) -> tuple[int, ...]:
-        n_dec = self._schedule_decodes(ctx_buf) if self.n_dec else 0
-        n_sched = tokens = n_dec
-        budget_left = self.config.max_num_batched_tokens - n_dec
-        prefilling, waiting = self.prefilling, self.waiting
-        for ps in prefilling:
-            if budget_left <= 0:
-                break
-            chunk = min(ps[1] - ps[2], budget_left)
-            ps[2] += chunk
-            budget_left -= chunk
-            new_buf[n_sched], ctx_buf[n_sched] = chunk, ps[2]
-            n_sched += 1
-            tokens += chunk
-        max_seqs = self.config.max_num_seqs
-        while waiting and budget_left > 0 and self.n_dec + len(prefilling) < max_seqs:
-            r = waiting[0]
-            admitted = self.admit(r)
-            if admitted is None:
-                break
-            waiting.popleft()
-            todo, done, blocks = admitted
-            chunk = min(todo, budget_left)
-            budget_left -= chunk
-            p_eff = done + todo
-            prefilling.append([r, p_eff, done + chunk, blocks, self.adm_counter])
-            self.adm_counter += 1
-            new_buf[n_sched], ctx_buf[n_sched] = chunk, done + chunk
-            n_sched += 1
-            tokens += chunk
-        return n_sched, tokens, n_dec, n_sched - n_dec
-
-    def _schedule_unchunked(self, new_buf: np.ndarray, ctx_buf: np.ndarray) -> tuple[int, ...]:
-        """vLLM v0: a prefill-only iteration if the waiting head can be admitted, else decode."""
-        waiting, prefilling = self.waiting, self.prefilling
-        budget = self.config.max_num_batched_tokens
-        budget_left, n_sched, max_seqs = budget, 0, self.config.max_num_seqs
-        while waiting and self.n_dec + n_sched < max_seqs:
-            r = waiting[0]
-            p_eff = self.prompt[r] + self.gen[r]
-            todo = p_eff - (self.cached[r] if self.preemptions[r] == 0 else 0)
-            alone = n_sched == 0 and todo > budget  # resumed sequence over the budget
-            if todo > budget_left and not alone:
-                break
-            admitted = self.admit(r)
-            if admitted is None:
-                break
-            waiting.popleft()
-            prefilling.append([r, p_eff, p_eff, admitted[2], self.adm_counter])
-            self.adm_counter += 1
-            new_buf[n_sched], ctx_buf[n_sched] = todo, p_eff
-            n_sched += 1
-            budget_left -= todo
-            if alone:
-                break
-        if n_sched:
-            return n_sched, budget - budget_left, 0, n_sched
-        n_dec = self._schedule_decodes(ctx_buf) if self.n_dec else 0
-        return n_dec, n_dec, n_dec, 0
-
     def _complete_prefills(self, t_end: float) -> None:
         prefilling = self.prefilling
-        while prefilling and prefilling[0][2] == prefilling[0][1]:
-            r, p_eff, _, _, adm = prefilling.popleft()
-            self.finish_prefill(r, p_eff, adm, t_end)
+        while prefilling and (ps := prefilling[0]).tokens_in_kv == ps.prompt_tokens:
+            prefilling.popleft()
+            self.finish_prefill(ps, t_end)
 
     def _records(self) -> RequestRecords:
         req = self.requests

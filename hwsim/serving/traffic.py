@@ -85,7 +85,7 @@ class TrafficSpec(BaseModel):
 
 
 def _readonly(a: np.ndarray, dtype: type) -> np.ndarray:
-    out = np.array(a, dtype=dtype, copy=True)
+    out: np.ndarray = np.array(a, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
 
@@ -166,11 +166,33 @@ def sample_requests(spec: TrafficSpec, n_requests: int | None = None, seed: int 
         raise HwsimError(f"n_requests must be >= 1 for Poisson arrivals, got {n_requests}")
     rng = np.random.default_rng(seed)
     if spec.sessions is None:
-        arrival = time_change(spec.arrivals.rate, np.cumsum(rng.exponential(1.0, n_requests)))
-        prompt = spec.prompt_tokens.sample(n_requests, rng)
-        output = spec.output_tokens.sample(n_requests, rng)
+        rate = _poisson(spec).rate
+        arrival = time_change(rate, np.cumsum(rng.exponential(1.0, n_requests)))
+        prompt_dist, output_dist = _lengths(spec)
+        prompt = prompt_dist.sample(n_requests, rng)
+        output = output_dist.sample(n_requests, rng)
         return Requests.from_arrays(arrival, prompt, output)
     return _sample_sessions(spec, n_requests, rng)
+
+
+def _poisson(spec: TrafficSpec) -> PoissonArrivals:
+    """The Poisson arrivals of a spec that is not a trace (the spec's validator made sure)."""
+    if not isinstance(spec.arrivals, PoissonArrivals):
+        raise HwsimError("a trace has no arrival rate to sample from")
+    return spec.arrivals
+
+
+def _lengths(spec: TrafficSpec) -> tuple[IntDistribution, IntDistribution]:
+    """Prompt and output length distributions (required without a trace)."""
+    if spec.prompt_tokens is None or spec.output_tokens is None:
+        raise HwsimError("traffic needs prompt_tokens and output_tokens distributions")
+    return spec.prompt_tokens, spec.output_tokens
+
+
+def _sessions(spec: TrafficSpec) -> SessionSpec:
+    if spec.sessions is None:
+        raise HwsimError("traffic has no sessions section")
+    return spec.sessions
 
 
 def _segment_cumsum(x: np.ndarray, first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -182,14 +204,14 @@ def _segment_cumsum(x: np.ndarray, first: np.ndarray, lengths: np.ndarray) -> np
 def _sample_sessions(spec: TrafficSpec, n: int, rng: np.random.Generator) -> Requests:
     """Draw sessions chunk by chunk until the first ``n`` turns by arrival are all known: once
     n turns arrive before the latest session start, no later session can change them."""
-    s = spec.sessions
+    s = _sessions(spec)
     chunk = max(16, math.ceil(1.25 * n / s.turns.mean))
     parts: list[dict[str, np.ndarray]] = []
     unit_clock, n_sessions = 0.0, 0
     while True:
         unit_points = unit_clock + np.cumsum(rng.exponential(1.0, chunk))
         unit_clock = float(unit_points[-1])
-        starts = time_change(spec.arrivals.rate, unit_points, scale=1.0 / s.turns.mean)
+        starts = time_change(_poisson(spec).rate, unit_points, scale=1.0 / s.turns.mean)
         parts.append(_session_turns(spec, starts, n_sessions, rng))
         n_sessions += chunk
         arrival = np.concatenate([p["arrival_s"] for p in parts])
@@ -203,13 +225,14 @@ def _sample_sessions(spec: TrafficSpec, n: int, rng: np.random.Generator) -> Req
 def _session_turns(
     spec: TrafficSpec, starts: np.ndarray, first_id: int, rng: np.random.Generator
 ) -> dict[str, np.ndarray]:
-    s = spec.sessions
+    s = _sessions(spec)
     m = len(starts)
     turns = s.turns.sample(m, rng)
     k = int(turns.sum())
     first = np.concatenate(([0], np.cumsum(turns)[:-1]))
-    new_prompt = spec.prompt_tokens.sample(k, rng)
-    output = spec.output_tokens.sample(k, rng)
+    prompt_dist, output_dist = _lengths(spec)
+    new_prompt = prompt_dist.sample(k, rng)
+    output = output_dist.sample(k, rng)
     if s.think_time_distribution == "exponential":
         think = rng.exponential(s.think_time_s, k) if s.think_time_s > 0 else np.zeros(k)
     else:
