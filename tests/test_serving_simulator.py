@@ -79,7 +79,8 @@ def test_heavy_preemption_loses_and_duplicates_nothing(chunked):
         max_num_batched_tokens=2048,
         chunked_prefill=chunked,
     )
-    res = simulate(req, MODEL, cfg)
+    # an overloaded queue on purpose: run it to the end to check the bookkeeping
+    res = simulate(req, MODEL, cfg, stop_on_overload=False)
     rec = res.records
     assert rec.preemptions.sum() > 100  # the scenario really thrashes
     assert_each_served_once(res, req)
@@ -139,9 +140,14 @@ def test_littles_law_holds_on_a_long_stable_run():
 
 def test_overload_grows_the_queue():
     req = sample_requests(traffic(rate=40.0), 4_000, seed=9)
-    res = simulate(req, MODEL, SchedulerConfig(kv_capacity_tokens=400_000))
+    config = SchedulerConfig(kv_capacity_tokens=400_000)
+    res = simulate(req, MODEL, config, stop_on_overload=False)
     delay = res.records.queue_delay_s
     assert delay[-500:].mean() > 10 * max(delay[:500].mean(), 1e-3)
+    # ... and the default run notices it and stops with the rate it sustained
+    early = simulate(req, MODEL, config)
+    assert early.overload is not None
+    assert early.overload.sustained_rate_per_s < early.overload.arrival_rate_per_s / 1.05
 
 
 # --- rejection --------------------------------------------------------------------------
@@ -262,7 +268,7 @@ def test_step_model_sees_decodes_and_chunks():
 
 # --- cross-check against a slow reference implementation of the same policy -------------
 def assert_matches_reference(req, cfg, model):
-    res = simulate(req, model, cfg)
+    res = simulate(req, model, cfg, stop_on_overload=False)  # the reference runs to the end
     ref = reference_simulate(req, model, cfg)
     for name in ("admitted_s", "first_token_s", "finish_s", "preemptions"):
         np.testing.assert_array_equal(getattr(res.records, name), ref[name], err_msg=name)

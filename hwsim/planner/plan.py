@@ -158,6 +158,12 @@ def plan(
     top = serving.simulate_top if simulate_top is None else simulate_top
     for r in feasible[:top]:
         r.simulated = confirm_with_simulator(sc, r, traffic, serving)
+    overloaded = [r for r in feasible[:top] if r.simulated.get("overloaded")]
+    for r in overloaded:  # the analytic answer said yes, the simulated replica could not keep up
+        r.feasible = False
+        r.reason = f"simulator: {r.simulated['overload']}"
+    feasible = [r for r in feasible if r not in overloaded]
+    pruned = overloaded + pruned
     for r in feasible[: max(top, 1)]:
         r.estimate = operating_point_estimate(sc, r, work)
     return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), assumptions(sc, work))
@@ -223,8 +229,11 @@ def confirm_with_simulator(
         "kv_utilisation_peak": summary.kv.peak_fraction,
         "goodput_fraction": summary.goodput.fraction if summary.goodput else None,
         "output_tokens_per_s": summary.output_tokens_per_s,
+        "overloaded": summary.overloaded,
+        "overload": summary.overload_reason,
+        "sustained_rate_per_s": summary.sustained_rate_per_s,
     }
-    out["meets_slo"] = all(
+    out["meets_slo"] = not summary.overloaded and all(
         target is None or value <= target
         for target, value in (
             (slo.ttft_p95_s, out["ttft_p95_s"]),

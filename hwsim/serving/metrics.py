@@ -128,6 +128,10 @@ class ServingSummary(BaseModel):
     requests_preempted: int
     kv: KvUtilisation
     goodput: Goodput | None
+    # set when the run stopped early because arrivals outran service (serving.overload)
+    overloaded: bool = False
+    sustained_rate_per_s: float | None = None  # requests/s finished while saturated
+    overload_reason: str | None = None
 
 
 def summarize(
@@ -161,6 +165,9 @@ def summarize(
         requests_preempted=int(np.count_nonzero(rec.preemptions)),
         kv=kv_utilisation(trace, t0, t_end, n_series_points),
         goodput=goodput,
+        overloaded=result.overload is not None,
+        sustained_rate_per_s=result.overload.sustained_rate_per_s if result.overload else None,
+        overload_reason=result.overload.sentence() if result.overload else None,
     )
 
 

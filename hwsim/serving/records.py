@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.serving.overload import Overload
 from hwsim.serving.scheduler import COMPLETED, SchedulerConfig
 
 
@@ -95,3 +96,4 @@ class SimulationResult:
     records: RequestRecords
     trace: IterationTrace
     config: SchedulerConfig
+    overload: Overload | None = None  # set when the run stopped early (arrivals outran service)

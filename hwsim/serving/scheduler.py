@@ -41,6 +41,7 @@ from hwsim.serving.policies import UnknownPolicyError, policy_for
 COMPLETED = "completed"
 REJECTED_KV = "rejected_kv_capacity"
 REJECTED_BUDGET = "rejected_token_budget"
+NOT_SERVED_OVERLOAD = "not_served_overload"  # a run stopped because arrivals outran service
 
 
 class SchedulerConfig(BaseModel):

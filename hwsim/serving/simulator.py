@@ -30,10 +30,12 @@ import numpy as np
 
 from hwsim.errors import HwsimError
 from hwsim.serving.kv_blocks import DecodeBlockDemand
+from hwsim.serving.overload import Overload, OverloadMonitor, arrivals_per_sample
 from hwsim.serving.policies import PartialPrefill, policy_for
 from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
 from hwsim.serving.scheduler import (
     COMPLETED,
+    NOT_SERVED_OVERLOAD,
     SchedulerConfig,
     effective_cached_tokens,
     rejection_reasons,
@@ -55,10 +57,19 @@ class StepTimeModel(Protocol):
 
 
 def simulate(
-    requests: Requests, step_model: StepTimeModel, config: SchedulerConfig
+    requests: Requests,
+    step_model: StepTimeModel,
+    config: SchedulerConfig,
+    *,
+    stop_on_overload: bool = True,
 ) -> SimulationResult:
-    """Serve ``requests`` on one engine; return per-request records and the iteration trace."""
-    return _Engine(requests, step_model, config).run()
+    """Serve ``requests`` on one engine; return per-request records and the iteration trace.
+
+    ``stop_on_overload``: end the run once arrivals are seen to outrun service
+    (:mod:`hwsim.serving.overload`); the result's ``overload`` says what was measured and the
+    requests not served by then have status ``not_served_overload``."""
+    engine = _Engine(requests, step_model, config)
+    return engine.run(OverloadMonitor() if stop_on_overload else None)
 
 
 class _Engine:
@@ -101,6 +112,7 @@ class _Engine:
         self.step = 0  # D: decode steps run so far
         self.adm_counter = 0
         self.t = 0.0
+        self.n_finished = 0
 
     # --- events -------------------------------------------------------------------------
     def admit_next(self) -> PartialPrefill | None:
@@ -131,6 +143,7 @@ class _Engine:
         remaining = self.output[r] - self.gen[r]
         if remaining <= 0:
             self.finish_s[r] = t_end
+            self.n_finished += 1
             self.used -= -(-p_eff // self.bs)
             return
         slot, b = self.n_dec, p_eff - self.step
@@ -184,10 +197,14 @@ class _Engine:
             if ep == epoch[r]:
                 self.remove_decoding(r)
                 self.finish_s[r] = t_end
+                self.n_finished += 1
 
     # --- main loop ----------------------------------------------------------------------
-    def run(self) -> SimulationResult:
+    def run(self, monitor: OverloadMonitor | None = None) -> SimulationResult:
         cfg = self.config
+        overload: Overload | None = None
+        step = arrivals_per_sample(len(self.requests))
+        next_check = step
         servable = np.flatnonzero(self.status == COMPLETED)
         arrivals = self.requests.arrival_s[servable].tolist() + [math.inf]
         order = servable.tolist()
@@ -236,6 +253,12 @@ class _Engine:
                 self._complete_prefills(t_end)
             if n_dec and self.finish_heap and self.finish_heap[0][0] <= self.step:
                 self.pop_finished(t_end)
+            if monitor is not None and nxt >= next_check:
+                next_check += step
+                overload = monitor.sample(t_end, nxt, self.n_finished, len(waiting))
+                if overload is not None:
+                    self._mark_unserved()
+                    break
         trace = IterationTrace(
             start_s=np.asarray(t_start_l, dtype=np.float64),
             duration_s=np.asarray(dt_l, dtype=np.float64),
@@ -245,7 +268,14 @@ class _Engine:
             num_waiting=np.asarray(wait_l, dtype=np.int64),
             kv_blocks_total=self.total_blocks,
         )
-        return SimulationResult(records=self._records(), trace=trace, config=cfg)
+        return SimulationResult(records=self._records(), trace=trace, config=cfg, overload=overload)
+
+    def _mark_unserved(self) -> None:
+        """Requests a run stopped for overload did not finish: say so in their status."""
+        status = self.status.astype(object)
+        unfinished = np.isnan(np.asarray(self.finish_s, dtype=np.float64))
+        status[(status == COMPLETED) & unfinished] = NOT_SERVED_OVERLOAD
+        self.status = status.astype(str)
 
     def schedule_decodes(self, ctx_buf: np.ndarray) -> int:
         """Allocate this iteration's decode blocks (preempting if short); fill decode contexts."""
