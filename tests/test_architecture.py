@@ -238,3 +238,15 @@ def test_validation_imports_no_cli_module():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("hwsim.cli")]
     assert offenders == []
+
+
+def test_the_architecture_page_names_only_files_that_exist():
+    """docs/architecture.md stays true to the tree: every path it names in backticks exists
+    (relative to the repository, hwsim/ or the layer folder it is listed under)."""
+    import re
+
+    doc = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`([a-z_/]+\.py|[a-z_]+/[a-z_/]*)`", doc))
+    roots = [PACKAGE.parent, PACKAGE, *(p for p in PACKAGE.iterdir() if p.is_dir())]
+    missing = sorted(n for n in named if not any((r / n).exists() for r in roots))
+    assert named and missing == []
