@@ -14,7 +14,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hwsim"
 
 # Lowest first. A module may import its own layer and the layers below it, never above.
 LAYERS = [
-    {"hwsim.errors", "hwsim.units", "hwsim.dtypes", "hwsim.format", "hwsim.safe_write"},
+    {
+        "hwsim.errors",
+        "hwsim.units",
+        "hwsim.dtypes",
+        "hwsim.format",
+        "hwsim.safe_read",
+        "hwsim.safe_write",
+    },
     {"hwsim.profiles"},
     {"hwsim.model"},
     {"hwsim.perf"},

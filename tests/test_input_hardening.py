@@ -12,7 +12,7 @@ from hwsim.cli.main import app
 from hwsim.errors import ProfileError
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import read_yaml
-from hwsim.profiles.safe_read import MAX_EXPANDED_NODES, excerpt, expanded_size, load_yaml
+from hwsim.safe_read import MAX_EXPANDED_NODES, excerpt, expanded_size, load_yaml
 
 runner = CliRunner()
 
@@ -142,3 +142,20 @@ def test_markdown_escape_leaves_no_live_markup(text):
             continue
         assert out[i] not in MD_SPECIAL
         i += 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"arrival_s,prompt_tokens,output_tokens\n0,\xff,1\n", "not UTF-8 text"),
+        (b"arrival_s,prompt_tokens,output_tokens\n0,1\x00,1\n", "binary file"),
+        (b'arrival_s,prompt_tokens,output_tokens\n0,"1,1\n', "2 cells, expected 3"),
+    ],
+)
+def test_broken_trace_files_are_named_not_tracebacks(tmp_path, content, message):
+    from hwsim.serving import TraceArrivals
+
+    path = tmp_path / "trace.csv"
+    path.write_bytes(content)
+    with pytest.raises(ProfileError, match=message):
+        TraceArrivals(file=str(path))

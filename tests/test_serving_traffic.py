@@ -128,7 +128,7 @@ def test_trace_header_and_missing_file_errors(tmp_path):
     path.write_text("time,prompt_tokens,output_tokens\n0,1,1\n")
     with pytest.raises(ProfileError, match="line 1: header"):
         TraceArrivals(file=str(path))
-    with pytest.raises(ProfileError, match="cannot open"):
+    with pytest.raises(ProfileError, match="file not found"):
         TraceArrivals(file=str(tmp_path / "missing.csv"))
 
 

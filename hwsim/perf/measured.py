@@ -28,8 +28,10 @@ import numpy as np
 
 from hwsim.errors import HwsimError, RungRefused
 from hwsim.perf.kernels import KERNELS, kernel_params, kernel_spec
+from hwsim.safe_read import read_text
 
 CSV_NAME = "measurements.csv"
+MAX_MEASUREMENT_BYTES = 64 * 1024 * 1024
 TIME_COLUMNS = ("median_s", "p10_s", "p90_s", "iqr_s")
 COUNT_COLUMNS = ("repeats", "inner")
 
@@ -93,13 +95,11 @@ def write_csv(path: str | Path, rows: Iterable[Measurement]) -> Path:
 def read_csv(path: str | Path) -> list[Measurement]:
     """Read one measurements file; every problem names the file, line and field."""
     path = Path(path)
+    text = read_text(path, "measurements CSV", max_bytes=MAX_MEASUREMENT_BYTES)
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise HwsimError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HwsimError(f"{path}: cannot read: {exc}") from None
-    lines = list(csv.reader(text.splitlines()))
+        lines = list(csv.reader(text.splitlines()))
+    except csv.Error as exc:
+        raise HwsimError(f"{path}: not a readable CSV file: {exc}") from None
     if not lines or not any(lines[0]):
         raise HwsimError(f"{path}: empty file (expected a header line and measurement rows)")
     header, body = lines[0], lines[1:]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from hwsim.errors import ProfileError
 from hwsim.profiles.model import ModelProfile
-from hwsim.profiles.safe_read import excerpt, load_json_object, read_text
+from hwsim.safe_read import excerpt, load_json_object, read_text
 
 _LLAMA_LIKE = {"llama", "mistral", "mixtral", "qwen2", "phi3", "gemma", "gemma2", "gemma3_text"}
 SUPPORTED = sorted(_LLAMA_LIKE | {"gemma3", "falcon", "gpt2", "gpt_neox"})

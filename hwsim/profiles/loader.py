@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from hwsim.errors import ProfileError, UnknownProfileError
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.model import ModelProfile
-from hwsim.profiles.safe_read import excerpt, load_yaml, read_text
+from hwsim.safe_read import excerpt, load_yaml, read_text
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -37,7 +37,7 @@ def shipped_ids(kind: str) -> list[str]:
 
 
 def read_yaml(path: Path) -> dict:
-    """A YAML mapping from ``path``, read strictly (:mod:`hwsim.profiles.safe_read`)."""
+    """A YAML mapping from ``path``, read strictly (:mod:`hwsim.safe_read`)."""
     data = load_yaml(read_text(path, "YAML file"), str(path))
     if not isinstance(data, dict):
         raise ProfileError("expected a mapping of field: value at the top level", file=str(path))

@@ -8,6 +8,7 @@ million-line trace can be found and fixed.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from hwsim.errors import ProfileError
+from hwsim.safe_read import read_text
+
+MAX_CSV_BYTES = 256 * 1024 * 1024  # a request trace of a few million rows
 
 # A cell parser returns the parsed value or raises ValueError with a short reason.
 CellParser = Callable[[str], float]
@@ -47,45 +51,47 @@ def read_columns(
     path = Path(path)
     wanted = [name for name, _ in columns]
     parsers = dict(columns)
+    text = read_text(path, "CSV file", max_bytes=MAX_CSV_BYTES)
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"cannot open: {exc.strerror}", file=str(path)) from None
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
+        return _parse_columns(path, csv.reader(io.StringIO(text, newline="")), wanted, parsers)
+    except csv.Error as exc:
+        raise ProfileError(f"not a readable CSV file: {exc}", file=str(path)) from None
+
+
+def _parse_columns(path: Path, reader, wanted: list[str], parsers) -> dict[str, np.ndarray]:
+    """The rows of a CSV (already decoded) as one float64 array per wanted column."""
+    header = next(reader, None)
+    if header is None:
+        raise ProfileError(
+            f"line 1: empty file; expected header {','.join(wanted)}", file=str(path)
+        )
+    header = [h.strip() for h in header]
+    if sorted(header) != sorted(wanted):
+        raise ProfileError(
+            f"line 1: header {','.join(header)!s} must name exactly the columns {','.join(wanted)}",
+            file=str(path),
+        )
+    order = [(i, name, parsers[name]) for i, name in enumerate(header)]
+    values: list[list[float]] = [[] for _ in order]
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not c.strip() for c in row):
+            continue
+        if len(row) != len(header):
             raise ProfileError(
-                f"line 1: empty file; expected header {','.join(wanted)}", file=str(path)
-            )
-        header = [h.strip() for h in header]
-        if sorted(header) != sorted(wanted):
-            raise ProfileError(
-                f"line 1: header {','.join(header)!s} must name exactly the columns "
-                f"{','.join(wanted)}",
+                f"line {line}: {len(row)} cells, expected {len(header)} ({','.join(header)})",
                 file=str(path),
             )
-        order = [(i, name, parsers[name]) for i, name in enumerate(header)]
-        values: list[list[float]] = [[] for _ in order]
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not c.strip() for c in row):
-                continue
-            if len(row) != len(header):
+        for slot, (i, name, parse) in enumerate(order):
+            cell = row[i].strip()
+            try:
+                values[slot].append(parse(cell))
+            except ValueError as exc:
+                reason = str(exc) if "expected" in str(exc) else "not a number"
                 raise ProfileError(
-                    f"line {line}: {len(row)} cells, expected {len(header)} ({','.join(header)})",
+                    f"line {line}, column {i + 1} '{name}': {cell!r} is invalid ({reason})",
                     file=str(path),
-                )
-            for slot, (i, name, parse) in enumerate(order):
-                cell = row[i].strip()
-                try:
-                    values[slot].append(parse(cell))
-                except ValueError as exc:
-                    reason = str(exc) if "expected" in str(exc) else "not a number"
-                    raise ProfileError(
-                        f"line {line}, column {i + 1} '{name}': {cell!r} is invalid ({reason})",
-                        file=str(path),
-                    ) from None
+                ) from None
     if not values[0]:
         raise ProfileError("no data rows after the header", file=str(path))
     return {
