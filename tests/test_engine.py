@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwsim
@@ -231,3 +231,21 @@ def test_gemma3_kv_is_the_sum_of_local_and_global_layers(context):
     per_layer_token = 2 * 16 * 128 * 2  # K and V, 16 KV heads, head_dim 128, bf16
     expected = 52 * min(context, 1024) * per_layer_token + 10 * context * per_layer_token
     assert float(cache_bytes_per_sequence_per_gpu(dep, context)) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model=st.sampled_from(["llama-3.1-8b", "mixtral-8x7b", "deepseek-v3", "jamba-1.5-mini"]),
+    batch=st.integers(1, 512),
+    free_gb=st.floats(0.0, 200.0),
+)
+def test_closed_form_max_context_equals_the_bisection(model, batch, free_gb):
+    """Where the cache is linear in context the closed form must give the bisection's exact
+    integer (the largest context whose cache for the batch fits)."""
+    from hwsim.inference import capacity
+
+    dep = make_deployment(model, "h100-sxm")
+    assert capacity._linear_cache(dep) is not None
+    free = np.array([free_gb * 1e9])
+    got = capacity.max_context(dep, float(batch), free)
+    assert np.array_equal(got, capacity._max_context_bisect(dep, float(batch), free))

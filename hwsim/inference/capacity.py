@@ -50,8 +50,42 @@ def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
 
 
 def max_context(dep: Deployment, batch, free_bytes) -> np.ndarray:
-    """Largest context whose cache for ``batch`` sequences fits (bisection; cache grows
-    monotonically with context). Capped at 2^30 tokens for bounded (windowed/recurrent) caches."""
+    """Largest context whose cache for ``batch`` sequences fits, capped at 2^30 tokens for
+    bounded (windowed/recurrent) caches. Closed form where the cache is linear in context
+    (every layer keeps every token), else bisection (the cache grows monotonically)."""
+    linear = _linear_cache(dep)
+    if linear is not None:
+        return _max_context_linear(dep, batch, free_bytes, *linear)
+    return _max_context_bisect(dep, batch, free_bytes)
+
+
+def _linear_cache(dep: Deployment) -> tuple[float, float] | None:
+    """(bytes at context 0, bytes per token) when the per-sequence cache is exactly linear in
+    context up to the search cap, else None (a window or a state cap bends it)."""
+    probe = np.array([0.0, 1.0, MAX_CONTEXT_SEARCH_TOKENS / 2, MAX_CONTEXT_SEARCH_TOKENS])
+    cache = np.asarray(cache_bytes_per_sequence_per_gpu(dep, probe), dtype=float)
+    base, slope = float(cache[0]), float(cache[1] - cache[0])
+    if slope <= 0 or not np.allclose(cache, base + slope * probe, rtol=1e-12, atol=0.0):
+        return None
+    return base, slope
+
+
+def _max_context_linear(dep: Deployment, batch, free_bytes, base: float, slope: float):
+    """floor((free / batch - base) / slope), nudged by one token where rounding put it on the
+    wrong side of the exact test the bisection applies."""
+    b, free = np.asarray(batch, dtype=float), np.asarray(free_bytes, dtype=float)
+    guess = np.floor((free / b - base) / slope)
+    c = np.clip(guess, 0.0, MAX_CONTEXT_SEARCH_TOKENS)
+
+    def fits(x):
+        return b * cache_bytes_per_sequence_per_gpu(dep, x) <= free
+
+    c = np.where(fits(c + 1) & (c < MAX_CONTEXT_SEARCH_TOKENS), c + 1, c)
+    c = np.where(~fits(c) & (c > 0), c - 1, c)
+    return np.where(fits(c), c, 0.0)
+
+
+def _max_context_bisect(dep: Deployment, batch, free_bytes) -> np.ndarray:
     lo = np.zeros(np.broadcast(np.asarray(batch), np.asarray(free_bytes)).shape)
     hi = np.full_like(lo, MAX_CONTEXT_SEARCH_TOKENS)
     fits_hi = batch * cache_bytes_per_sequence_per_gpu(dep, hi) <= free_bytes

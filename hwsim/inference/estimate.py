@@ -232,22 +232,23 @@ def _context_section(dep: Deployment, context) -> Context:
 
 
 def _op_rows(cost: PhaseCost) -> list[OpRow]:
+    """One row per op of a scalar call (every field is one number; built unvalidated)."""
     return [
-        OpRow(
+        OpRow.model_construct(
             name=t.op.name,
             op_class=t.op.op_class,
             count=t.op.count,
-            time_s=float(np.sum(t.total_s)),
-            bound=BOUNDS[int(np.max(t.bound))],
-            flops=float(np.sum(np.asarray(t.op.flops) * t.op.count)),
-            hbm_bytes=float(np.sum(np.asarray(t.op.hbm_bytes) * t.op.count)),
+            time_s=float(t.total_s),
+            bound=BOUNDS[int(t.bound)],
+            flops=float(t.op.flops) * t.op.count,
+            hbm_bytes=float(t.op.hbm_bytes) * t.op.count,
         )
         for t in cost.op_times
     ]
 
 
 def _to_scalars(est: Estimate) -> Estimate:
-    """0-d arrays -> Python floats / bools / str for scalar calls."""
+    """0-d arrays -> Python floats / bools / str for scalar calls (no second validation)."""
 
     def conv(v):
         if isinstance(v, np.ndarray) and v.ndim == 0:
@@ -262,7 +263,8 @@ def _to_scalars(est: Estimate) -> Estimate:
         if isinstance(section, list):
             sections[name] = section
             continue
-        sections[name] = type(section)(
+        # already validated as arrays: only the 0-d values change type, so skip a second pass
+        sections[name] = type(section).model_construct(
             **{k: conv(getattr(section, k)) for k in type(section).model_fields}
         )
-    return Estimate(**sections)
+    return Estimate.model_construct(**sections)
