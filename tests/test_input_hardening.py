@@ -159,3 +159,22 @@ def test_broken_trace_files_are_named_not_tracebacks(tmp_path, content, message)
     path.write_bytes(content)
     with pytest.raises(ProfileError, match=message):
         TraceArrivals(file=str(path))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch": 2.5}, "batch must be a whole number"),
+        ({"gen_len": float("nan")}, "gen_len must be a whole number"),
+        ({"batch": "4"}, "batch must be a number"),
+        ({"tpot_slo_s": float("inf")}, "tpot_slo_s must be > 0"),
+        ({"lengths": [1000, 1.5]}, "lengths must be positive integers"),
+    ],
+)
+def test_context_sweep_arguments_are_checked(kwargs, message):
+    import hwsim
+    from hwsim.errors import InfeasibleError
+
+    args = {"lengths": [1000, 4000], **kwargs}
+    with pytest.raises(InfeasibleError, match=message):
+        hwsim.context_sweep("llama-3.1-8b", "h100-sxm", **args)

@@ -278,9 +278,11 @@ def context_sweep(
     """
     n = _check_lengths(lengths)
     for name, value in (("batch", batch), ("gen_len", gen_len)):
-        if not np.isfinite(value) or value < 1:
-            raise InfeasibleError(f"{name} must be >= 1, got {value}")
-    if tpot_slo_s is not None and not tpot_slo_s > 0:
+        if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
+            raise InfeasibleError(f"{name} must be a number, got {type(value).__name__}")
+        if not np.isfinite(value) or value < 1 or value != round(value):
+            raise InfeasibleError(f"{name} must be a whole number >= 1, got {value}")
+    if tpot_slo_s is not None and not 0 < tpot_slo_s < float("inf"):
         raise InfeasibleError(f"tpot_slo_s must be > 0, got {tpot_slo_s}")
     base = load_model(model)
     hw = load_hardware(hardware)
