@@ -62,3 +62,26 @@ def test_shapes_that_do_not_broadcast_are_named():
 def test_bad_lengths_are_refused(kwargs, message):
     with pytest.raises(InfeasibleError, match=message):
         hwsim.estimate(MODEL, HW, **kwargs)
+
+
+def test_a_chunked_sweep_equals_the_one_pass_sweep(monkeypatch):
+    """Large sweeps are priced in chunks to keep memory per point flat; the numbers must be
+    exactly those of one pass."""
+    from hwsim.inference import estimate as estimate_module
+
+    rng = np.random.default_rng(3)
+    batch = rng.integers(1, 257, (35, 100))
+    prompt = rng.integers(16, 32_768, (35, 100))
+    gen = rng.integers(1, 4_096, (1, 100))
+    whole = hwsim.estimate(MODEL, HW, batch=batch, prompt_len=prompt, gen_len=gen)
+    monkeypatch.setattr(estimate_module, "CHUNK_POINTS", 1_000)  # 3,500 points: 4 chunks
+    chunked = hwsim.estimate(MODEL, HW, batch=batch, prompt_len=prompt, gen_len=gen)
+    for section in ("latency", "memory", "capacity", "prefill", "decode", "throughput"):
+        a, b = getattr(whole, section), getattr(chunked, section)
+        for key in type(a).model_fields:
+            if getattr(a, key) is None:
+                assert getattr(b, key) is None
+                continue
+            x = np.broadcast_to(getattr(a, key), (35, 100))
+            y = np.broadcast_to(getattr(b, key), (35, 100))
+            np.testing.assert_array_equal(x, y, err_msg=f"{section}.{key}")

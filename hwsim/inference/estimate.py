@@ -123,11 +123,62 @@ def _band_source(dep: Deployment) -> str:
     return "; ".join(parts)
 
 
+CHUNK_POINTS = 131_072  # sweep points priced at once: bounds the intermediates' memory
+
+
 def estimate_deployment(
     dep: Deployment, batch, prompt_len, gen_len, tpot_slo_s: float | None = None
 ) -> Estimate:
     b, s, g = _check_lengths(batch, prompt_len, gen_len)
-    scalar = all(np.ndim(v) == 0 for v in (batch, prompt_len, gen_len))
+    shape = np.broadcast_shapes(b.shape, s.shape, g.shape)
+    if int(np.prod(shape)) > CHUNK_POINTS:
+        return _chunked(dep, b, s, g, tpot_slo_s, shape)
+    return _estimate_points(dep, b, s, g, tpot_slo_s)
+
+
+def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Estimate:
+    """A large sweep priced CHUNK_POINTS points at a time into preallocated outputs, so memory
+    per point is the outputs' plus a fixed allowance, however many points there are."""
+    flat = [np.broadcast_to(x, shape).reshape(-1) for x in (b, s, g)]
+    n = flat[0].size
+    out: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, type] = {}
+    for start in range(0, n, CHUNK_POINTS):
+        stop = min(start + CHUNK_POINTS, n)
+        part = _estimate_points(dep, *(x[start:stop] for x in flat), tpot_slo_s)
+        for name in Estimate.model_fields:
+            section = getattr(part, name)
+            if isinstance(section, list):  # op rows: scalar calls only
+                out.setdefault(name, {})
+                continue
+            kinds[name] = type(section)
+            values = out.setdefault(name, {})
+            for key in type(section).model_fields:
+                piece = getattr(section, key)
+                if not (isinstance(piece, np.ndarray) and piece.ndim == 1):
+                    values.setdefault(key, piece)  # the same for every point
+                    continue
+                held = values.get(key)
+                if held is None:
+                    held = values[key] = np.empty(n, dtype=piece.dtype)
+                elif piece.dtype.itemsize > held.dtype.itemsize:  # a longer string
+                    held = values[key] = held.astype(piece.dtype)
+                held[start:stop] = piece
+    sections: dict[str, Any] = {}
+    for name, values in out.items():
+        if name not in kinds:
+            sections[name] = []
+            continue
+        shaped = {
+            k: v.reshape(shape) if isinstance(v, np.ndarray) and v.ndim == 1 else v
+            for k, v in values.items()
+        }
+        sections[name] = kinds[name].model_construct(**shaped)
+    return Estimate.model_construct(**sections)
+
+
+def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Estimate:
+    scalar = all(np.ndim(v) == 0 for v in (b, s, g))
     weights = weight_bytes_per_gpu(dep)
     usable = dep.usable_bytes
     if weights > usable:
