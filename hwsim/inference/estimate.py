@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
 from hwsim.errors import HwsimError, InfeasibleError
 from hwsim.inference.capacity import capacity_section
@@ -142,10 +143,11 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
     flat = [np.broadcast_to(x, shape).reshape(-1) for x in (b, s, g)]
     n = flat[0].size
     out: dict[str, dict[str, Any]] = {}
-    kinds: dict[str, type] = {}
+    kinds: dict[str, type[BaseModel]] = {}
     for start in range(0, n, CHUNK_POINTS):
         stop = min(start + CHUNK_POINTS, n)
-        part = _estimate_points(dep, *(x[start:stop] for x in flat), tpot_slo_s)
+        bs, ss, gs = (x[start:stop] for x in flat)
+        part = _estimate_points(dep, bs, ss, gs, tpot_slo_s)
         for name in Estimate.model_fields:
             section = getattr(part, name)
             if isinstance(section, list):  # op rows: scalar calls only
