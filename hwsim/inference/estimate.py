@@ -171,7 +171,7 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
         if name not in kinds:
             sections[name] = []
             continue
-        shaped = {
+        shaped: dict[str, Any] = {
             k: v.reshape(shape) if isinstance(v, np.ndarray) and v.ndim == 1 else v
             for k, v in values.items()
         }
