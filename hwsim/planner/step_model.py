@@ -6,6 +6,10 @@ weights are read once, per-token work adds up. The decode part is priced at the 
 mean context (exact for attention whose keys grow linearly with context, and for recurrent
 layers; for windowed layers it is the mean context, not the mean of the windowed keys) and
 memoised, since consecutive iterations repeat the same shapes.
+
+Speed: :class:`~hwsim.planner.compiled_step.FastPricer` computes the same iteration time
+in closed form (see that module); :meth:`EngineStepModel._reference_iteration_time_s` is the
+definition it is checked against.
 """
 
 from __future__ import annotations
@@ -22,27 +26,84 @@ from hwsim.model.ffn import expected_distinct_experts
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
 from hwsim.perf.roofline import time_op
+from hwsim.planner.compiled_step import CONTEXT_QUANTUM, SUMMED, FastPricer
 
-SUMMED = (
-    "flops",
-    "act_read_bytes",
-    "act_write_bytes",
-    "kv_read_bytes",
-    "kv_write_bytes",
-    "comm_bytes",
-)
-CONTEXT_QUANTUM = 16  # decode mean context is rounded to this many tokens for memoisation
+_INT64 = np.dtype(np.int64)
+_ONES: dict[int, bytes] = {}  # size -> bytes of that many int64 ones
 
 
 class EngineStepModel:
-    """``iteration_time_s(new_tokens, context_after)`` for one deployment (one replica)."""
+    """``iteration_time_s(new_tokens, context_after)`` for one deployment (one replica).
 
-    def __init__(self, dep: Deployment):
+    ``fast=False`` prices every iteration by the reference (the op builders and ``time_op``)."""
+
+    def __init__(self, dep: Deployment, *, fast: bool = True):
         self.dep = dep
         self._decode_ops = lru_cache(maxsize=65536)(self._decode_ops_uncached)
         self._decode_time = lru_cache(maxsize=65536)(self._decode_time_uncached)
+        self._fast: FastPricer | None = None
+        self.fast_path_note = "reference only (fast=False)"
+        if fast:
+            self._fast, self.fast_path_note = FastPricer.build(self)
+
+    @property
+    def fast_path_active(self) -> bool:
+        return self._fast is not None
 
     def iteration_time_s(self, new_tokens, context_after) -> float:
+        fast = self._fast
+        new, ctx = new_tokens, context_after
+        if not (  # the simulator's int64 vectors; anything else is normalised first
+            type(new) is np.ndarray
+            and type(ctx) is np.ndarray
+            and new.dtype is _INT64
+            and ctx.dtype is _INT64
+            and new.ndim == 1
+            and ctx.shape == new.shape
+        ):
+            new, ctx = np.asarray(new_tokens), np.asarray(context_after)
+            if not (
+                new.ndim == 1
+                and ctx.shape == new.shape
+                and new.dtype.kind in "iu"
+                and ctx.dtype.kind in "iu"
+            ):
+                return self._reference_iteration_time_s(new_tokens, context_after)
+            new, ctx = new.astype(np.int64), ctx.astype(np.int64)
+        if fast is None:
+            return self._reference_iteration_time_s(new, ctx)
+        size = new.size
+        ones = _ONES.get(size)
+        if ones is None:
+            ones = _ONES[size] = np.ones(size, dtype=np.int64).tobytes()
+        if new.tobytes() == ones:  # decodes only (a bytes compare is the quickest test)
+            if size == 0:
+                return 0.0
+            # integer sum, so the mean is the reference's float
+            q = round(int(np.add.reduce(ctx)) / size / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
+            if q < CONTEXT_QUANTUM:
+                q = CONTEXT_QUANTUM
+            t = fast.decode_only.get((size, q))
+            if t is None:
+                t = fast.decode_only_time_s(size, q)
+            return t
+        idx = (new != 1).nonzero()[0]
+        chunk_new: list[int] = new[idx].tolist()
+        chunk_ctx: list[int] = ctx[idx].tolist()
+        n_dec = size - len(chunk_new)
+        q = 0
+        if n_dec:
+            q = round((int(np.add.reduce(ctx)) - sum(chunk_ctx)) / n_dec / CONTEXT_QUANTUM)
+            q = q * CONTEXT_QUANTUM if q > 1 else CONTEXT_QUANTUM
+        t = fast.time_s(n_dec, q, chunk_new, chunk_ctx)
+        if t is None:
+            return self._reference_iteration_time_s(new, ctx)
+        return t
+
+    # -- the definition ------------------------------------------------------------------
+    def _reference_iteration_time_s(self, new_tokens, context_after) -> float:
+        """The iteration time by definition: the ops built and merged, each priced by
+        ``time_op`` (what :meth:`iteration_time_s` reproduces, faster)."""
         new = np.asarray(new_tokens, dtype=float)
         ctx = np.asarray(context_after, dtype=float)
         if new.size == 0:
@@ -97,3 +158,8 @@ class EngineStepModel:
             state = float(cache_bytes_per_sequence_per_gpu(dep, 1.0))
             return int(max(free, 0) / max(state, 1.0)) * 1_000_000
         return int(max(free, 0.0) // per_token)
+
+
+# ---------------------------------------------------------------------------------------
+# The fast path
+# ---------------------------------------------------------------------------------------

@@ -1,0 +1,822 @@
+"""The engine-backed step model compiled: one deployment's iteration time in closed form.
+
+Speed. The definition is :meth:`EngineStepModel._reference_iteration_time_s`: build the ops of
+the prefill chunks (``make_forward`` + ``forward_ops``), merge op i of the decode part with op
+i of the chunks (per-token fields summed, weights read once, MoE experts recounted for all the
+iteration's tokens) and price every merged op with ``time_op``: about 1 ms an iteration.
+:class:`FastPricer` computes the same number with a few vector operations:
+
+* Every field of every prefill op is, per chunk of ``n`` new tokens at context ``c``, a linear
+  combination of a few features of (n, c): 1, n, c, n^2, n c, c^2, [c > n], each attention
+  layer kind's new query-key pairs and its FlashAttention block-visit term, the experts a
+  chunk touches, Mamba-2's n min(Q, n). Likewise every decode op field is a combination of
+  features of (decodes b, context q): 1, b, q, b q, b^2, q^2, b q^2, b x the keys each
+  attention layer kind reads and b x the pairs its new query scores, the experts b tokens
+  touch. The coefficients are found once per deployment from the real op builders at a few
+  hundred probe shapes and kept only where they reproduce every probe to 1e-10 (relative).
+  A prefill field no combination reproduces is evaluated exactly per chunk by the op builders
+  (memoised on the chunk's shape); if a decode field has none, the decode part comes from the
+  reference's memoised decode ops. Fields that do not depend on the chunks are counted once,
+  as the reference's sum over a scalar does.
+* ``time_op`` is closed form in an op's FLOPs, bytes and weight bytes, so the merged ops of an
+  iteration are priced as one array: max(C, M) + (1 - overlap) min(C, M) + launches, and
+  collectives alpha + beta x bytes; as max + r min is a sum of a linear part and |C - M|, an
+  iteration is one dot product, an absolute value and a sum (:meth:`_ChunkLayout._fold`).
+
+Every model compares its fast path with the reference on random iterations when it is built
+and uses the reference alone (``fast_path_active`` False; ``fast_path_note`` says why) if they
+differ, or if the op lists lack the structure the fast path assumes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hwsim.inference.deployment import Deployment
+from hwsim.inference.engine import make_forward
+from hwsim.model.graph import forward_ops
+from hwsim.model.layers import layer_groups
+from hwsim.model.mixers.attention import AttentionMixer
+from hwsim.model.mixers.base import Mixer
+from hwsim.model.mixers.sliding_window import SlidingWindowAttention
+from hwsim.model.mixers.streaming import StreamingAttention
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import peak_flops_per_s
+from hwsim.profiles.hardware import HardwareProfile
+
+if TYPE_CHECKING:
+    from hwsim.planner.step_model import EngineStepModel
+
+SUMMED = (
+    "flops",
+    "act_read_bytes",
+    "act_write_bytes",
+    "kv_read_bytes",
+    "kv_write_bytes",
+    "comm_bytes",
+)
+CONTEXT_QUANTUM = 16  # decode mean context is rounded to this many tokens for memoisation
+
+# Shapes the fast path prices (others go to the reference); the probes span them.
+MAX_CHUNK_TOKENS = 1 << 17
+MAX_CONTEXT = 1 << 22
+MAX_DECODES = 1 << 14
+FIT_RTOL = 1e-10  # a fitted field must reproduce every probe to this (relative) ...
+FIT_ATOL = 1e-13  # ... or to this fraction of the field's largest probe value
+MEMO_SIZE = 65536  # entries per memo (decode parts, exact chunks) before it starts over
+SELF_CHECK_RTOL = 1e-7  # fast vs reference on the random iterations checked when built
+# The four quantities of an op that time_op reads, from its fields.
+QUANTITIES: dict[str, tuple[str, ...]] = {
+    "flops": ("flops",),
+    "bytes": ("act_read_bytes", "act_write_bytes", "kv_read_bytes", "kv_write_bytes"),
+    "weight": ("weight_bytes",),
+    "comm": ("comm_bytes",),
+}
+
+
+class NoFastPath(Exception):
+    """The op lists lack the structure the fast path assumes."""
+
+
+_MOE_KEYS = ("expert_bytes", "n_experts", "top_k")
+
+
+def _structure(ops: Sequence[Op]) -> tuple:
+    """What must not change between two builds of a forward for the fast path to hold."""
+    return tuple(
+        (
+            op.name,
+            op.op_class,
+            op.count,
+            op.kernels,
+            op.compute_dtype,
+            op.on_vector_units,
+            op.collective,
+            op.ranks,
+            tuple((k, op.meta[k]) for k in _MOE_KEYS if k in op.meta),
+        )
+        for op in ops
+    )
+
+
+def _pairs_function(mixer: AttentionMixer) -> Callable[[float], float]:
+    """The mixer's ``pairs_per_head`` of one float: pure Python for the patterns whose closed
+    form is known here (checked against the mixer), the mixer's own method otherwise."""
+    cls = type(mixer)
+
+    def generic(x: float) -> float:
+        return float(mixer.pairs_per_head(x))
+
+    fn: Callable[[float], float] = generic
+    if cls.pairs_per_head is AttentionMixer.pairs_per_head:
+        fn = _causal_pairs if mixer.causal else _square
+    elif (
+        isinstance(mixer, SlidingWindowAttention)
+        and cls.pairs_per_head is SlidingWindowAttention.pairs_per_head
+    ):
+        fn = _windowed_pairs(float(mixer.window))
+    elif (
+        isinstance(mixer, StreamingAttention)
+        and cls.pairs_per_head is StreamingAttention.pairs_per_head
+    ):
+        fn = _windowed_pairs(float(mixer.cache_tokens))
+    if fn is not generic:
+        probe = np.round(np.concatenate([np.arange(0.0, 300.0), np.geomspace(1, 2 * MAX_CONTEXT)]))
+        want = np.asarray(mixer.pairs_per_head(probe), dtype=float)
+        got = np.array([fn(float(x)) for x in probe])
+        if not np.array_equal(got, want):
+            return generic
+    return fn
+
+
+def _causal_pairs(x: float) -> float:
+    return x * (x + 1) / 2
+
+
+def _square(x: float) -> float:
+    return x * x
+
+
+def _windowed_pairs(w: float) -> Callable[[float], float]:
+    def fn(x: float) -> float:
+        inside = x if x < w else w
+        return inside * (inside + 1) / 2 + (x - w if x > w else 0.0) * w
+
+    return fn
+
+
+def _distinct_mixers(dep: Deployment) -> list[Mixer]:
+    out: list[Mixer] = []
+    for mixer, _is_moe, _count in layer_groups(dep.model):
+        if not any(mixer == seen for seen in out):
+            out.append(mixer)
+    return out
+
+
+class _ChunkFeatures:
+    """Features of one prefill chunk (n new tokens, context c after it) that the fields of
+    its ops combine (module docstring)."""
+
+    def __init__(self, dep: Deployment):
+        model = dep.model
+        sram_elements = dep.hardware.sram_per_core_bytes / dep.act.bytes_per_element
+        self.names = ["1", "n", "c", "n^2", "n c", "c^2", "c > n"]
+        # per attention layer kind: its pairs and the block widths of its tiled kernel
+        self.attention: list[tuple[Callable[[float], float], list[float]]] = []
+        self.ssd_chunks: list[float] = []
+        self.windows = _windows(dep)
+        for i, mixer in enumerate(_distinct_mixers(dep)):
+            if isinstance(mixer, AttentionMixer):
+                widths: set[float] = set()
+                if model.head_size > 0:  # attention.py: B_c = ceil(M / 4 d)
+                    widths.add(max(1.0, math.ceil(sram_elements / (4 * model.head_size))))
+                qk, v = getattr(mixer, "qk_head_dim", None), getattr(mixer, "v_head_dim", None)
+                if isinstance(qk, int) and isinstance(v, int) and qk + v > 0:  # MLA's
+                    widths.add(max(1.0, math.ceil(sram_elements / (2 * (qk + v)))))
+                self.attention.append((_pairs_function(mixer), sorted(widths)))
+                self.names += [f"pairs[{i}]"] + [f"tiled[{i}, {w:g}]" for w in sorted(widths)]
+            chunk = getattr(mixer, "chunk_size", None)
+            if isinstance(chunk, int) and float(chunk) not in self.ssd_chunks:
+                self.ssd_chunks.append(float(chunk))
+                self.names.append(f"n min({chunk}, n)")
+        self.moe = _moe_of(dep)
+        self.names += [f"experts({e:g}, {k:g}; n)" for e, k in self.moe]
+        self.size = len(self.names)
+
+    def bends(self) -> list[float]:
+        """Token counts where some feature bends (probed on both sides)."""
+        out = self.ssd_chunks + self.windows
+        for _, widths in self.attention:
+            out += widths
+        return out
+
+    def row(self, n: float, c: float) -> list[float]:
+        out = [1.0, n, c, n * n, n * c, c * c, 1.0 if c > n else 0.0]
+        nc = n * c
+        for pairs, widths in self.attention:
+            p = pairs(c) - pairs(c - n)
+            out.append(p)
+            density = p / nc if nc > 0 else 0.0
+            for w in widths:
+                t = math.ceil(c / w) * density
+                out.append(n * (t if t > 1.0 else 1.0))
+        for q in self.ssd_chunks:
+            out.append(n * (q if q < n else n))
+        for e, k in self.moe:
+            out.append(e * (1.0 - (1.0 - k / e) ** n))
+        return out
+
+    def probes(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(new tokens, context) of the probe chunks: random over the priced range, dense at
+        small sizes and on both sides of every known bend."""
+        rng = np.random.default_rng(seed)
+        m = 360
+        n = np.round(np.exp(rng.uniform(np.log(2), np.log(MAX_CHUNK_TOKENS), m)))
+        extra = np.round(np.exp(rng.uniform(0.0, np.log(MAX_CONTEXT - MAX_CHUNK_TOKENS), m)))
+        extra[rng.random(m) < 0.3] = 0.0
+        ns: list[float] = list(n)
+        cs: list[float] = list(n + extra)
+        for small in range(2, 12):
+            for more in (0, 1, 2, 5, 37, 1000):
+                ns.append(small)
+                cs.append(small + more)
+        for t in self.bends():
+            for a in (t - 1.0, t, t + 1.0, 2.0 * t + 1.0):
+                for b in (t - 1.0, t, t + 1.0, 3.0 * t):
+                    if a >= 2 and b >= a:
+                        ns.append(a)
+                        cs.append(b)
+        ns += [MAX_CHUNK_TOKENS, MAX_CHUNK_TOKENS, 2]
+        cs += [MAX_CHUNK_TOKENS, MAX_CONTEXT, MAX_CONTEXT]
+        return np.asarray(ns, dtype=float), np.asarray(cs, dtype=float)
+
+
+class _DecodeFeatures:
+    """Features of a decode part (b sequences, one new token each, at context q)."""
+
+    def __init__(self, dep: Deployment):
+        self.names = ["1", "b", "q", "b q", "b^2", "q^2", "b q^2"]
+        self.keys: list[Callable[[float], float]] = []
+        self.pairs: list[Callable[[float], float]] = []
+        self.windows = _windows(dep)
+        for i, mixer in enumerate(_distinct_mixers(dep)):
+            if isinstance(mixer, AttentionMixer):
+                self.keys.append(_keys_function(mixer))
+                self.pairs.append(_pairs_function(mixer))
+                self.names += [f"b keys[{i}](q)", f"b pairs[{i}](q, 1)"]
+        self.moe = _moe_of(dep)
+        self.names += [f"experts({e:g}, {k:g}; b)" for e, k in self.moe]
+        self.size = len(self.names)
+
+    def row(self, b: float, q: float) -> list[float]:
+        out = [1.0, b, q, b * q, b * b, q * q, b * q * q]
+        for keys, pairs in zip(self.keys, self.pairs):
+            out.append(b * keys(q))
+            out.append(b * (pairs(q) - pairs(q - 1.0)))
+        for e, k in self.moe:
+            out.append(e * (1.0 - (1.0 - k / e) ** b))
+        return out
+
+    def probes(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        m = 300
+        b = np.round(np.exp(rng.uniform(0.0, np.log(MAX_DECODES), m)))
+        q = np.round(np.exp(rng.uniform(np.log(1.0), np.log(MAX_CONTEXT), m)))
+        q[: m // 2] = np.maximum(np.round(q[: m // 2] / CONTEXT_QUANTUM), 1) * CONTEXT_QUANTUM
+        bs, qs = list(b), list(q)
+        for bb in (1.0, 2.0, 3.0, 7.0, 64.0, float(MAX_DECODES)):
+            for qq in (1.0, 2.0, 16.0, 17.0, 32.0, 1000.0, 4096.0, float(MAX_CONTEXT)):
+                bs.append(bb)
+                qs.append(qq)
+        for w in self.windows:
+            for qq in (w - 16.0, w - 1.0, w, w + 1.0, w + 16.0, 2.0 * w):
+                if qq >= 1:
+                    bs.append(float(rng.integers(1, 300)))
+                    qs.append(qq)
+        return np.asarray(bs, dtype=float), np.asarray(qs, dtype=float)
+
+
+def _windows(dep: Deployment) -> list[float]:
+    """Windows of the model's attention layers (where pairs and keys bend)."""
+    out: list[float] = []
+    for mixer in _distinct_mixers(dep):
+        for name in ("window", "cache_tokens", "block_size", "stride"):
+            w = getattr(mixer, name, None)
+            if isinstance(w, int) and float(w) not in out:
+                out.append(float(w))
+    return out
+
+
+def _keys_function(mixer: AttentionMixer) -> Callable[[float], float]:
+    def keys(x: float) -> float:
+        return float(mixer.keys_per_decode_step(x))
+
+    return keys
+
+
+def _moe_of(dep: Deployment) -> list[tuple[float, float]]:
+    moe = dep.model.ffn.moe
+    if moe is None or moe.n_experts <= 0:
+        return []
+    return [(float(moe.n_experts), float(moe.top_k))]
+
+
+@dataclass
+class _Field:
+    """A quantity of op j: ``once`` (not per chunk) + ``coef . features`` per chunk (``coef``
+    None: no combination reproduces it; it is evaluated exactly)."""
+
+    once: float
+    coef: np.ndarray | None
+    varies: bool  # depends on the shape at all
+    lo: float  # smallest and largest value (once part included) over the probes
+    hi: float
+
+
+def _fit(phi_scaled: np.ndarray, scale: np.ndarray, y: np.ndarray) -> np.ndarray | None:
+    """Coefficients c with phi @ c == y on every probe (to FIT_RTOL), or None."""
+    k = phi_scaled.shape[1]
+    top = float(np.max(np.abs(y)))
+    if top == 0.0:
+        return np.zeros(k)
+    tol = FIT_RTOL * np.abs(y) + FIT_ATOL * top
+    # one feature alone (most fields: a constant times n, or times the pairs)
+    norms = np.einsum("pk,pk->k", phi_scaled, phi_scaled)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a = (phi_scaled.T @ y) / norms
+        good = (norms > 0) & np.all(np.abs(phi_scaled * a - y[:, None]) <= tol[:, None], axis=0)
+    if good.any():
+        out = np.zeros(k)
+        first = int(np.flatnonzero(good)[0])
+        out[first] = a[first]
+        return out / scale
+    full = np.linalg.lstsq(phi_scaled, y, rcond=None)[0]
+    keep = np.abs(full) > 1e-9 * float(np.max(np.abs(full)))
+    sparse = np.zeros(k)
+    sparse[keep] = np.linalg.lstsq(phi_scaled[:, keep], y, rcond=None)[0]
+    for cand in (sparse, full):
+        if np.all(np.abs(phi_scaled @ cand - y) <= tol):
+            return cand / scale
+    return None
+
+
+def _fit_quantities(
+    ops: Sequence[Op], other: Sequence[Op], phi: np.ndarray
+) -> dict[str, list[_Field]]:
+    """The four quantities of every op of a forward built on the probe shapes (one per row of
+    ``phi``), as fitted fields. ``other``: the same forward on other shapes, which a field that
+    does not vary must not notice."""
+    n_probe = phi.shape[0]
+    scale = np.max(np.abs(phi), axis=0)
+    scale[scale == 0.0] = 1.0
+    phi_scaled = phi / scale
+    out: dict[str, list[_Field]] = {key: [] for key in QUANTITIES}
+    for op, op2 in zip(ops, other):
+        for key, names in QUANTITIES.items():
+            once, per = 0.0, np.zeros(n_probe)
+            varies = False
+            for name in names:
+                v = np.asarray(getattr(op, name), dtype=float)
+                if v.ndim == 0:
+                    v2 = np.asarray(getattr(op2, name), dtype=float)
+                    if v2.ndim != 0 or float(v2) != float(v):
+                        raise NoFastPath(f"{op.name}.{name} is a reduction over the shapes")
+                    once += float(v)
+                elif v.shape == (n_probe,):
+                    per = per + v
+                    varies = True
+                else:
+                    raise NoFastPath(f"{op.name}.{name} has shape {v.shape}")
+            if not (np.all(np.isfinite(per)) and math.isfinite(once)):
+                raise NoFastPath(f"{op.name}.{key} is not finite on the probes")
+            coef = _fit(phi_scaled, scale, per) if varies else np.zeros(phi.shape[1])
+            values = once + per if varies else np.array([once])
+            lo, hi = float(np.min(values)), float(np.max(values))
+            out[key].append(_Field(once, coef, varies, lo, hi))
+    return out
+
+
+class _Statics:
+    """Per position of a merged op list, what ``time_op`` takes from the op that comes first
+    in the merge (class, count, kernels, dtype, collective ...), as scale factors.
+
+    An iteration is one vector Y of 2L + 2 entries: [compute seconds of each position, the
+    collectives + launches, memory seconds of each position, 0]; its time is
+    sum(max(Y[:L+1], Y[L+1:])) (+ the unhidden part of the shorter, for overlap < 1)."""
+
+    def __init__(self, hw: HardwareProfile, firsts: Sequence[Op]):
+        L = self.L = len(firsts)
+        self.cf, self.cm, self.comm_b = np.zeros(L), np.zeros(L), np.zeros(L)
+        half_c, half_m = np.zeros(L), np.zeros(L)
+        self.overlap_rest = np.zeros(L + 1)
+        self.const = 0.0
+        self.is_comm = np.zeros(L, dtype=bool)
+        self.moe: list[tuple[int, float, float, float]] = []  # (j, E, k, expert bytes x cm)
+        for j, op in enumerate(firsts):
+            if op.op_class == "communication":
+                self.is_comm[j] = True
+                link = hw.link_for(op.ranks)
+                if link is None or op.ranks <= 1:
+                    continue
+                bw = link.bandwidth_per_direction_bytes_per_s.value
+                bw *= hw.efficiency.link_fraction.value
+                alpha, p = link.latency_s.value, op.ranks
+                if op.collective == "all_reduce":
+                    a, b = 2 * (p - 1) * alpha, 2 * (p - 1) / p / bw
+                else:
+                    a, b = alpha, 1.0 / bw
+                self.const += op.count * a
+                self.comm_b[j] = op.count * b
+                continue
+            curve = hw.efficiency.for_class(op.op_class)
+            self.cf[j] = op.count / (peak_flops_per_s(hw, op) * curve.compute_fraction)
+            self.cm[j] = op.count / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
+            half_c[j] = curve.compute_half_flops * self.cf[j]
+            half_m[j] = curve.memory_half_bytes * self.cm[j]
+            if curve.overlap < 1.0:
+                self.overlap_rest[j] = 1.0 - curve.overlap
+            self.const += op.count * op.kernels * curve.launch_overhead_s
+            if "expert_bytes" in op.meta:
+                m = op.meta
+                eb = float(m["expert_bytes"]) * self.cm[j]
+                self.moe.append((j, float(m["n_experts"]), float(m["top_k"]), eb))
+        self.half = np.concatenate([half_c, [0.0], half_m, [0.0]])
+        self.has_half = bool(np.any(self.half))
+        self.has_overlap = bool(np.any(self.overlap_rest))
+
+    def place(self, flops, nbytes, comm) -> np.ndarray:
+        """Y of the given per-position quantities (arrays of L, weights included in nbytes)."""
+        L = self.L
+        y = np.zeros(2 * L + 2)
+        y[:L] = np.where(self.is_comm, 0.0, flops * self.cf)
+        y[L] = self.const + float(np.dot(np.where(self.is_comm, comm, 0.0), self.comm_b))
+        y[L + 1 : 2 * L + 1] = np.where(self.is_comm, 0.0, nbytes * self.cm)
+        return y
+
+    def seconds(self, y: np.ndarray) -> float:
+        if self.has_half:
+            y = y + self.half * (y > 0.0)
+        L1 = self.L + 1
+        c, m = y[:L1], y[L1:]
+        t = float(np.add.reduce(np.maximum(c, m)))
+        if self.has_overlap:
+            t += float(np.dot(self.overlap_rest, np.minimum(c, m)))
+        return t
+
+
+class _ChunkLayout:
+    """The chunks' side of one kind of iteration (mixed: statics of the decode ops; prefill
+    only: of the prefill ops), as coefficients of Y in the chunk features."""
+
+    def __init__(
+        self,
+        st: _Statics,
+        fields: dict[str, list[_Field]],
+        n_feat: int,
+        decode_fields: dict[str, list[_Field]] | None = None,
+    ):
+        L = st.L
+        self.st = st
+        coef = np.zeros((n_feat, 2 * L + 2))
+        self.base = st.place(
+            np.array([f.once for f in fields["flops"][:L]]),
+            np.array([f.once for f in fields["bytes"][:L]]),
+            np.array([f.once for f in fields["comm"][:L]]),
+        )
+        self.exact: list[tuple[str, int, int, float]] = []  # (quantity, j, column of Y, scale)
+        moe_pos = {j for j, *_ in st.moe}
+        self.weight_once = np.zeros(L)
+        static: list[int] = []
+        dynamic: list[tuple[int, list[tuple[int, float]]]] = []
+        exact_w: list[int] = []
+        for j in range(L):
+            if st.is_comm[j]:
+                parts = [("comm", L, st.comm_b[j])]
+            else:
+                parts = [("flops", j, st.cf[j]), ("bytes", L + 1 + j, st.cm[j])]
+            for name, col, scale in parts:
+                f = fields[name][j]
+                if f.coef is None:
+                    self.exact.append((name, j, col, scale))
+                else:
+                    coef[:, col] += f.coef * scale
+            if st.is_comm[j] or j in moe_pos:
+                continue
+            w = fields["weight"][j]
+            self.weight_once[j] = w.once
+            if not w.varies:
+                static.append(j)
+            elif w.coef is None:
+                exact_w.append(j)
+            else:
+                dynamic.append((j, [(int(i), float(w.coef[i])) for i in np.flatnonzero(w.coef)]))
+        self.static = np.array(static, dtype=int)
+        self.dynamic = dynamic
+        self.exact_weight = exact_w
+        # extra rows of the coefficients: the dynamic weights, then the MoE experts touched
+        extra = np.zeros((len(dynamic) + len(exact_w) + len(st.moe), 2 * L + 2))
+        for r, (j, _) in enumerate(dynamic):
+            extra[r, L + 1 + j] = st.cm[j]
+        for r, j in enumerate(exact_w, start=len(dynamic)):
+            extra[r, L + 1 + j] = st.cm[j]
+        for r, (j, _e, _k, eb) in enumerate(st.moe, start=len(dynamic) + len(exact_w)):
+            extra[r, L + 1 + j] = eb
+        self.coef = np.vstack([coef, extra])
+        self.needs_exact = bool(self.exact or exact_w)
+        self._fold(fields, decode_fields)
+
+    def _fold(
+        self, fields: dict[str, list[_Field]], decode_fields: dict[str, list[_Field]] | None
+    ) -> None:
+        """Fold the iteration's time into one linear map where that is exact.
+
+        max(C, M) + r min(C, M) = (1 + r)/2 (C + M) + (1 - r)/2 |C - M|, so with Z = T Y --
+        Z_j = (1 - r_j)/2 (C_j - M_j) for each position j, and Z_L = sum_j (1 + r_j)/2 (C_j +
+        M_j) + collectives + launches (>= 0) -- the time is sum |Z|, and Z is linear in the
+        features (coefficients ``zcoef``; :meth:`z_base` maps a base). The F_half / B_half
+        ramps count where an op's FLOPs or bytes are > 0: they fold into the base where the
+        probes show the sign cannot change in this kind of iteration. Where it could, or with
+        fields evaluated exactly, ``folded`` is False and :meth:`seconds` takes the long way."""
+        st, L = self.st, self.st.L
+        moe = {j: eb for j, _e, _k, eb in st.moe}
+        sides = [fields] if decode_fields is None else [fields, decode_fields]
+        self.folded = not self.needs_exact
+        self.half_base = np.zeros(2 * L + 2)
+        for j in range(L):
+            if st.is_comm[j]:
+                continue
+            for col, keys in ((j, ("flops",)), (L + 1 + j, ("bytes", "weight"))):
+                if st.half[col] == 0.0:
+                    continue
+                parts = [
+                    side[k][j] for side in sides for k in keys if not (k == "weight" and j in moe)
+                ]
+                if any(f.lo < 0 for f in parts):
+                    self.folded = False
+                elif any(f.lo > 0 for f in parts) or (col > L and moe.get(j, 0.0) > 0):
+                    self.half_base[col] = st.half[col]  # always > 0: the ramp always counts
+                elif not all(f.hi == 0 for f in parts):
+                    self.folded = False  # sometimes 0, sometimes not
+        r = st.overlap_rest[:L]
+        t = np.zeros((L + 1, 2 * L + 2))
+        idx = np.arange(L)
+        t[idx, idx] = (1.0 - r) / 2
+        t[idx, L + 1 + idx] = -(1.0 - r) / 2
+        t[L, :L] = (1.0 + r) / 2
+        t[L, L + 1 : 2 * L + 1] = (1.0 + r) / 2
+        t[L, L] = 1.0
+        t[L, 2 * L + 1] = 1.0
+        self.t = t
+        self.zcoef = self.coef @ t.T
+
+    def z_base(self, base: np.ndarray) -> np.ndarray:
+        """Z of a Y base (the half ramps that fold included)."""
+        return self.t @ (base + self.half_base)
+
+    def base_with(self, weights: np.ndarray | None) -> tuple[np.ndarray, list[float]]:
+        """(Y base, weight floor) given the decode part's weights (None: no decodes); the base
+        holds the decode part's other quantities already when called from the mixed path."""
+        L = self.st.L
+        floor = self.weight_once if weights is None else np.maximum(weights, self.weight_once)
+        base = self.base.copy()
+        base[L + 1 + self.static] += floor[self.static] * self.st.cm[self.static]
+        return base, floor.tolist()
+
+    def seconds(
+        self,
+        base: np.ndarray,
+        floor: list[float],
+        rows: list[list[float]],
+        total_tokens: float,
+        exact: list[dict[str, np.ndarray]] | None,
+    ) -> float:
+        """Seconds of the iteration: ``base`` is the Z base if the layout is folded, else the
+        Y base; ``floor`` the weight bytes the chunks' own must exceed to count."""
+        phi = list(rows[0]) if len(rows) == 1 else [sum(col) for col in zip(*rows)]
+        for j, terms in self.dynamic:
+            w = floor[j]
+            for row in rows:
+                v = 0.0
+                for i, a in terms:
+                    v += a * row[i]
+                if v > w:
+                    w = v
+            phi.append(w)
+        if exact is not None:
+            for j in self.exact_weight:
+                w = floor[j]
+                for e in exact:
+                    v = float(e["weight"][j])
+                    if v > w:
+                        w = v
+                phi.append(w)
+        for _j, e_, k, _eb in self.st.moe:
+            phi.append(e_ * (1.0 - (1.0 - k / e_) ** total_tokens))
+        if self.folded:
+            z = np.dot(phi, self.zcoef)
+            z += base
+            return float(np.add.reduce(np.abs(z, out=z)))
+        y = np.dot(phi, self.coef)
+        y += base
+        if exact is not None:
+            for name, j, col, scale in self.exact:
+                y[col] += sum(float(e[name][j]) for e in exact) * scale
+        return self.st.seconds(y)
+
+
+class FastPricer:
+    """The iteration time of :class:`EngineStepModel` in closed form (module docstring)."""
+
+    @classmethod
+    def build(cls, model: EngineStepModel) -> tuple[FastPricer | None, str]:
+        try:
+            pricer = cls(model)
+        except NoFastPath as exc:
+            return None, f"reference only: {exc}"
+        except Exception as exc:  # whatever it is, the reference reports it when called
+            return None, f"reference only: {type(exc).__name__}: {exc}"
+        model._fast = pricer
+        try:
+            worst = pricer.self_check()
+            note = f"off by {worst:.3g} (relative)"
+        except Exception as exc:
+            worst, note = math.inf, f"{type(exc).__name__}: {exc}"
+        finally:
+            model._fast = None
+        if not worst <= SELF_CHECK_RTOL:
+            return None, f"reference only: the fast path is {note} in its self-check"
+        return pricer, f"fast path (self-check: max relative difference {worst:.2g})"
+
+    def __init__(self, model: EngineStepModel):
+        self.model = model
+        dep = self.dep = model.dep
+        hw = dep.hardware
+        # decode side
+        self.decode_features = dfeat = _DecodeFeatures(dep)
+        b_probe, q_probe = dfeat.probes(seed=0)
+        dec = self._decode_probe_ops(b_probe, q_probe)
+        self.decode_structure = _structure(dec)
+        dec_other = self._decode_probe_ops(b_probe[::-1] + 1.0, q_probe[::-1] + 1.0)
+        for ops in (dec_other, model._decode_ops(3, 1024), model._decode_ops(57, 4096)):
+            if _structure(ops) != self.decode_structure:
+                raise NoFastPath("the decode op list changes with the batch or context")
+        phi = np.array([dfeat.row(float(b), float(q)) for b, q in zip(b_probe, q_probe)])
+        self.decode_fields = _fit_quantities(dec, dec_other, phi)
+        self.decode_fitted = all(
+            f.coef is not None for fields in self.decode_fields.values() for f in fields
+        )
+        self.decode_coef: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if self.decode_fitted:
+            for key, fields in self.decode_fields.items():
+                coef = np.array([f.coef for f in fields]).T.reshape(dfeat.size, len(fields))
+                self.decode_coef[key] = (coef, np.array([f.once for f in fields]))
+        # chunk side
+        self.features = feat = _ChunkFeatures(dep)
+        n_probe, c_probe = feat.probes(seed=0)
+        pf = self._prefill_ops(n_probe, c_probe)
+        self.prefill_structure = _structure(pf)
+        pf_other = self._prefill_ops(n_probe[::-1] + 1.0, c_probe[::-1] + 1.0)
+        singles = (
+            self._prefill_ops(np.array([300.0]), np.array([300.0])),
+            self._prefill_ops(np.array([7.0, 5000.0]), np.array([90.0, 5000.0])),
+        )
+        for ops in (pf_other, *singles):
+            if _structure(ops) != self.prefill_structure:
+                raise NoFastPath("the prefill op list changes with the chunks")
+        phi = np.array([feat.row(float(n), float(c)) for n, c in zip(n_probe, c_probe)])
+        self.fields = _fit_quantities(pf, pf_other, phi)
+        L = min(len(dec), len(pf))  # zip() in the merge stops at the shorter list
+        self.decode_statics = _Statics(hw, dec)
+        self.mixed = _ChunkLayout(_Statics(hw, dec[:L]), self.fields, feat.size, self.decode_fields)
+        self.prefill_only = _ChunkLayout(_Statics(hw, pf), self.fields, feat.size)
+        base, floor = self.prefill_only.base_with(None)
+        if self.prefill_only.folded:
+            base = self.prefill_only.z_base(base)
+        self.prefill_base = base, floor
+        self.decode_only: dict[tuple[int, int], float] = {}
+        self._decode_parts: dict[tuple[int, int], tuple[np.ndarray, list[float]] | None] = {}
+        self._exact_chunks: dict[tuple[float, float], dict[str, np.ndarray] | None] = {}
+
+    def _decode_probe_ops(self, b: np.ndarray, q: np.ndarray) -> list[Op]:
+        return forward_ops(make_forward(self.dep, "decode", b, 1.0, q), self.dep.pp)
+
+    def _prefill_ops(self, new: np.ndarray, ctx: np.ndarray) -> list[Op]:
+        return forward_ops(make_forward(self.dep, "prefill", 1.0, new, ctx), self.dep.pp)
+
+    # -- decode part -----------------------------------------------------------------------
+    def _decode_quantities(self, b: int, q: int) -> dict[str, np.ndarray] | None:
+        """The four quantities of every decode op at (b, q): fitted, or from the reference's
+        memoised decode ops where a field has no fit; None: unexpected op list."""
+        if self.decode_fitted and b <= MAX_DECODES and q <= MAX_CONTEXT:
+            row = np.array(self.decode_features.row(float(b), float(q)))
+            return {key: row @ coef + once for key, (coef, once) in self.decode_coef.items()}
+        ops = self.model._decode_ops(b, q)
+        if _structure(ops) != self.decode_structure:
+            return None
+        return {
+            key: np.array([sum(float(np.sum(getattr(op, n))) for n in names) for op in ops])
+            for key, names in QUANTITIES.items()
+        }
+
+    def decode_only_time_s(self, b: int, q: int) -> float:
+        key = (b, q)
+        t = self.decode_only.get(key)
+        if t is None:
+            qs = self._decode_quantities(b, q) if self.decode_fitted else None
+            if qs is None:
+                t = self.model._decode_time(b, q)
+            else:
+                st = self.decode_statics
+                t = st.seconds(st.place(qs["flops"], qs["bytes"] + qs["weight"], qs["comm"]))
+            if len(self.decode_only) >= MEMO_SIZE:
+                self.decode_only.clear()
+            self.decode_only[key] = t
+        return t
+
+    def _decode_part(self, b: int, q: int) -> tuple[np.ndarray, list[float]] | None:
+        """(Y base, weight floor) of a mixed iteration: the chunks' once parts plus the
+        decode ops' quantities, on the mixed layout."""
+        qs = self._decode_quantities(b, q)
+        if qs is None:
+            return None
+        lay = self.mixed
+        L = lay.st.L
+        base, floor = lay.base_with(qs["weight"][:L])
+        base += lay.st.place(qs["flops"][:L], qs["bytes"][:L], qs["comm"][:L])
+        base[L] -= lay.st.const  # place() adds the constants, which the layout base has
+        if lay.folded:
+            base = lay.z_base(base)
+        return base, floor
+
+    # -- per iteration -------------------------------------------------------------------
+    def time_s(self, n_dec: int, q: int, chunk_new: list, chunk_ctx: list) -> float | None:
+        """Seconds of an iteration of ``n_dec`` decodes at (quantised) mean context ``q`` and
+        prefill chunks (new tokens, context after); None: outside what the fast path prices."""
+        rows = []
+        row = self.features.row
+        for n, c in zip(chunk_new, chunk_ctx):
+            if not (2 <= n <= MAX_CHUNK_TOKENS and n <= c <= MAX_CONTEXT):
+                return None
+            rows.append(row(float(n), float(c)))
+        if n_dec:
+            layout = self.mixed
+            key = (n_dec, q)
+            parts = self._decode_parts.get(key)
+            if parts is None:
+                if key in self._decode_parts:
+                    return None
+                if len(self._decode_parts) >= MEMO_SIZE:
+                    self._decode_parts.clear()
+                parts = self._decode_parts[key] = self._decode_part(n_dec, q)
+                if parts is None:
+                    return None
+            base, floor = parts
+        else:
+            layout = self.prefill_only
+            base, floor = self.prefill_base
+        exact = None
+        if layout.needs_exact:
+            exact = []
+            for n, c in zip(chunk_new, chunk_ctx):
+                e = self._exact_chunk(float(n), float(c))
+                if e is None:
+                    return None
+                exact.append(e)
+        return layout.seconds(base, floor, rows, float(n_dec + sum(chunk_new)), exact)
+
+    def _exact_chunk(self, n: float, c: float) -> dict[str, np.ndarray] | None:
+        """The varying part of every quantity of one chunk's ops from the op builders (for
+        fields no feature combination reproduces), memoised on the chunk."""
+        key = (n, c)
+        if key in self._exact_chunks:
+            return self._exact_chunks[key]
+        ops = self._prefill_ops(np.array([n]), np.array([c]))
+        out: dict[str, np.ndarray] | None = None
+        if _structure(ops) == self.prefill_structure:
+            out = {}
+            for q, names in QUANTITIES.items():
+                vals = np.zeros(len(ops))
+                for j, op in enumerate(ops):
+                    for name in names:
+                        v = np.asarray(getattr(op, name), dtype=float)
+                        if v.ndim:  # per chunk (scalars are the once parts, counted apart)
+                            vals[j] += float(np.sum(v))
+                out[q] = vals
+        if len(self._exact_chunks) >= MEMO_SIZE:
+            self._exact_chunks.clear()
+        self._exact_chunks[key] = out
+        return out
+
+    # -- construction check ----------------------------------------------------------------
+    def self_check(self, n_iterations: int = 12, seed: int = 1) -> float:
+        """Largest relative difference, fast vs reference, over random iterations (inf if the
+        fast path declines one of them)."""
+        rng = np.random.default_rng(seed)
+        worst = 0.0
+        model = self.model
+        for i in range(n_iterations):
+            n_dec = 0 if i % 4 == 0 else int(rng.integers(1, 200))
+            k = 0 if i % 4 == 3 else int(rng.integers(1, 4))
+            dec_ctx = rng.integers(1, 40_000, n_dec)
+            chunk = rng.integers(2, 3000, k)
+            ctx = chunk + np.where(rng.random(k) < 0.5, 0, rng.integers(1, 60_000, k))
+            new = np.concatenate([np.ones(n_dec, dtype=np.int64), chunk]).astype(np.int64)
+            after = np.concatenate([dec_ctx, ctx]).astype(np.int64)
+            if k:
+                q = 0
+                if n_dec:
+                    q = round(float(dec_ctx.mean()) / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
+                    q = max(CONTEXT_QUANTUM, q)
+                if self.time_s(n_dec, q, chunk.tolist(), ctx.tolist()) is None:
+                    return math.inf
+            got = model.iteration_time_s(new, after)
+            ref = model._reference_iteration_time_s(new, after)
+            if not math.isfinite(got):
+                return math.inf
+            worst = max(worst, abs(got - ref) / abs(ref) if ref else abs(got))
+        return worst
