@@ -178,3 +178,18 @@ def test_context_sweep_arguments_are_checked(kwargs, message):
     args = {"lengths": [1000, 4000], **kwargs}
     with pytest.raises(InfeasibleError, match=message):
         hwsim.context_sweep("llama-3.1-8b", "h100-sxm", **args)
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.5])
+def test_a_link_fraction_outside_0_1_is_refused(tmp_path, fraction):
+    """Mutation testing found it: 1.5 let an all-reduce beat its own speed of light."""
+    import yaml
+
+    from hwsim.profiles.loader import load_hardware, shipped_dir
+
+    data = yaml.safe_load((shipped_dir("hardware") / "h100-sxm.yaml").read_text())
+    data["efficiency"]["link_fraction"] = {"value": fraction, "source": "test"}
+    path = tmp_path / "hw.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ProfileError, match=r"link_fraction must be in \(0, 1\]"):
+        load_hardware(path)

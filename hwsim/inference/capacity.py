@@ -44,7 +44,7 @@ def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> n
 
 def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
     per_seq = cache_bytes_per_sequence_per_gpu(dep, context)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where nothing is cached
         fit = np.floor(np.where(per_seq > 0, free_bytes / per_seq, MAX_BATCH))
     return np.minimum(fit, MAX_BATCH)
 

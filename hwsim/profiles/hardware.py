@@ -93,6 +93,15 @@ class Efficiency(BaseModel):
         default=SourcedNumber(value=0.8, source="assumed: NCCL ring reaches ~80% of link rate")
     )
 
+    @field_validator("link_fraction")
+    @classmethod
+    def _a_fraction(cls, v: SourcedNumber) -> SourcedNumber:
+        """Share of the link rate a collective reaches: above 1 would beat the speed of
+        light, 0 would make every collective take forever."""
+        if not 0 < v.value <= 1:
+            raise ValueError(f"link_fraction must be in (0, 1], got {v.value}")
+        return v
+
     def for_class(self, op_class: str) -> EfficiencyCurve:
         return getattr(self, op_class, None) or self.default
 
