@@ -81,3 +81,16 @@ def test_calibrate_checks_the_report_beside_the_profile(tmp_path):
     with pytest.raises(HwsimError, match="mine.calibration.json"):
         profile_writer.check_writable(out)
     assert profile_writer.check_writable(out, force=True) == out
+
+
+def test_write_atomic_gives_new_files_the_usual_permissions(tmp_path):
+    """mkstemp makes 0600 files; a report must be as readable as any file the user creates."""
+    umask = os.umask(0o022)
+    try:
+        target = write_atomic(tmp_path / "report.md", "x")
+        assert target.stat().st_mode & 0o777 == 0o644
+        target.chmod(0o600)
+        write_atomic(target, "y")  # a replaced file keeps its own mode
+        assert target.stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(umask)
