@@ -257,3 +257,10 @@ def test_the_architecture_page_names_only_files_that_exist():
     roots = [PACKAGE.parent, PACKAGE, *(p for p in PACKAGE.iterdir() if p.is_dir())]
     missing = sorted(n for n in named if not any((r / n).exists() for r in roots))
     assert named and missing == []
+
+
+def test_a_capacity_plan_without_a_report_loads_no_matplotlib():
+    """matplotlib (~0.3 s) loads only when a plot or a report is asked for."""
+    code = "import sys, hwsim.cli.main, hwsim.cli.plan_capacity; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -18,7 +18,6 @@ from hwsim.format import fmt_band, fmt_bytes, fmt_time
 from hwsim.inference.deployment import make_deployment
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import load_hardware
-from hwsim.report import plots
 from hwsim.safe_write import check_targets, folder_lock, write_atomic
 
 PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
@@ -88,6 +87,8 @@ def _figures(result) -> dict[str, bytes]:
     figs: dict[str, bytes] = {}
     if best is None:
         return figs
+    from hwsim.report import plots  # matplotlib loads only when a report is written
+
     figs["latency_vs_load"] = plots.latency_vs_load(best, sc.slo)
     per_hw: dict[str, Any] = {}
     for r in result.feasible:
