@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_hf_config import LLAMA_2_7B
 from typer.testing import CliRunner
 
 from hwsim.cli.main import app
@@ -159,20 +160,7 @@ def test_mutated_model_profiles(tmp_path, data):
         assert_clean(runner.invoke(app, args))
 
 
-LLAMA_CONFIG = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 11008,
-    "max_position_embeddings": 4096,
-    "num_attention_heads": 32,
-    "num_hidden_layers": 32,
-    "num_key_value_heads": 32,
-    "rms_norm_eps": 1e-05,
-    "rope_scaling": {"type": "linear", "factor": 2.0},
-    "tie_word_embeddings": False,
-    "vocab_size": 32000,
-}
+LLAMA_CONFIG = {**LLAMA_2_7B, "rope_scaling": {"type": "linear", "factor": 2.0}}
 
 
 @FUZZ

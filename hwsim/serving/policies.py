@@ -112,6 +112,16 @@ def policy_for(name: str) -> type[SchedulingPolicy]:
         ) from None
 
 
+def _next_chunk(
+    ps: PartialPrefill, budget_left: int, new_buf: np.ndarray, ctx_buf: np.ndarray, slot: int
+) -> int:
+    """Schedule the next chunk of ``ps`` (at most ``budget_left`` tokens) into ``slot``."""
+    chunk = min(ps.prompt_tokens - ps.tokens_in_kv, budget_left)
+    ps.tokens_in_kv += chunk
+    new_buf[slot], ctx_buf[slot] = chunk, ps.tokens_in_kv
+    return chunk
+
+
 @register_policy
 class ChunkedPrefillPolicy(SchedulingPolicy):
     """``chunked``: decodes, then partial prefills, then admissions, in one token budget."""
@@ -129,10 +139,8 @@ class ChunkedPrefillPolicy(SchedulingPolicy):
         for ps in prefilling:
             if budget_left <= 0:
                 break
-            chunk = min(ps.prompt_tokens - ps.tokens_in_kv, budget_left)
-            ps.tokens_in_kv += chunk
+            chunk = _next_chunk(ps, budget_left, new_buf, ctx_buf, n_sched)
             budget_left -= chunk
-            new_buf[n_sched], ctx_buf[n_sched] = chunk, ps.tokens_in_kv
             n_sched += 1
             tokens += chunk
         max_seqs = engine.config.max_num_seqs
@@ -140,10 +148,8 @@ class ChunkedPrefillPolicy(SchedulingPolicy):
             admitted = engine.admit_next()
             if admitted is None:
                 break
-            chunk = min(admitted.prompt_tokens - admitted.tokens_in_kv, budget_left)
-            admitted.tokens_in_kv += chunk
+            chunk = _next_chunk(admitted, budget_left, new_buf, ctx_buf, n_sched)
             budget_left -= chunk
-            new_buf[n_sched], ctx_buf[n_sched] = chunk, admitted.tokens_in_kv
             n_sched += 1
             tokens += chunk
         return n_sched, tokens, n_dec, n_sched - n_dec
