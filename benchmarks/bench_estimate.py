@@ -1,6 +1,6 @@
 """One scalar ``hwsim.estimate`` after the first: what a notebook user or a script pays per call.
 
-Times ``hwsim.estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt_len=2000, gen_len=200)``
+Times ``hwsim.estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt_len=2000 + i, gen_len=200)``
 (the path the CLI's single-deployment plan runs) on a datasheet and a calibrated profile.
 CPU seconds (process time) and wall seconds per call, median of ``repeats`` rounds of ``calls``.
 
@@ -23,10 +23,11 @@ CASES = {
 
 
 def time_calls(model: str, hardware: str, calls: int, **settings) -> tuple[float, float]:
-    """(cpu_s, wall_s) per call, averaged over ``calls`` consecutive calls."""
+    """(cpu_s, wall_s) per call, averaged over ``calls`` consecutive calls. Each call asks for
+    a different prompt length (2000 + i), so nothing length-dependent can be reused."""
     c0, w0 = time.process_time(), time.perf_counter()
-    for _ in range(calls):
-        hwsim.estimate(model, hardware, batch=8, prompt_len=2000, gen_len=200, **settings)
+    for i in range(calls):
+        hwsim.estimate(model, hardware, batch=8, prompt_len=2000 + i, gen_len=200, **settings)
     return (time.process_time() - c0) / calls, (time.perf_counter() - w0) / calls
 
 

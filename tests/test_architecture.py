@@ -19,6 +19,7 @@ LAYERS = [
         "hwsim.units",
         "hwsim.dtypes",
         "hwsim.format",
+        "hwsim.labels",
         "hwsim.safe_read",
         "hwsim.safe_write",
     },

@@ -10,10 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.inference.deployment import Deployment
-from hwsim.inference.engine import decode_step_cost, make_forward, price_forward
-from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, workspace_bytes
+from hwsim.inference.engine import decode_step_cost, make_forward
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, ops_workspace_bytes
 from hwsim.inference.results import Capacity
+from hwsim.labels import label_array
+from hwsim.model.graph import forward_ops
 
+# What limits users per GPU (Capacity.binding_constraint)
+BINDING = (
+    "memory",
+    "memory (not even one sequence fits)",
+    "tpot_slo",
+    "tpot_slo (unreachable even at batch 1)",
+)
 MAX_CONTEXT_SEARCH_TOKENS = 2.0**30
 MAX_BATCH = 1e7  # cap for attention-free models whose state is tiny
 # Serving engines prefill long prompts in chunks; vLLM's default max_num_batched_tokens.
@@ -36,7 +45,8 @@ def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> n
 
     def free(s):
         chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)
-        workspace = workspace_bytes(price_forward(dep, make_forward(dep, "prefill", 1.0, chunk, s)))
+        ops = forward_ops(make_forward(dep, "prefill", 1.0, chunk, s), dep.pp)
+        workspace = ops_workspace_bytes(ops)
         return np.maximum(usable - weights_bytes - workspace, 0.0)
 
     return on_unique(free, prompt_len)
@@ -116,20 +126,25 @@ def capacity_section(
     context = s + g
     free = free_bytes_for_cache(dep, s, weights_bytes)
     by_memory = max_batch(dep, context, free)
-    binding = np.where(by_memory >= 1, "memory", "memory (not even one sequence fits)")
+    binding = np.where(by_memory >= 1, 0, 1)  # index into BINDING
     users = by_memory
     if tpot_slo_s is not None:
         by_slo = slo_batch(dep, s + g / 2, by_memory, tpot_slo_s)
-        binding = np.where(
-            by_slo < by_memory,
-            np.where(by_slo == 0, "tpot_slo (unreachable even at batch 1)", "tpot_slo"),
-            binding,
-        )
+        binding = np.where(by_slo < by_memory, np.where(by_slo == 0, 3, 2), binding)
         users = np.minimum(by_memory, by_slo)
     return Capacity(
         context_tokens=context,
         max_batch=by_memory,
-        max_context_tokens=on_unique(lambda f: max_context(dep, 1.0, f), free),
+        max_context_tokens=_max_context_per_free(dep, free),
         users_per_gpu=users / dep.gpus_per_replica,
-        binding_constraint=binding,
+        binding_constraint=label_array(binding, BINDING),
     )
+
+
+def _max_context_per_free(dep: Deployment, free) -> np.ndarray:
+    """Max context of one sequence for each free-bytes value: elementwise where the cache is
+    linear (closed form, cheaper than finding the distinct values), else once per value."""
+    linear = _linear_cache(dep)
+    if linear is not None:
+        return np.asarray(_max_context_linear(dep, 1.0, free, *linear), dtype=float)
+    return on_unique(lambda f: _max_context_bisect(dep, 1.0, f), free)

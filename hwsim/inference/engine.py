@@ -5,14 +5,17 @@ Everything broadcasts: batch, new_tokens and context may be numpy arrays.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
 from hwsim.inference.deployment import Deployment
+from hwsim.labels import label_array
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
-from hwsim.perf.bands import residual_band
+from hwsim.perf.bands import band_factor, residual_band
 from hwsim.perf.ladder import price_op
 from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
 from hwsim.profiles.hardware import HardwareProfile
@@ -30,24 +33,53 @@ class PhaseCost:
     flops: np.ndarray  # executed across the TP group
     hbm_bytes: np.ndarray  # per GPU
     time_by_bound_s: tuple[np.ndarray, np.ndarray, np.ndarray]  # compute, memory, comm
-    op_times: tuple[OpTime, ...]
+    op_times: Sequence[OpTime]  # a tuple, or LazyOpTimes where only tables need them
     band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90); None if uncalibrated
 
     @property
     def bound(self) -> np.ndarray:
         """Which kind of op holds most of the time: 'compute', 'memory' or 'communication'."""
-        return np.asarray(BOUNDS)[
-            np.argmax(np.stack(np.broadcast_arrays(*self.time_by_bound_s)), 0)
-        ]
+        compute, memory, comm = self.time_by_bound_s
+        # the first of the three on a tie, as argmax over (compute, memory, comm) would pick
+        index = np.where(compute >= np.maximum(memory, comm), 0, np.where(memory >= comm, 1, 2))
+        return label_array(index, BOUNDS)
+
+
+class LazyOpTimes(Sequence[OpTime]):
+    """Per-op times computed on first use: the decode mean's per-op averages feed only op
+    tables and plots, so a sweep or a scalar call that reads no table never builds them.
+    ``compute`` must be picklable (a partial of a module-level function)."""
+
+    def __init__(self, compute: Callable[[], tuple[OpTime, ...]]):
+        self._compute = compute
+        self._value: tuple[OpTime, ...] | None = None
+
+    def _times(self) -> tuple[OpTime, ...]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def __getitem__(self, index):
+        return self._times()[index]
+
+    def __len__(self) -> int:
+        return len(self._times())
+
+
+def _lengths(x) -> np.ndarray:
+    """Floats for the op builders: numpy scalars for one value (their arithmetic is several
+    times cheaper than 0-d arrays'), float arrays for sweeps."""
+    arr = np.asarray(x, dtype=float)
+    return arr[()] if arr.ndim == 0 else arr
 
 
 def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> Forward:
     return Forward(
         phase=phase,  # type: ignore[arg-type]
         model=dep.model,
-        batch=np.asarray(batch, dtype=float),
-        new_tokens=np.asarray(new_tokens, dtype=float),
-        context=np.asarray(context, dtype=float),
+        batch=_lengths(batch),
+        new_tokens=_lengths(new_tokens),
+        context=_lengths(context),
         weight=dep.weight,
         kv=dep.kv,
         act=dep.act,
@@ -61,21 +93,48 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
     hw, measured = dep.hardware, dep.measurements
     times = tuple(price_op(hw, op, measured) for op in forward_ops(fw, dep.pp))
-    total = _sum(t.total_s for t in times)
-    comm = _sum(t.total_s for t in times if t.op.op_class == "communication") + 0.0 * total
-    compute = _sum(np.where(t.bound == 0, t.total_s, 0.0) for t in times)
-    by_bound = (compute, total - compute - comm, comm)  # communication ops are bound 2
-    flops = _sum(
-        np.asarray(t.op.flops) * t.op.count * (dep.tp if t.op.op_class != "elementwise" else 1)
-        for t in times
-    )
-    hbm = _sum(np.asarray(t.op.hbm_bytes) * t.op.count for t in times)
-    return PhaseCost(total, flops, hbm, by_bound, times, phase_band_s(hw, times))
+    total, comm, compute, flops, hbm = (_Sum() for _ in range(5))
+    for t in times:
+        op, op_s = t.op, t.total_s
+        total.add(op_s)
+        if op.op_class == "communication":
+            comm.add(op_s)
+        compute.add(op_s, where=np.asarray(t.bound) == 0)
+        flops.add(np.asarray(op.flops) * op.count * (1 if op.op_class == "elementwise" else dep.tp))
+        hbm.add(np.asarray(op.hbm_bytes) * op.count)
+    total_s, compute_s = total.value(), compute.value()
+    comm_s = comm.value() + 0.0 * total_s
+    by_bound = (compute_s, total_s - compute_s - comm_s, comm_s)  # communication ops: bound 2
+    return PhaseCost(total_s, flops.value(), hbm.value(), by_bound, times, phase_band_s(hw, times))
 
 
-def _sum(parts) -> np.ndarray:
-    """Sum of broadcastable arrays (0.0 for none), as an array."""
-    return np.asarray(sum(parts, np.float64(0.0)))
+class _Sum:
+    """A sum of arrays of a few distinct shapes (a decode step's context-free ops are (n,),
+    its attention (samples, n)): each shape adds up in place in its own accumulator, and the
+    accumulators are broadcast together once at the end, not every op at the largest shape."""
+
+    def __init__(self) -> None:
+        self._by_shape: dict[tuple[int, ...], np.ndarray] = {}
+
+    def add(self, x, where: np.ndarray | None = None) -> None:
+        x = np.asarray(x, dtype=float)
+        held = self._by_shape.get(x.shape)
+        if held is None:
+            held = self._by_shape[x.shape] = np.zeros(x.shape)
+        if where is None:
+            held += x
+        else:
+            np.add(held, x, out=held, where=where)
+
+    def value(self) -> np.ndarray:
+        """The total, in the broadcast shape of everything added (0.0 if nothing was)."""
+        parts = sorted(self._by_shape.values(), key=np.size)
+        if not parts:
+            return np.asarray(0.0)
+        out = parts[-1].copy() if len(parts) > 1 else parts[-1]
+        for part in parts[:-1]:
+            out = out + part if out.ndim < part.ndim else np.add(out, part, out=out)
+        return out
 
 
 def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
@@ -86,15 +145,30 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
         return t.total_s, t.total_s
     if t.band_s is not None:  # measured: the measurement's own spread
         return t.band_s[0] * t.op.count, t.band_s[1] * t.op.count
-    lo, hi = np.ones_like(t.total_s), np.ones_like(t.total_s)
-    for i, bound in enumerate(BOUNDS[:2]):
-        band = residual_band(hw, t.op, bound, t.time_s)
-        if band is not None:
-            mine = np.asarray(t.bound) == i
-            lo = np.where(mine, np.exp(band.p10), lo)
-            hi = np.where(mine, np.exp(band.p90), hi)
+    lo, hi = _band_factors(hw, t)
     floor = np.asarray(roofline_floor_s(hw, t.op), dtype=float) * t.op.count
     return np.maximum(floor, t.total_s * lo), np.maximum(floor, t.total_s * hi)
+
+
+def _band_factors(hw: HardwareProfile, t: OpTime):
+    """(exp p10, exp p90) per element of ``t``: the band of the bound each element has (a
+    bound no element has is never looked up), 1 where the calibration has no band."""
+    bounds = np.asarray(t.bound)
+    factors = {}
+    for i, bound in enumerate(BOUNDS[:2]):
+        if not np.any(bounds == i):
+            continue
+        band = residual_band(hw, t.op, bound, t.time_s)
+        factors[i] = (
+            (1.0, 1.0) if band is None else (band_factor(band, "p10"), band_factor(band, "p90"))
+        )
+    if len(factors) < 2:  # one bound throughout (or none): no per-element choice
+        return next(iter(factors.values()), (1.0, 1.0))
+    compute = bounds == 0
+    return (
+        np.where(compute, factors[0][0], factors[1][0]),
+        np.where(compute, factors[0][1], factors[1][1]),
+    )
 
 
 def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
@@ -107,8 +181,12 @@ def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
     calibrated = hw.calibration is not None and bool(hw.calibration.residuals)
     if not calibrated and all(t.band_s is None for t in times):
         return None
-    bands = [op_band_s(hw, t) for t in times]
-    return sum(b[0] for b in bands), sum(b[1] for b in bands)
+    low, high = _Sum(), _Sum()
+    for t in times:
+        lo, hi = op_band_s(hw, t)
+        low.add(lo)
+        high.add(hi)
+    return low.value(), high.value()
 
 
 def prefill_cost(dep: Deployment, batch, prompt_len) -> PhaseCost:
@@ -141,21 +219,27 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
     shape = np.broadcast_shapes(np.shape(batch), np.shape(prompt_len), np.shape(gen_len))
     contexts = decode_contexts(prompt_len, gen_len, shape=shape)
     cost = decode_step_cost(dep, batch, contexts)
-
-    def mean(x):
-        x = np.asarray(x, dtype=float)
-        if x.ndim > len(shape):
-            return x.mean(axis=0)
-        return np.broadcast_to(x, shape) if x.ndim < len(shape) else x
-
+    mean = partial(_sample_mean, shape=shape)
     return PhaseCost(
         time_s=mean(cost.time_s),
         flops=mean(cost.flops),
         hbm_bytes=mean(cost.hbm_bytes),
-        time_by_bound_s=tuple(mean(t) for t in cost.time_by_bound_s),
-        op_times=tuple(_mean_op_time(t, mean) for t in cost.op_times),
+        time_by_bound_s=tuple(mean(t) for t in cost.time_by_bound_s),  # type: ignore[arg-type]
+        op_times=LazyOpTimes(partial(_mean_op_times, cost.op_times, mean)),
         band_s=None if cost.band_s is None else (mean(cost.band_s[0]), mean(cost.band_s[1])),
     )
+
+
+def _sample_mean(x, shape: tuple[int, ...]) -> np.ndarray:
+    """Mean over the leading decode-sample axis where ``x`` has one, else ``x`` at ``shape``."""
+    x = np.asarray(x, dtype=float)
+    if x.ndim > len(shape):
+        return x.mean(axis=0)
+    return np.broadcast_to(x, shape) if x.ndim < len(shape) else x
+
+
+def _mean_op_times(times: Sequence[OpTime], mean) -> tuple[OpTime, ...]:
+    return tuple(_mean_op_time(t, mean) for t in times)
 
 
 def _mean_op_time(t: OpTime, mean) -> OpTime:

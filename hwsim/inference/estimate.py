@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,8 @@ def estimate(
 def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
     """Whole numbers >= 1 (sequences, tokens) whose shapes broadcast together."""
     names = ("batch", "prompt_len", "gen_len")
+    if all(_whole_number(v) for v in (batch, prompt_len, gen_len)):  # the scalar fast path
+        return tuple(np.asarray(float(v)) for v in (batch, prompt_len, gen_len))
     arrays = []
     for name, value in zip(names, (batch, prompt_len, gen_len)):
         try:
@@ -86,6 +89,13 @@ def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
             "(n, 1) and prompt_len (1, m) for an n x m grid"
         ) from None
     return tuple(arrays)
+
+
+def _whole_number(value) -> bool:
+    """A plain int or float that is finite, whole and >= 1 (no array: those take the checks)."""
+    if type(value) is int:
+        return value >= 1
+    return type(value) is float and value >= 1 and value.is_integer()
 
 
 def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
@@ -142,7 +152,9 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
     per point is the outputs' plus a fixed allowance, however many points there are."""
     flat = [np.broadcast_to(x, shape).reshape(-1) for x in (b, s, g)]
     n = flat[0].size
-    out: dict[str, dict[str, Any]] = {}
+    # the inputs are kept as given (flattened views), not copied chunk by chunk
+    inputs = dict(zip(("batch", "prompt_len", "gen_len"), flat))
+    out: dict[str, dict[str, Any]] = {"config": dict(inputs)}
     kinds: dict[str, type[BaseModel]] = {}
     for start in range(0, n, CHUNK_POINTS):
         stop = min(start + CHUNK_POINTS, n)
@@ -150,12 +162,11 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
         part = _estimate_points(dep, bs, ss, gs, tpot_slo_s)
         for name in Estimate.model_fields:
             section = getattr(part, name)
-            if isinstance(section, list):  # op rows: scalar calls only
-                out.setdefault(name, {})
-                continue
             kinds[name] = type(section)
             values = out.setdefault(name, {})
             for key in type(section).model_fields:
+                if name == "config" and key in inputs:
+                    continue
                 piece = getattr(section, key)
                 if not (isinstance(piece, np.ndarray) and piece.ndim == 1):
                     values.setdefault(key, piece)  # the same for every point
@@ -168,9 +179,6 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
                 held[start:stop] = piece
     sections: dict[str, Any] = {}
     for name, values in out.items():
-        if name not in kinds:
-            sections[name] = []
-            continue
         shaped: dict[str, Any] = {
             k: v.reshape(shape) if isinstance(v, np.ndarray) and v.ndim == 1 else v
             for k, v in values.items()
@@ -237,10 +245,10 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
         capacity=capacity_section(dep, s, g, weights, tpot_slo_s),
         attention=_attention_section(dep, b, s),
         context=_context_section(dep, final_context),
-        prefill_ops=_op_rows(pre) if scalar else [],
-        decode_ops=_op_rows(dec) if scalar else [],
     )
-    return _to_scalars(est) if scalar else est
+    if scalar:
+        est._op_rows = partial(_phase_rows, pre, dec)
+    return est
 
 
 def _config(dep: Deployment, b, s, g, slo) -> Config:
@@ -284,6 +292,10 @@ def _context_section(dep: Deployment, context) -> Context:
     )
 
 
+def _phase_rows(pre: PhaseCost, dec: PhaseCost) -> tuple[list[OpRow], list[OpRow]]:
+    return _op_rows(pre), _op_rows(dec)
+
+
 def _op_rows(cost: PhaseCost) -> list[OpRow]:
     """One row per op of a scalar call (every field is one number; built unvalidated)."""
     return [
@@ -298,26 +310,3 @@ def _op_rows(cost: PhaseCost) -> list[OpRow]:
         )
         for t in cost.op_times
     ]
-
-
-def _to_scalars(est: Estimate) -> Estimate:
-    """0-d arrays -> Python floats / bools / str for scalar calls (no second validation)."""
-
-    def conv(v):
-        if isinstance(v, np.ndarray) and v.ndim == 0:
-            return v.item()
-        if isinstance(v, np.generic):
-            return v.item()
-        return v
-
-    sections: dict[str, Any] = {}
-    for name in type(est).model_fields:
-        section = getattr(est, name)
-        if isinstance(section, list):
-            sections[name] = section
-            continue
-        # already validated as arrays: only the 0-d values change type, so skip a second pass
-        sections[name] = type(section).model_construct(
-            **{k: conv(getattr(section, k)) for k in type(section).model_fields}
-        )
-    return Estimate.model_construct(**sections)

@@ -7,11 +7,14 @@ ceil(L / pp) layers at most; tensor parallelism splits weights and KV heads.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from hwsim.inference.deployment import Deployment
 from hwsim.inference.engine import PhaseCost
 from hwsim.model.layers import layer_groups
+from hwsim.model.ops import Op
 from hwsim.model.params import count_params, norm_params
 
 
@@ -61,6 +64,11 @@ def held_bytes(op) -> np.ndarray:
 
 
 def workspace_bytes(cost: PhaseCost) -> np.ndarray:
-    """Transient activation memory: the largest single op's held bytes."""
-    per_op = [held_bytes(t.op) for t in cost.op_times]
+    """Transient activation memory of a priced forward pass: its largest op's held bytes."""
+    return ops_workspace_bytes(t.op for t in cost.op_times)
+
+
+def ops_workspace_bytes(ops: Iterable[Op]) -> np.ndarray:
+    """Transient activation memory: the largest single op's held bytes (no pricing needed)."""
+    per_op = [held_bytes(op) for op in ops]
     return np.max(np.stack(np.broadcast_arrays(*per_op)), axis=0)

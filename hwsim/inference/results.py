@@ -6,10 +6,12 @@ broadcast together). Dotted JSON keys such as ``memory.kv_cache_bytes`` are a st
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field, model_validator
 
 from hwsim.profiles.deployment import DeploymentSpec
 
@@ -19,6 +21,23 @@ Label = Union[str, np.ndarray]  # noqa: UP007
 
 class _Section(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_scalars(cls, data: Any) -> Any:
+        """0-d arrays and numpy scalars become Python floats, bools and str (a scalar call
+        reads as plain numbers; sweeps keep their arrays)."""
+        if not isinstance(data, dict):
+            return data
+        return {k: _plain(v) for k, v in data.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 class Memory(_Section):
@@ -126,8 +145,24 @@ class Estimate(_Section):
     capacity: Capacity
     attention: Attention
     context: Context
-    prefill_ops: list[OpRow] = []
-    decode_ops: list[OpRow] = []
+    # (prefill rows, decode rows) built on first read; scalar calls only (None: no rows)
+    _op_rows: Callable[[], tuple[list[OpRow], list[OpRow]]] | None = PrivateAttr(default=None)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def prefill_ops(self) -> list[OpRow]:
+        """One row per op of the prefill (scalar calls; empty for sweeps)."""
+        return self._rows[0]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @cached_property
+    def decode_ops(self) -> list[OpRow]:
+        """One row per op of the mean decode step (scalar calls; empty for sweeps)."""
+        return self._rows[1]
+
+    @cached_property
+    def _rows(self) -> tuple[list[OpRow], list[OpRow]]:
+        return self._op_rows() if self._op_rows is not None else ([], [])
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys -> values (the JSON contract)."""

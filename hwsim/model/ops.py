@@ -8,6 +8,7 @@ execution of the op; ``count`` says how many times a forward pass runs it (e.g. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -44,9 +45,10 @@ class Op:
     # price it from measurements (:func:`hwsim.perf.ladder.price_op`); None: no such kernel.
     kernel: tuple[str, dict] | None = field(default=None, compare=False)
 
-    @property
+    @cached_property
     def hbm_bytes(self) -> np.ndarray | float:
-        """Bytes moved to or from device memory (every category except collective payload)."""
+        """Bytes moved to or from device memory (every category except collective payload);
+        computed once per op (sweep-sized arrays are read by the pricing and the totals)."""
         return (
             self.weight_bytes
             + self.act_read_bytes
@@ -57,4 +59,8 @@ class Op:
 
     def times(self, n: int) -> Op:
         """The same op repeated ``n`` times per forward (e.g. once per layer of a group)."""
-        return Op(**{**self.__dict__, "count": self.count * n})
+        # a field-for-field copy of a validated, frozen op: no __init__ needed (several times
+        # cheaper, and forward passes build thousands of these in a sweep or a simulation)
+        repeated = object.__new__(Op)
+        repeated.__dict__.update(self.__dict__, count=self.count * n)
+        return repeated

@@ -59,14 +59,43 @@ def overhead_key(op: Op) -> str:
 
 @dataclass(frozen=True)
 class OpBand:
-    """log(measured / time_op) quantiles for one op (arrays where the op's sizes are): its
-    group's band where the op has no overhead key, else the blend :func:`residual_band`
-    describes."""
+    """log(measured / time_op) quantiles for one op (arrays where the op's sizes are) that has
+    an overhead key: the blend :func:`residual_band` describes, each quantile computed when it
+    is first asked for (a phase band needs only p10 and p90)."""
 
-    p10: np.ndarray | float
-    p50: np.ndarray | float
-    p90: np.ndarray | float
-    n_points: int
+    work: np.ndarray  # size-proportional seconds (time_parts)
+    fixed: np.ndarray  # fixed per-call seconds
+    group: ResidualBand
+    overhead: ResidualBand
+
+    @property
+    def n_points(self) -> int:
+        return self.group.n_points
+
+    def factor(self, q: str) -> np.ndarray:
+        """exp(quantile ``q``): work exp(p_group) + fixed exp(p_overhead), over work + fixed."""
+        total = np.maximum(self.work + self.fixed, np.finfo(float).tiny)
+        return (
+            self.work * np.exp(getattr(self.group, q))
+            + self.fixed * np.exp(getattr(self.overhead, q))
+        ) / total
+
+    @property
+    def p10(self) -> np.ndarray:
+        return np.log(self.factor("p10"))
+
+    @property
+    def p50(self) -> np.ndarray:
+        return np.log(self.factor("p50"))
+
+    @property
+    def p90(self) -> np.ndarray:
+        return np.log(self.factor("p90"))
+
+
+def band_factor(band: ResidualBand | OpBand, q: str) -> np.ndarray | float:
+    """exp(quantile ``q``) of a band: the factor time_op's time is scaled by."""
+    return band.factor(q) if isinstance(band, OpBand) else np.exp(getattr(band, q))
 
 
 def residual_band(
@@ -84,14 +113,7 @@ def residual_band(
     if band is None or overhead is None:
         return band
     work, fixed = time_parts(hw, op, time_s)
-    total = np.maximum(work + fixed, np.finfo(float).tiny)
-
-    def blend(q: str) -> np.ndarray:
-        return np.log(
-            (work * np.exp(getattr(band, q)) + fixed * np.exp(getattr(overhead, q))) / total
-        )
-
-    return OpBand(blend("p10"), blend("p50"), blend("p90"), band.n_points)
+    return OpBand(work, fixed, band, overhead)
 
 
 def time_parts(

@@ -12,6 +12,7 @@ all-reduce = 2 (p-1) alpha + 2 (p-1)/p * S / bw; point-to-point = alpha + S / bw
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -33,8 +34,9 @@ class OpTime:
     rung: str = "model"  # which ladder rung priced it: 'model' (this module) or 'measured'
     band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90) per execution, measured
 
-    @property
+    @cached_property
     def total_s(self) -> np.ndarray:
+        """Seconds of all ``op.count`` executions (computed once)."""
         return self.time_s * self.op.count
 
 
@@ -63,14 +65,21 @@ def efficiency_times_s(
     ``with_half``: include the curve's F_half / B_half ramp (the fixed cost of a small call);
     without it only the size-proportional part remains (:func:`hwsim.perf.bands.time_parts`)."""
     curve = hw.efficiency.for_class(op.op_class)
-    flops = np.asarray(op.flops, dtype=float)
-    nbytes = np.asarray(op.hbm_bytes, dtype=float)
-    if with_half:
+    flops, nbytes = _floats(op.flops), _floats(op.hbm_bytes)
+    if with_half and curve.compute_half_flops:  # (a zero ramp adds nothing: skip the pass)
         flops = flops + curve.compute_half_flops * (flops > 0)
+    if with_half and curve.memory_half_bytes:
         nbytes = nbytes + curve.memory_half_bytes * (nbytes > 0)
     compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
     memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
     return compute_s, memory_s
+
+
+def _floats(x) -> np.ndarray:
+    """``x`` as float64: a numpy scalar stays a scalar (cheaper than a 0-d array)."""
+    if isinstance(x, np.ndarray):
+        return x if x.dtype == np.float64 else x.astype(float)
+    return np.float64(x)
 
 
 def time_op(hw: HardwareProfile, op: Op) -> OpTime:
@@ -79,8 +88,10 @@ def time_op(hw: HardwareProfile, op: Op) -> OpTime:
         return _time_collective(hw, op)
     curve = hw.efficiency.for_class(op.op_class)
     compute_s, memory_s = efficiency_times_s(hw, op)
-    time_s = overlapped_s(compute_s, memory_s, curve.overlap) + op.kernels * curve.launch_overhead_s
-    bound = np.where(compute_s >= memory_s, 0, 1)
+    time_s = overlapped_s(compute_s, memory_s, curve.overlap)
+    if curve.launch_overhead_s:
+        time_s = time_s + op.kernels * curve.launch_overhead_s
+    bound = np.less(compute_s, memory_s).view(np.int8)  # 0 compute (C >= M), 1 memory
     return OpTime(op, time_s, compute_s, memory_s, bound)
 
 

@@ -10,6 +10,7 @@ place, :meth:`DeploymentSpec.from_settings`.
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -97,7 +98,9 @@ class DeploymentSpec(BaseModel):
                 f"unknown deployment setting(s) {unknown}; allowed: {', '.join(cls.model_fields)}"
             )
         given = {k: v for k, v in settings.items() if v is not None}
-        data = (base or cls()).model_dump() | given
+        if not given and (base is None or type(base) is cls):  # immutable, so share it
+            return base if base is not None else _default_spec(cls)
+        data = (base or _default_spec(cls)).model_dump() | given
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -106,6 +109,11 @@ class DeploymentSpec(BaseModel):
     def replace(self, **settings: Any) -> DeploymentSpec:
         """This spec with ``settings`` changed (validated; see :meth:`from_settings`)."""
         return DeploymentSpec.from_settings(self, **settings)
+
+
+@cache
+def _default_spec(cls: type[DeploymentSpec]) -> DeploymentSpec:
+    return cls()
 
 
 def _known(lookup, name: str) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
+from stat import S_ISREG
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,6 +24,7 @@ P = TypeVar("P", bound=BaseModel)
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
+@cache
 def shipped_dir(kind: str) -> Path:
     """Folder of shipped profiles: inside the wheel, or the repository top level."""
     folder = f"{kind}_profiles"
@@ -101,15 +103,24 @@ def _load_file(cls: type[P], path: Path, mtime: float, check: Check | None = Non
 
 
 def _load(kind: str, cls: type[P], ref: str, check: Check | None = None) -> P:
+    """One stat per call: the parsed profile is reused until the file's mtime changes."""
     if _looks_like_path(ref):
         path = Path(ref).expanduser()
-        if not path.exists():
-            raise ProfileError("file not found", file=str(path))
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            raise ProfileError("file not found", file=str(path)) from None
+        path = path.resolve()
     else:
-        path = shipped_dir(kind) / f"{ref}.yaml"
-        if not path.is_file():
+        path = shipped_dir(kind) / f"{ref}.yaml"  # shipped_dir is already absolute
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            stat = None
+        if stat is None or not S_ISREG(stat.st_mode):
             raise _unknown(kind, ref)
-    return _load_file(cls, path.resolve(), path.stat().st_mtime, check)
+        mtime = stat.st_mtime
+    return _load_file(cls, path, mtime, check)
 
 
 def load_hardware(ref: str | Path | HardwareProfile) -> HardwareProfile:

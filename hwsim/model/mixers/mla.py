@@ -47,6 +47,7 @@ o_proj is row-parallel.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -229,14 +230,12 @@ class MultiHeadLatentAttention(AttentionMixer):
 
 def _times_heads(op: Op, heads: int, fw: Forward) -> Op:
     """A per-head projection (batched GEMM over heads): FLOPs, weights and activations x heads."""
-    return Op(
-        **{
-            **op.__dict__,
-            "flops": op.flops * heads,
-            "weight_bytes": op.weight_bytes * heads,
-            "act_read_bytes": op.act_read_bytes * heads,
-            "act_write_bytes": op.act_write_bytes * heads,
-        }
+    return replace(
+        op,
+        flops=op.flops * heads,
+        weight_bytes=op.weight_bytes * heads,
+        act_read_bytes=op.act_read_bytes * heads,
+        act_write_bytes=op.act_write_bytes * heads,
     )
 
 

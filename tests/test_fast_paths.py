@@ -1,0 +1,129 @@
+"""The shortcuts the scalar and sweep paths take give the answers the plain computation gives.
+
+Each fast path (scalar length checks, per-shape phase sums, lazily built op rows and decode
+op averages, label arrays sized by the labels used, closed-form max context per free-bytes
+value) is checked against a brute-force or unoptimised computation of the same quantity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hwsim
+from hwsim.inference import capacity
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import decode_contexts, decode_step_cost, mean_decode_cost
+from hwsim.inference.estimate import _check_lengths, estimate_deployment
+from hwsim.inference.results import Estimate
+from hwsim.labels import label_array
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=50))
+def test_label_array_is_names_indexed_and_no_wider_than_the_longest_used(index):
+    names = ("memory", "memory (not even one sequence fits)", "tpot_slo", "x")
+    out = label_array(np.asarray(index), names)
+    assert out.tolist() == [names[i] for i in index]
+    assert out.dtype.itemsize == 4 * max(len(names[i]) for i in set(index))
+
+
+def test_scalar_length_fast_path_matches_the_array_checks():
+    fast = _check_lengths(8, 2000, 200.0)
+    slow = _check_lengths(np.int64(8), np.asarray(2000), np.float32(200))
+    for a, b in zip(fast, slow):
+        assert a.shape == b.shape == () and float(a) == float(b)
+    for bad in (0, -3, 2.5, float("inf"), float("nan")):
+        with pytest.raises(hwsim.InfeasibleError):
+            _check_lengths(bad, 2000, 200)
+
+
+def test_scalar_and_one_element_sweep_agree_and_scalars_are_plain_python():
+    est = hwsim.estimate("llama-3.1-8b", "h100-sxm", batch=8, prompt_len=2000, gen_len=200)
+    sweep = hwsim.estimate("llama-3.1-8b", "h100-sxm", batch=[8], prompt_len=2000, gen_len=200)
+    flat, flat_sweep = est.flat(), sweep.flat()
+    for key, value in flat.items():
+        other = flat_sweep[key]
+        if isinstance(other, np.ndarray) and other.shape == (1,):
+            other = other[0]
+            assert isinstance(value, (float, int, bool, str)), key  # no numpy types
+        if isinstance(value, float):
+            assert value == pytest.approx(float(other), rel=1e-12), key
+        elif not isinstance(value, dict | list):
+            assert value == other, key
+    # the unvalidated scalar result is still a valid Estimate
+    again = Estimate.model_validate(est.model_dump(exclude={"prefill_ops", "decode_ops"}))
+    assert again.latency.tpot_s == est.latency.tpot_s
+
+
+def test_op_rows_are_built_on_first_read_and_sum_to_the_phase_times():
+    est = hwsim.estimate("mixtral-8x7b", "h100-sxm", batch=4, prompt_len=1000, gen_len=100, tp=2)
+    assert "prefill_ops" not in est.__dict__  # nothing built yet
+    assert sum(r.time_s for r in est.prefill_ops) == pytest.approx(est.prefill.time_s, rel=1e-9)
+    assert sum(r.time_s for r in est.decode_ops) == pytest.approx(est.latency.tpot_s, rel=1e-9)
+    dumped = est.model_dump()
+    assert len(dumped["decode_ops"]) == len(est.decode_ops) > 0
+
+
+@pytest.mark.parametrize("hardware", ["h100-sxm", "h100-sxm-calibrated"])
+def test_phase_sums_equal_the_op_by_op_sums_over_a_decode_sample_axis(hardware):
+    dep = make_deployment("llama-3.1-8b", hardware, tp=2)
+    b = np.array([1.0, 7.0, 64.0])
+    ctx = decode_contexts(np.array([100.0, 5000.0, 30000.0]), np.array([10.0, 300.0, 2.0]))
+    cost = decode_step_cost(dep, b, ctx)
+    brute = np.zeros(ctx.shape)
+    for t in cost.op_times:
+        brute = brute + t.total_s
+    assert cost.time_s.shape == ctx.shape
+    np.testing.assert_allclose(cost.time_s, brute, rtol=1e-12)
+    comm = sum(t.total_s for t in cost.op_times if t.op.op_class == "communication")
+    np.testing.assert_allclose(cost.time_by_bound_s[2], np.broadcast_to(comm, ctx.shape))
+    if cost.band_s is not None:
+        assert np.all(cost.band_s[0] <= cost.time_s * (1 + 1e-12))
+        assert np.all(cost.band_s[1] >= cost.band_s[0])
+
+
+def test_lazy_decode_op_averages_match_the_phase_mean():
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    b, s, g = np.array([2.0, 32.0]), np.array([512.0, 8000.0]), np.array([64.0, 1000.0])
+    cost = mean_decode_cost(dep, b, s, g)
+    per_op = sum(t.total_s for t in cost.op_times)
+    np.testing.assert_allclose(per_op, cost.time_s, rtol=1e-12)
+
+
+def test_sweep_labels_are_as_narrow_as_the_labels_that_occur():
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    n = 300_000  # more than one chunk
+    rng = np.random.default_rng(3)
+    est = estimate_deployment(dep, rng.integers(1, 9, n), rng.integers(16, 4000, n), 64)
+    binding = est.capacity.binding_constraint
+    assert set(np.unique(binding)) == {"memory"}
+    assert binding.dtype.itemsize == 4 * len("memory")
+    assert est.prefill.bound.dtype.itemsize <= 4 * len("compute")
+    # with an SLO some rows bind on it: the array widens to hold the longer label
+    tight = estimate_deployment(dep, rng.integers(1, 400, n), 2000, 64, tpot_slo_s=0.012)
+    labels = set(np.unique(tight.capacity.binding_constraint))
+    assert "tpot_slo" in labels
+    assert all(label in capacity.BINDING for label in labels)
+
+
+def test_closed_form_max_context_per_free_bytes_matches_the_bisection():
+    dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    free = np.array([0.0, 1.0, 131072.0 * 3 + 5, 2.5e10, 6.0e10])
+    closed = capacity._max_context_per_free(dep, free)
+    bisect = capacity._max_context_bisect(dep, 1.0, free)
+    np.testing.assert_array_equal(closed, bisect)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 256), st.integers(1, 40_000), st.integers(1, 4_000))
+def test_scalar_estimate_matches_a_sweep_point(batch, prompt, gen):
+    dep = make_deployment("llama-3.1-8b", "h100-sxm-calibrated")
+    one = estimate_deployment(dep, batch, prompt, gen)
+    many = estimate_deployment(dep, np.array([batch, 1]), np.array([prompt, 16]), gen)
+    assert one.latency.ttft_s == pytest.approx(many.latency.ttft_s[0], rel=1e-12)
+    assert one.latency.tpot_s == pytest.approx(many.latency.tpot_s[0], rel=1e-12)
+    assert one.latency.tpot_high_s == pytest.approx(many.latency.tpot_high_s[0], rel=1e-12)
+    assert one.capacity.max_context_tokens == many.capacity.max_context_tokens[0]
+    assert one.capacity.binding_constraint == many.capacity.binding_constraint[0]
