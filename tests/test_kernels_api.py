@@ -1,4 +1,4 @@
-"""hwsim.perf.kernels: op descriptors, parameter checks, the measured/calibrated/roofline ladder."""
+"""hwsim.perf.kernels: op descriptors, parameter checks, the pricing ladder."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hwsim.perf.bands import calibrated_band
 from hwsim.perf.kernels import KERNELS, kernel_op, kernel_params, register_kernel
 from hwsim.perf.ladder import kernel_time
 from hwsim.perf.measured import Measurement, MeasurementSet
+from hwsim.perf.roofline import time_op
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -105,49 +106,95 @@ def test_duplicate_registration_is_an_error():
 
 
 # -- the ladder ------------------------------------------------------------------------------
-def test_roofline_rung_is_the_speed_of_light():
-    t = kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16")
-    assert t.rung == "roofline" and t.bound == "compute"
+def test_speed_of_light_is_asked_for_by_name():
+    t = kernel_time("h100-sxm", "gemm", rung="speed_of_light", m=4096, n=4096, k=4096)
+    assert t.rung == "speed_of_light" and t.bound == "compute"
     assert t.time_s == pytest.approx(2 * 4096**3 / 989.4e12)
     assert t.low_s == t.high_s == t.time_s
-    assert "calibration" in t.refused["calibrated"]
+    old_name = kernel_time("h100-sxm", "gemm", rung="roofline", m=4096, n=4096, k=4096)
+    assert old_name.rung == "speed_of_light" and old_name.time_s == t.time_s
 
 
-def test_copy_roofline_uses_bandwidth():
-    t = kernel_time(H100, "copy", bytes=2**30)
+def test_a_datasheet_profile_prices_with_its_efficiency_block_not_the_speed_of_light():
+    t = kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16")
+    assert t.rung == "datasheet" and "calibration" in t.refused["calibrated"]
+    curve = load_hardware("h100-sxm").efficiency.for_class("matmul")
+    # compute-bound: 2 m n k at the curve's fraction of the 989.4 TFLOP/s dense bf16 peak
+    expected = 2 * 4096**3 / (989.4e12 * curve.compute_fraction) + curve.launch_overhead_s
+    assert curve.compute_fraction < 1 and t.time_s == pytest.approx(expected)
+    assert t.low_s == t.high_s == t.time_s  # no calibration, no band
+
+
+def test_copy_speed_of_light_uses_bandwidth():
+    t = kernel_time(H100, "copy", rung="speed_of_light", bytes=2**30)
     assert t.bound == "memory"
     assert t.time_s == pytest.approx(2 * 2**30 / 3.35e12)
 
 
-def test_calibrated_rung_applies_the_residual_band():
+def _by_hand(hw, op, f_compute: float, f_memory: float, f_overhead: float = 1.0) -> float:
+    """hwsim.perf.corrections' formula written out: each side's work times its correction,
+    the curve's ramps and launches times the overhead correction."""
+    c = hw.efficiency.for_class(op.op_class)
+    peak = hw.matrix_peak_flops_per_s(op.compute_dtype)
+    compute = (op.flops * f_compute + c.compute_half_flops * f_overhead) / (
+        peak * c.compute_fraction
+    )
+    memory = (op.hbm_bytes * f_memory + c.memory_half_bytes * f_overhead) / (
+        hw.bandwidth_bytes_per_s * c.memory_fraction
+    )
+    shorter = min(compute, memory) * (1 - c.overlap)
+    return max(compute, memory) + shorter + op.kernels * c.launch_overhead_s * f_overhead
+
+
+def test_calibrated_rung_applies_the_residual_median_and_band():
     hw = calibrated(H100, {"matmul": (-0.1, 0.05, 0.3)})
     t = kernel_time(hw, "gemm", m=4096, n=4096, k=4096, dtype="bf16")
+    op = kernel_op("gemm", m=4096, n=4096, k=4096, dtype="bf16")
     assert t.rung == "calibrated"
+    # the point carries the fitted p50 (on both sides: 'matmul' is not split by bound)
+    assert t.time_s == pytest.approx(_by_hand(hw, op, math.exp(0.05), math.exp(0.05)), rel=1e-12)
+    assert t.time_s > float(time_op(hw, op, corrected=False).time_s)
+    # the band is the residuals' spread around that median
     assert t.low_s < t.time_s < t.high_s
     assert t.high_s / t.time_s == pytest.approx(math.exp(0.25))
-    assert t.time_s >= kernel_time(H100, "gemm", rung="roofline", m=4096, n=4096, k=4096).time_s
+    assert t.low_s / t.time_s == pytest.approx(math.exp(-0.15))
 
 
 def test_most_specific_residual_key_wins():
     hw = calibrated(H100, {"matmul": (0, 0, 0), "gemm/bf16": (0.5, 0.6, 0.7)})
     op = kernel_op("gemm", m=512, n=512, k=512, dtype="bf16")
     t, lo, hi = calibrated_band(hw, op)
-    op32 = kernel_op("gemm", m=512, n=512, k=512, dtype="fp16")
-    t16, _, _ = calibrated_band(hw, op32)
-    assert float(t) / float(t16) == pytest.approx(math.exp(0.6))
+    op16 = kernel_op("gemm", m=512, n=512, k=512, dtype="fp16")
+    t16, _, _ = calibrated_band(hw, op16)
+    assert float(t) == pytest.approx(_by_hand(hw, op, math.exp(0.6), math.exp(0.6)), rel=1e-12)
+    assert float(t16) == pytest.approx(_by_hand(hw, op16, 1.0, 1.0), rel=1e-12)
+
+
+def test_a_bound_split_key_corrects_only_its_own_side():
+    hw = calibrated(H100, {"matmul": (0, 0, 0), "gemm/bf16/memory": (-0.2, -0.1, 0.0)})
+    op = kernel_op("gemm", m=8, n=8192, k=8192, dtype="bf16")  # decode-like: memory-bound
+    t = kernel_time(hw, "gemm", m=8, n=8192, k=8192, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(hw, op, 1.0, math.exp(-0.1)), rel=1e-12)
+    # exp(-0.8) would beat the 0.8 memory fraction's peak: the side stops at B / bandwidth
+    fast = calibrated(H100, {"matmul": (0, 0, 0), "gemm/bf16/memory": (-0.9, -0.8, -0.7)})
+    t = kernel_time(fast, "gemm", m=8, n=8192, k=8192, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(hw, op, 1.0, 0.8), rel=1e-12)
 
 
 def test_calibrated_rung_never_beats_the_roofline():
     hw = calibrated(H100, {"matmul": (-5.0, -4.0, -3.0)})
     t = kernel_time(hw, "gemm", m=8192, n=8192, k=8192)
-    floor = kernel_time(H100, "gemm", m=8192, n=8192, k=8192).time_s
-    assert t.time_s == pytest.approx(floor) and t.low_s == pytest.approx(floor)
+    floor = kernel_time(H100, "gemm", rung="speed_of_light", m=8192, n=8192, k=8192).time_s
+    launch = H100.efficiency.for_class("matmul").launch_overhead_s
+    # a correction of exp(-4) would beat the peak: the compute side stops at F / peak
+    assert t.time_s == pytest.approx(floor + launch, rel=1e-12)
+    assert t.low_s == pytest.approx(floor)
 
 
 def test_calibrated_rung_refuses_an_op_class_it_has_no_residuals_for():
     hw = calibrated(H100, {"matmul": (0, 0, 0)})
     t = kernel_time(hw, "copy", bytes=2**20)
-    assert t.rung == "roofline" and "no calibration residuals" in t.refused["calibrated"]
+    assert t.rung == "datasheet" and "no calibration residuals" in t.refused["calibrated"]
     with pytest.raises(RungRefused):
         kernel_time(hw, "copy", rung="calibrated", bytes=2**20)
 
@@ -203,7 +250,7 @@ def test_measured_rung_interpolates_log_log_inside_the_range():
 )
 def test_measured_rung_refuses_outside_its_domain(params, why):
     t = kernel_time(H100, "gemm", measurements=_measured_gemm_set(), **params)
-    assert t.rung == "roofline" and why in t.refused["measured"]
+    assert t.rung == "datasheet" and why in t.refused["measured"]
     with pytest.raises(RungRefused, match=why):
         kernel_time(H100, "gemm", measurements=_measured_gemm_set(), rung="measured", **params)
 
@@ -227,5 +274,5 @@ def test_roofline_is_monotonic_in_m(m, n, k):
 
 def test_to_dict_is_plain():
     d = kernel_time(H100, "norm", tokens=16, hidden=4096).to_dict()
-    assert d["rung"] == "roofline" and d["params"]["dtype"] == "bf16"
+    assert d["rung"] == "datasheet" and d["params"]["dtype"] == "bf16"
     assert np.isfinite(d["time_s"])

@@ -331,14 +331,15 @@ def test_mean_decode_op_bands_average_like_the_phase_band():
 def test_each_op_gets_the_calibration_band_of_its_own_bound():
     """A calibration whose groups for the QKV projection differ by bound: the memory-bound
     decode at batch 1 must take the memory group, the compute-bound 2048-token prefill the
-    compute group (keys '<op name>/<dtype>/<bound>', hwsim.perf.bands.group_key). Both low
+    compute group (keys '<kernel>/<dtype>/<bound>', hwsim.perf.bands.group_key; a projection
+    is a 'gemm' kernel call, hwsim.perf.kernels.calibration_name). Both low
     ends stay above the op's roofline floor (decode: 0.8 x 1.33 ms > 0.96 ms of weights)."""
     bands = {"compute": (0.95, 1.05), "memory": (0.8, 1.6)}
     cal = Calibration(
         calibrated_from="synthetic",
         date="2026-01-01",
         residuals={
-            f"attn.qkv_proj/bf16/{bound}": ResidualBand(
+            f"gemm/bf16/{bound}": ResidualBand(
                 p10=math.log(lo), p50=0.0, p90=math.log(hi), n_points=10
             )
             for bound, (lo, hi) in bands.items()

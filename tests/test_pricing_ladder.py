@@ -33,18 +33,18 @@ def test_a_measured_projection_replaces_the_model_time_and_only_that():
     with_meas = make_deployment("llama-2-7b", "a100-80gb-sxm", measurements=measured)
     base, meas = decode_step_cost(plain, 8, 1000), decode_step_cost(with_meas, 8, 1000)
     assert qkv(meas).rung == "measured" and float(qkv(meas).time_s) == pytest.approx(2e-4)
-    assert qkv(base).rung == "model"
+    assert qkv(base).rung == "datasheet"
     extra = (2e-4 - float(qkv(base).time_s)) * qkv(base).op.count
     assert float(meas.time_s - base.time_s) == pytest.approx(extra, rel=1e-9)
     others = [t.rung for t in meas.op_times if t.op.name != "attn.qkv_proj"]
-    assert set(others) == {"model"}
+    assert set(others) == {"datasheet"}
 
 
 def test_a_shape_outside_the_measured_range_falls_back_to_the_model():
     measured = MeasurementSet(gemm_rows({1: 2e-4, 64: 2e-4}), source="test")
     dep = make_deployment("llama-2-7b", "a100-80gb-sxm", measurements=measured)
-    assert qkv(decode_step_cost(dep, 128, 1000)).rung == "model"  # m = 128 > 64
-    assert qkv(prefill_cost(dep, 1, 512)).rung == "model"  # m = 512 tokens
+    assert qkv(decode_step_cost(dep, 128, 1000)).rung == "datasheet"  # m = 128 > 64
+    assert qkv(prefill_cost(dep, 1, 512)).rung == "datasheet"  # m = 512 tokens
 
 
 def test_the_engine_and_kernel_time_agree_on_a_measured_shape():

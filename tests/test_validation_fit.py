@@ -323,12 +323,16 @@ def test_residual_band_scales_the_overhead_and_the_work_apart():
         op = kernel_op("gemm", m=m, n=n, k=k, dtype="bf16")
         work, fixed = (float(v) for v in time_parts(hw, op))
         t, lo, hi = (float(v) for v in calibrated_band(hw, op))
-        assert t == pytest.approx(work + fixed * math.exp(0.5))
+        # hwsim.perf.corrections scales each side's work and ramp apart (one path for every
+        # pricer); while one side binds that is this blend, and where a ramp moves which side
+        # binds they differ by a part of the shorter side's ramp (here < 0.1%)
+        assert t == pytest.approx(work + fixed * math.exp(0.5), rel=1e-3)
         floor = float(roofline_floor_s(hw, op))
-        assert lo == pytest.approx(max(floor, work * math.exp(-0.1) + fixed * math.exp(0.3)))
-        assert hi == pytest.approx(work * math.exp(0.1) + fixed * math.exp(0.9))
+        blend_lo = max(floor, work * math.exp(-0.1) + fixed * math.exp(0.3))
+        assert lo == pytest.approx(blend_lo, rel=1e-3)
+        assert hi == pytest.approx(work * math.exp(0.1) + fixed * math.exp(0.9), rel=1e-3)
         band = residual_band(hw, op, str(roofline_bound(hw, op)))
-        assert float(np.exp(band.p50)) * (work + fixed) == pytest.approx(t)
+        assert float(np.exp(band.p50)) * (work + fixed) == pytest.approx(t, rel=1e-3)
     tiny = kernel_op("gemm", m=1, n=16, k=16, dtype="bf16")
     assert calibrated_band(hw, tiny)[0] / time_parts(hw, tiny)[1] == pytest.approx(
         math.exp(0.5), rel=0.01

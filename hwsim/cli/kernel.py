@@ -16,7 +16,9 @@ HARDWARE = typer.Option(..., "--hardware", help="hardware id or YAML path (e.g. 
 MEASUREMENTS = typer.Option(
     None, "--measurements", help="measurements directory for the measured rung (optional)"
 )
-RUNG = typer.Option("auto", "--rung", help="auto | measured | calibrated | roofline")
+RUNG = typer.Option(
+    "auto", "--rung", help="auto | measured | calibrated | datasheet | speed_of_light"
+)
 JSON = typer.Option(False, "--json", help="print one JSON object")
 DTYPE = typer.Option("bf16", "--dtype", help="fp32 | tf32 | bf16 | fp16 | fp8 | int8")
 

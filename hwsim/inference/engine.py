@@ -15,9 +15,9 @@ from hwsim.inference.deployment import Deployment
 from hwsim.labels import label_array
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
-from hwsim.perf.bands import band_factor, residual_band
+from hwsim.perf.bands import op_band_s
 from hwsim.perf.ladder import price_op
-from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
+from hwsim.perf.roofline import BOUNDS, OpTime
 from hwsim.profiles.hardware import HardwareProfile
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
@@ -137,40 +137,6 @@ class _Sum:
         return out
 
 
-def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
-    """(p10, p90) seconds of one op (all its executions) from the profile's calibration
-    residuals; the low end never beats the roofline. Communication ops and op classes the
-    calibration did not measure keep a zero-width band (their point value)."""
-    if t.op.op_class == "communication":
-        return t.total_s, t.total_s
-    if t.band_s is not None:  # measured: the measurement's own spread
-        return t.band_s[0] * t.op.count, t.band_s[1] * t.op.count
-    lo, hi = _band_factors(hw, t)
-    floor = np.asarray(roofline_floor_s(hw, t.op), dtype=float) * t.op.count
-    return np.maximum(floor, t.total_s * lo), np.maximum(floor, t.total_s * hi)
-
-
-def _band_factors(hw: HardwareProfile, t: OpTime):
-    """(exp p10, exp p90) per element of ``t``: the band of the bound each element has (a
-    bound no element has is never looked up), 1 where the calibration has no band."""
-    bounds = np.asarray(t.bound)
-    factors = {}
-    for i, bound in enumerate(BOUNDS[:2]):
-        if not np.any(bounds == i):
-            continue
-        band = residual_band(hw, t.op, bound, t.time_s)
-        factors[i] = (
-            (1.0, 1.0) if band is None else (band_factor(band, "p10"), band_factor(band, "p90"))
-        )
-    if len(factors) < 2:  # one bound throughout (or none): no per-element choice
-        return next(iter(factors.values()), (1.0, 1.0))
-    compute = bounds == 0
-    return (
-        np.where(compute, factors[0][0], factors[1][0]),
-        np.where(compute, factors[0][1], factors[1][1]),
-    )
-
-
 def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
     """The p10-p90 band of a forward pass on a calibrated profile, else None.
 
@@ -258,3 +224,20 @@ def _mean_op_time(t: OpTime, mean) -> OpTime:
     band = None if t.band_s is None else (mean(t.band_s[0]), mean(t.band_s[1]))
     times = (mean(t.time_s), mean(t.compute_s), mean(t.memory_s))
     return OpTime(averaged, *times, bound, t.rung, band)
+
+
+def pricing_label(cost: PhaseCost, index: int | None = None) -> str:
+    """Which ladder rungs priced a forward pass, by share of its time: 'calibrated',
+    'datasheet', or e.g. 'calibrated 96%, datasheet 4%' (``index``: one point of a sweep)."""
+    shares: dict[str, float] = {}
+    for t in cost.op_times:
+        seconds = np.ravel(np.broadcast_to(t.total_s, np.shape(cost.time_s)))
+        share = float(seconds[index] if index is not None else seconds.sum())
+        shares[t.rung] = shares.get(t.rung, 0.0) + share
+    total = sum(shares.values())
+    ranked = sorted(((s, r) for r, s in shares.items() if s > 0), reverse=True)
+    if not ranked or total <= 0:
+        return "-"
+    if len(ranked) == 1 or ranked[0][0] / total > 0.995:
+        return ranked[0][1]
+    return ", ".join(f"{rung} {share / total:.0%}" for share, rung in ranked)

@@ -82,12 +82,14 @@ def _tp_all_reduces(fw: Forward, mixer) -> list[Op]:
         return []
     has_ffn = fw.model.ffn.type != "none" and not fw.model.parallel_attention_mlp
     per_layer = mixer.tp_all_reduces + (1 if has_ffn else 0)
+    payload = fw.tokens * fw.model.d_model * fw.act.bytes_per_element
     op = Op(
         name="tp.all_reduce",
         op_class="communication",
-        comm_bytes=fw.tokens * fw.model.d_model * fw.act.bytes_per_element,
+        comm_bytes=payload,
         collective="all_reduce",
         ranks=fw.tp,
+        kernel=("all_reduce", {"bytes": payload, "ranks": fw.tp}),  # for the measured rung
     )
     return [op.times(per_layer)]
 

@@ -10,51 +10,27 @@ by the group's (:func:`time_parts`). :func:`calibrated_band` turns a band into s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from hwsim.errors import RungRefused
 from hwsim.model.ops import Op
+from hwsim.perf.corrections import (  # noqa: F401 - the keys are re-exported for validation/
+    group_key,
+    overhead_key,
+    residual_keys,
+    shape_factor,
+)
 from hwsim.perf.roofline import (
+    BOUNDS,
+    OpTime,
     efficiency_times_s,
     overlapped_s,
-    roofline_bound,
     roofline_floor_s,
     time_op,
 )
 from hwsim.profiles.hardware import HardwareProfile, ResidualBand
-
-
-def group_key(op: Op, bound: str) -> str:
-    """'<kernel>/<dtype>/<bound>', e.g. 'gemm/bf16/memory': the calibration group of ``op``."""
-    return f"{op.name}/{op.compute_dtype}/{bound}"
-
-
-def shape_factor(op: Op) -> str | None:
-    """A shape parameter the calibration may key on beyond FLOPs and bytes: 'head_dim=<d>' for
-    attention built here. FlashAttention-style kernels run the softmax exponentials on the
-    special-function units (about 3.9 T exp/s against 989 TFLOP/s of bf16 MMA on an H100), one
-    per score whatever the head dim, so a head dim of 64 reaches a lower fraction of matrix
-    peak than 128 (Shah et al. 2024, FlashAttention-3, arXiv 2407.08608)."""
-    d = op.meta.get("head_dim")
-    return f"head_dim={d}" if d is not None else None
-
-
-def residual_keys(op: Op, bound: str) -> tuple[str, ...]:
-    """Calibration residual keys for ``op``, most specific first: '<kernel>/<dtype>/<bound>'
-    (e.g. 'gemm/bf16/memory'), preceded by '<kernel>/<dtype>/<bound>/<shape factor>' where
-    :func:`shape_factor` has one, then '<kernel>/<dtype>', '<op class>/<dtype>', '<op class>'."""
-    d, group, factor = op.compute_dtype, group_key(op, bound), shape_factor(op)
-    keys = (group, f"{op.name}/{d}", f"{op.op_class}/{d}", op.op_class)
-    return (f"{group}/{factor}", *keys) if factor else keys
-
-
-def overhead_key(op: Op) -> str:
-    """Calibration residual key of the fixed per-call cost of ``op``'s kernel (launch and
-    dispatch, the curve's F_half and B_half): '<kernel>/<dtype>/overhead'. A library's per-call
-    overhead is its own number, not its throughput's; one log offset for both cannot fit a
-    kernel's small and large shapes at once."""
-    return f"{op.name}/{op.compute_dtype}/overhead"
 
 
 @dataclass(frozen=True)
@@ -119,32 +95,80 @@ def residual_band(
 def time_parts(
     hw: HardwareProfile, op: Op, time_s: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(work, fixed) seconds of :func:`~hwsim.perf.roofline.time_op`: ``work`` the size-proportional
-    time, max(C, M) + (1 - overlap) min(C, M) without F_half and B_half; ``fixed`` the rest
-    (F_half, B_half and the launch overhead), so work + fixed is time_op's time (``time_s``,
-    computed here unless the caller has it)."""
+    """(work, fixed) seconds of the fitted curves' time (:func:`~hwsim.perf.roofline.time_op`
+    without corrections): ``work`` the size-proportional time, max(C, M) + (1 - overlap)
+    min(C, M) without F_half and B_half; ``fixed`` the rest (F_half, B_half and the launch
+    overhead), so work + fixed is that time (``time_s``, computed here unless given)."""
     curve = hw.efficiency.for_class(op.op_class)
     compute, memory = efficiency_times_s(hw, op, with_half=False)
     work = overlapped_s(compute, memory, curve.overlap)
-    total = np.asarray(time_op(hw, op).time_s if time_s is None else time_s, dtype=float)
+    if time_s is None:
+        time_s = time_op(hw, op, corrected=False).time_s
+    total = np.asarray(time_s, dtype=float)
     return work, np.maximum(total - work, 0.0)
 
 
 def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(time, low, high) in seconds per execution of ``op`` on a calibrated profile: time_op
-    times exp(p50), exp(p10), exp(p90) of :func:`residual_band`; never below the roofline.
-    Raises :class:`RungRefused` without residuals for the op class."""
-    if hw.calibration is None:
-        raise RungRefused(f"profile {hw.id!r} has no calibration block")
-    bound = roofline_bound(hw, op)
-    base = np.asarray(time_op(hw, op).time_s, dtype=float)
-    bands = {b: residual_band(hw, op, b, base) for b in np.unique(bound)}
-    if any(band is None for band in bands.values()):
-        raise RungRefused(f"profile {hw.id!r} has no calibration residuals for {op.op_class!r}")
-    floor = np.asarray(roofline_floor_s(hw, op), dtype=float)
+    """(time, low, high) in seconds per execution of ``op`` on a calibrated profile: the
+    corrected time_op (:mod:`hwsim.perf.corrections`) and its p10-p90 band (:func:`band_edges_s`);
+    never below the speed of light. Raises :class:`RungRefused` where the calibration does
+    not cover the op (:func:`calibration_refusal`)."""
+    reason = calibration_refusal(hw, op)
+    if reason is not None:
+        raise RungRefused(reason)
+    t = time_op(hw, op)
+    lo, hi = band_edges_s(hw, t)
+    return np.asarray(t.time_s, dtype=float), lo, hi
 
-    def scaled(q: str) -> np.ndarray:
-        log_factor = sum(np.where(bound == b, getattr(band, q), 0.0) for b, band in bands.items())
-        return np.maximum(floor, base * np.exp(log_factor))
 
-    return scaled("p50"), scaled("p10"), scaled("p90")
+def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
+    """(p10, p90) seconds of one op (all its executions): a measured op's measured spread, a
+    calibrated op's residual band (:func:`band_edges_s`); communication ops and op classes
+    the calibration did not measure keep a zero-width band (their point value)."""
+    if t.op.op_class == "communication":
+        return t.total_s, t.total_s
+    if t.band_s is not None:  # measured: the measurement's own spread
+        return t.band_s[0] * t.op.count, t.band_s[1] * t.op.count
+    lo, hi = band_edges_s(hw, t)
+    return lo * t.op.count, hi * t.op.count
+
+
+def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
+    """(p10, p90) seconds per execution around a calibrated op's corrected time: the time
+    times exp(p10 - p50) and exp(p90 - p50) of the band of the bound each element has (the
+    p50 is in the time already), blended with the overhead key where there is one
+    (:func:`residual_band`); never below the speed of light; the time itself where the
+    calibration has no band for the op."""
+    bounds = np.asarray(t.bound)
+    factors: dict[int, tuple[Any, Any]] = {}
+    for i, bound in enumerate(BOUNDS[:2]):
+        if not np.any(bounds == i):  # a bound no element has is never looked up
+            continue
+        band = residual_band(hw, t.op, bound)
+        if band is None:
+            factors[i] = (1.0, 1.0)
+            continue
+        mid = band_factor(band, "p50")
+        factors[i] = (band_factor(band, "p10") / mid, band_factor(band, "p90") / mid)
+    if len(factors) < 2:  # one bound throughout (or none): no per-element choice
+        lo, hi = next(iter(factors.values()), (1.0, 1.0))
+    else:  # mixed bounds: per element
+        compute = bounds == 0
+        lo = np.where(compute, factors[0][0], factors[1][0])
+        hi = np.where(compute, factors[0][1], factors[1][1])
+    floor = np.asarray(roofline_floor_s(hw, t.op), dtype=float)
+    return np.maximum(floor, t.time_s * lo), np.maximum(floor, t.time_s * hi)
+
+
+def calibration_refusal(hw: HardwareProfile, op: Op) -> str | None:
+    """Why the calibrated rung cannot price ``op`` on ``hw`` (None: it can): the profile has no
+    calibration, or its residuals cover no key of the op (its class was not measured)."""
+    cal = hw.calibration
+    if cal is None or not cal.residuals:
+        return f"profile {hw.id!r} has no calibration block"
+    if op.op_class == "communication":
+        return f"profile {hw.id!r} has no calibration residuals for collectives"
+    keys = {k for bound in BOUNDS[:2] for k in residual_keys(op, bound)}
+    if keys.isdisjoint(cal.residuals):
+        return f"profile {hw.id!r} has no calibration residuals for {op.op_class!r}"
+    return None

@@ -33,13 +33,19 @@ class KernelSpec:
     defaults: dict[str, Any]
     axis: str
     variant: str
+    # The name the built op carries (calibration groups key on it) from the parameters, where it
+    # depends on them (causal prefill, GQA decode); None: the kernel's own name.
+    op_name: Callable[[dict[str, Any]], str] | None = None
 
 
 KERNELS: dict[str, KernelSpec] = {}
 
 
-def register_kernel(name: str, *, axis: str, variant: str) -> Callable:
-    """Decorator: register an op builder whose keyword parameters are typed int/bool/str."""
+def register_kernel(
+    name: str, *, axis: str, variant: str, op_name: Callable[[dict[str, Any]], str] | None = None
+) -> Callable:
+    """Decorator: register an op builder whose keyword parameters are typed int/bool/str.
+    ``op_name``: the built op's name from the parameters, where it is not ``name``."""
 
     def deco(fn: Callable[..., Op]) -> Callable[..., Op]:
         if name in KERNELS:
@@ -50,7 +56,7 @@ def register_kernel(name: str, *, axis: str, variant: str) -> Callable:
         defaults = {p.name: p.default for p in sig.parameters.values() if p.default is not p.empty}
         if axis not in params:
             raise RuntimeError(f"kernel {name!r}: axis {axis!r} is not a parameter")
-        KERNELS[name] = KernelSpec(name, fn, params, defaults, axis, variant)
+        KERNELS[name] = KernelSpec(name, fn, params, defaults, axis, variant, op_name)
         return fn
 
     return deco
@@ -82,6 +88,25 @@ def kernel_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: out[k] for k in spec.params}
 
 
+def calibration_name(op: Op) -> str:
+    """The kernel name calibration groups key ``op`` under: a model op that is a registered
+    kernel call (``op.kernel``) is keyed as that kernel's op would be (a projection as 'gemm',
+    a causal prefill as 'attention_prefill_causal'), so kernel_time and a model's forward pass
+    look up the same residuals; an op whose builder names its kernel family
+    (``meta['kernel_name']``, e.g. a chunked prefill's attention) by that; any other op by its
+    own name."""
+    named = op.meta.get("kernel_name")
+    if named is not None:  # the builder said which kernel family the op runs as
+        return named
+    if op.kernel is None:
+        return op.name
+    kernel, params = op.kernel
+    spec = KERNELS.get(kernel)
+    if spec is None:
+        return op.name
+    return spec.op_name(params) if spec.op_name is not None else spec.name
+
+
 def kernel_op(name: str, **params: Any) -> Op:
     """The cost descriptor of one kernel call (FLOPs and bytes; no time)."""
     return kernel_spec(name).build(**kernel_params(name, params))
@@ -107,7 +132,16 @@ def _check_gqa(heads: int, kv_heads: int) -> None:
         raise HwsimError(f"heads ({heads}) must be a multiple of kv_heads ({kv_heads})")
 
 
-@register_kernel("attention_prefill", axis="seq_len", variant="torch.sdpa")
+def _prefill_name(params: dict[str, Any]) -> str:
+    return "attention_prefill_causal" if params.get("causal", True) else "attention_prefill"
+
+
+def _decode_name(params: dict[str, Any]) -> str:
+    gqa = np.all(np.asarray(params["kv_heads"]) < np.asarray(params["heads"]))
+    return "attention_decode_gqa" if gqa else "attention_decode"
+
+
+@register_kernel("attention_prefill", axis="seq_len", variant="torch.sdpa", op_name=_prefill_name)
 def _attention_prefill(batch: int, heads: int, kv_heads: int, seq_len: int, head_dim: int,
                        causal: bool = True, dtype: str = "bf16") -> Op:  # fmt: skip
     """Fused attention over a whole prompt: 4 d_h FLOPs per scored query-key pair per head
@@ -116,14 +150,14 @@ def _attention_prefill(batch: int, heads: int, kv_heads: int, seq_len: int, head
     _check_gqa(heads, kv_heads)
     b, s, d, e = batch, float(seq_len), head_dim, _elem_bytes(dtype)
     pairs = s * (s + 1) / 2 if causal else s * s
-    name = "attention_prefill_causal" if causal else "attention_prefill"
+    name = _prefill_name({"causal": causal})
     return Op(name, "attention", flops=4.0 * b * heads * d * pairs,
               act_read_bytes=b * heads * s * d * e, act_write_bytes=b * heads * s * d * e,
               kv_read_bytes=2.0 * b * kv_heads * s * d * e, compute_dtype=dtype,
               meta={"head_dim": head_dim})  # fmt: skip
 
 
-@register_kernel("attention_decode", axis="context_len", variant="torch.sdpa")
+@register_kernel("attention_decode", axis="context_len", variant="torch.sdpa", op_name=_decode_name)
 def _attention_decode(batch: int, heads: int, kv_heads: int, context_len: int, head_dim: int,
                       dtype: str = "bf16") -> Op:  # fmt: skip
     """One new query per sequence against a KV cache of ``context_len`` tokens: reads the whole
@@ -131,7 +165,7 @@ def _attention_decode(batch: int, heads: int, kv_heads: int, context_len: int, h
     group of queries per KV head) is its own op name: kernels batch the group very differently."""
     _check_gqa(heads, kv_heads)
     b, c, d, e = batch, float(context_len), head_dim, _elem_bytes(dtype)
-    name = "attention_decode_gqa" if kv_heads < heads else "attention_decode"
+    name = _decode_name({"heads": heads, "kv_heads": kv_heads})
     return Op(name, "attention", flops=4.0 * b * heads * d * c, act_read_bytes=b * heads * d * e,
               act_write_bytes=b * heads * d * e, kv_read_bytes=2.0 * b * kv_heads * c * d * e,
               compute_dtype=dtype, meta={"head_dim": head_dim})  # fmt: skip

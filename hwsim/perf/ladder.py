@@ -2,39 +2,45 @@
 
     hwsim.kernel_time("h100-sxm", "gemm", m=4096, n=4096, k=4096, dtype="bf16")
 
-Each rung refuses outside its domain (:class:`~hwsim.errors.RungRefused`) and the result names
-the rung that answered and why the ones above it refused (STYLE.md):
+One ladder prices every op, whether it is asked for alone (:func:`kernel_time`) or is part of
+a model's forward pass (:func:`price_op`, which ``estimate``, ``plan`` and the engine use), so
+one op, one shape and one profile give one time. Each rung refuses outside its domain
+(:class:`~hwsim.errors.RungRefused`) and the result names the rung that answered and why the
+ones above it refused (STYLE.md):
 
 1. ``measured``: log-log interpolation of measurements (:mod:`hwsim.perf.measured`), only inside
-   the measured range of the kernel's size axis with every other parameter equal.
-2. ``calibrated``: :func:`hwsim.perf.roofline.time_op` with the profile's fitted curves, times
-   exp(p50) of its calibration residuals for the op (:mod:`hwsim.perf.bands`); band: exp(p10)
-   to exp(p90).
-3. ``roofline``: speed of light, max(F / peak, B / bandwidth); no efficiency, no overhead.
-
-:func:`price_op` is the ladder for any op (a registered kernel call or an op of a model's
-forward pass); :func:`kernel_time` is its front door for one registered kernel.
+   the measured range of the kernel's size axis with every other parameter equal; band: the
+   measurements' p10-p90.
+2. ``calibrated``: :func:`hwsim.perf.roofline.time_op` with the profile's fitted curves, where
+   the profile's calibration has residuals for the op; band: exp(p10) to exp(p90) of those
+   residuals (:func:`hwsim.perf.bands.op_band_s`), never below the speed of light.
+3. ``datasheet``: the same :func:`~hwsim.perf.roofline.time_op` on a profile (or op class) the
+   calibration did not fit: datasheet peaks times the profile's stated efficiencies; no band.
+4. ``speed_of_light``: max(F / peak, B / bandwidth), no efficiency, no overhead: a bound, not
+   an estimate, so only when asked for by name (``rung="speed_of_light"``; ``"roofline"`` is
+   accepted as its old name).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
 
 from hwsim.errors import HwsimError, RungRefused
 from hwsim.model.ops import Op
-from hwsim.perf.bands import calibrated_band
+from hwsim.perf.bands import calibration_refusal, op_band_s
 from hwsim.perf.kernels import kernel_params, kernel_spec
 from hwsim.perf.measured import MeasurementSet, as_measurement_set
 from hwsim.perf.roofline import OpTime, roofline_bound, roofline_floor_s, time_op
 from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.loader import load_hardware
 
-Rung = Literal["measured", "calibrated", "roofline"]
-RUNGS: tuple[Rung, ...] = ("measured", "calibrated", "roofline")
+Rung = Literal["measured", "calibrated", "datasheet", "speed_of_light"]
+RUNGS: tuple[Rung, ...] = ("measured", "calibrated", "datasheet", "speed_of_light")
+ALIASES = {"roofline": "speed_of_light"}
 
 
 @dataclass(frozen=True)
@@ -74,57 +80,73 @@ def kernel_time(
     implementation to interpolate (default: the fastest one measured at each shape).
     """
     hw, spec, full = load_hardware(hardware), kernel_spec(kernel), kernel_params(kernel, params)
-    op = spec.build(**full)
+    op = replace(spec.build(**full), kernel=(spec.name, full))
+    rung = ALIASES.get(rung, rung)
     if rung != "auto" and rung not in RUNGS:
         raise HwsimError(f"unknown rung {rung!r}; allowed: auto, {', '.join(RUNGS)}")
-    order: tuple[Rung, ...] = RUNGS if rung == "auto" else (cast(Rung, rung),)
-    refused: dict[str, str] = {}
-    for name in order:
-        try:
-            t, lo, hi = _price(name, hw, spec, full, op, measurements, variant)
-        except RungRefused as exc:
-            refused[name] = str(exc)
-            if rung != "auto":
-                raise
-            continue
-        moved = op.comm_bytes if op.op_class == "communication" else op.hbm_bytes
-        bound = str(np.ravel(roofline_bound(hw, op))[0])
+    moved = op.comm_bytes if op.op_class == "communication" else op.hbm_bytes
+    bound = str(np.ravel(roofline_bound(hw, op))[0])
+
+    def result(t: float, lo: float, hi: float, name: Any, refused: dict[str, str]) -> KernelTime:
         return KernelTime(kernel, full, hw.id, float(t), float(lo), float(hi), name, bound,
                           float(op.flops), float(moved), refused)  # fmt: skip
-    raise AssertionError("the roofline rung never refuses")  # pragma: no cover
+
+    if rung == "speed_of_light":
+        floor = float(roofline_floor_s(hw, op))
+        return result(floor, floor, floor, rung, {})
+    meas = None if measurements is None else as_measurement_set(measurements)
+    t, refused = _climb(hw, op, meas, variant)
+    if rung != "auto" and t.rung != rung:
+        raise RungRefused(refused.get(rung) or f"the {t.rung} rung answers above it")
+    lo, hi = op_band_s(hw, t)
+    return result(float(t.time_s), float(lo), float(hi), t.rung, refused)
 
 
-def _price(name, hw, spec, params, op, measurements, variant):
-    if name == "measured":
-        if measurements is None:
-            raise RungRefused("no measurements given")
-        return as_measurement_set(measurements).interpolate(spec.name, params, variant)
-    if name == "calibrated":
-        return calibrated_band(hw, op)
-    floor = float(roofline_floor_s(hw, op))
-    return floor, floor, floor
-
-
-def price_op(hw: HardwareProfile, op: Op, measurements: MeasurementSet | None = None) -> OpTime:
-    """One op of a model's forward pass on the ladder: the measured rung where ``op`` is a
-    registered kernel call (``op.kernel``) whose shape ``measurements`` covers (its size axis
-    may be an array; every other parameter one value), else the efficiency model
-    (:func:`~hwsim.perf.roofline.time_op`). A measured op keeps time_op's compute/memory split
-    for its bound and carries the measured p10-p90 as its band."""
+def _climb(
+    hw: HardwareProfile, op: Op, measurements: MeasurementSet | None, variant: str | None = None
+) -> tuple[OpTime, dict[str, str]]:
+    """``op`` priced by the first rung that accepts it, and why the rungs above refused."""
+    refused: dict[str, str] = {}
     modelled = time_op(hw, op)
-    if measurements is None or op.kernel is None:
-        return modelled
-    try:
-        median, p10, p90 = measured_times_s(measurements, *op.kernel)
-    except RungRefused:
-        return modelled
-    shape = np.shape(modelled.time_s)
-    median, p10, p90 = (np.broadcast_to(x, shape) if shape else x for x in (median, p10, p90))
-    return replace(modelled, time_s=median, rung="measured", band_s=(p10, p90))
+    if measurements is None:
+        refused["measured"] = "no measurements given"
+    elif op.kernel is None:
+        refused["measured"] = f"{op.name} is no registered kernel call"
+    else:
+        try:
+            median, p10, p90 = measured_times_s(measurements, *op.kernel, variant=variant)
+        except RungRefused as exc:
+            refused["measured"] = str(exc)
+        else:
+            shape = np.shape(modelled.time_s)
+            median, p10, p90 = (
+                np.broadcast_to(x, shape) if shape else x for x in (median, p10, p90)
+            )
+            return replace(modelled, time_s=median, rung="measured", band_s=(p10, p90)), refused
+    reason = calibration_refusal(hw, op)
+    if reason is None:
+        return replace(modelled, rung="calibrated"), refused
+    refused["calibrated"] = reason
+    return modelled, refused  # time_op's own rung: 'datasheet'
+
+
+def price_op(
+    hw: HardwareProfile,
+    op: Op,
+    measurements: MeasurementSet | None = None,
+    variant: str | None = None,
+) -> OpTime:
+    """One op (a registered kernel call, or an op of a model's forward pass) on the ladder: the
+    measured rung where ``op`` is a kernel call (``op.kernel``) whose shape ``measurements``
+    covers (its size axis may be an array; every other parameter one value), else
+    :func:`~hwsim.perf.roofline.time_op`, named 'calibrated' where the profile's calibration
+    has residuals for the op and 'datasheet' where not. A measured op keeps time_op's
+    compute/memory split for its bound and carries the measured p10-p90 as its band."""
+    return _climb(hw, op, measurements, variant)[0]
 
 
 def measured_times_s(
-    measurements: MeasurementSet, kernel: str, params: dict[str, Any]
+    measurements: MeasurementSet, kernel: str, params: dict[str, Any], variant: str | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(median, p10, p90) seconds of kernel call ``params`` whose size axis may be an array;
     :class:`RungRefused` unless every other parameter is one value and every size is covered."""
@@ -144,7 +166,10 @@ def measured_times_s(
     if not np.all(axis == np.round(axis)):
         raise RungRefused(f"{kernel}: {spec.axis} is not a whole number")
     sizes = np.unique(axis).astype(int)
-    table = {int(x): measurements.interpolate(kernel, {**fixed, spec.axis: int(x)}) for x in sizes}
+    table = {
+        int(x): measurements.interpolate(kernel, {**fixed, spec.axis: int(x)}, variant)
+        for x in sizes
+    }
     idx = np.searchsorted(sizes, axis.astype(int))
     cols = [np.array([table[int(x)][i] for x in sizes])[idx] for i in range(3)]
     if axis.ndim == 0:

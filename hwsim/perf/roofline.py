@@ -17,6 +17,7 @@ from functools import cached_property
 import numpy as np
 
 from hwsim.model.ops import Op
+from hwsim.perf.corrections import NO_CORRECTION, side_factors
 from hwsim.profiles.hardware import HardwareProfile
 
 BOUNDS = ("compute", "memory", "communication")
@@ -31,7 +32,8 @@ class OpTime:
     compute_s: np.ndarray
     memory_s: np.ndarray
     bound: np.ndarray  # 0 compute, 1 memory, 2 communication (index into BOUNDS)
-    rung: str = "model"  # which ladder rung priced it: 'model' (this module) or 'measured'
+    rung: str = "datasheet"  # ladder rung that priced it (hwsim.perf.ladder): time_op's own is
+    # 'datasheet'; the ladder renames it 'calibrated' where calibration covers the op
     band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90) per execution, measured
 
     @cached_property
@@ -58,18 +60,29 @@ def overlapped_s(compute_s, memory_s, overlap: float) -> np.ndarray:
 
 
 def efficiency_times_s(
-    hw: HardwareProfile, op: Op, *, with_half: bool = True
+    hw: HardwareProfile,
+    op: Op,
+    *,
+    with_half: bool = True,
+    factors: tuple[float, float, float] = NO_CORRECTION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(compute, memory) seconds of ``op`` at the efficiency curve's fractions of peak.
 
     ``with_half``: include the curve's F_half / B_half ramp (the fixed cost of a small call);
-    without it only the size-proportional part remains (:func:`hwsim.perf.bands.time_parts`)."""
+    without it only the size-proportional part remains (:func:`hwsim.perf.bands.time_parts`).
+    ``factors``: the calibration's (compute, memory, overhead) corrections
+    (:func:`hwsim.perf.corrections.side_factors`) on F, B and the ramps."""
     curve = hw.efficiency.for_class(op.op_class)
     flops, nbytes = _floats(op.flops), _floats(op.hbm_bytes)
+    f_compute, f_memory, f_overhead = factors
+    if f_compute != 1.0:
+        flops = flops * f_compute
+    if f_memory != 1.0:
+        nbytes = nbytes * f_memory
     if with_half and curve.compute_half_flops:  # (a zero ramp adds nothing: skip the pass)
-        flops = flops + curve.compute_half_flops * (flops > 0)
+        flops = flops + curve.compute_half_flops * f_overhead * (flops > 0)
     if with_half and curve.memory_half_bytes:
-        nbytes = nbytes + curve.memory_half_bytes * (nbytes > 0)
+        nbytes = nbytes + curve.memory_half_bytes * f_overhead * (nbytes > 0)
     compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
     memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
     return compute_s, memory_s
@@ -82,15 +95,18 @@ def _floats(x) -> np.ndarray:
     return np.float64(x)
 
 
-def time_op(hw: HardwareProfile, op: Op) -> OpTime:
-    """Roofline x efficiency time of one execution of ``op`` (module docstring)."""
+def time_op(hw: HardwareProfile, op: Op, *, corrected: bool = True) -> OpTime:
+    """Roofline x efficiency time of one execution of ``op`` (module docstring), with a
+    calibrated profile's per-group corrections (:mod:`hwsim.perf.corrections`; ``corrected``
+    False: the fitted curves alone); a correction never takes a side past its peak."""
     if op.op_class == "communication":
         return _time_collective(hw, op)
     curve = hw.efficiency.for_class(op.op_class)
-    compute_s, memory_s = efficiency_times_s(hw, op)
+    factors = side_factors(hw, op) if corrected else NO_CORRECTION
+    compute_s, memory_s = efficiency_times_s(hw, op, factors=factors)
     time_s = overlapped_s(compute_s, memory_s, curve.overlap)
     if curve.launch_overhead_s:
-        time_s = time_s + op.kernels * curve.launch_overhead_s
+        time_s = time_s + op.kernels * curve.launch_overhead_s * factors[2]
     bound = np.less(compute_s, memory_s).view(np.int8)  # 0 compute (C >= M), 1 memory
     return OpTime(op, time_s, compute_s, memory_s, bound)
 

@@ -24,7 +24,7 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.inference.capacity import free_bytes_for_cache, max_batch
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import decode_step_cost, prefill_cost
+from hwsim.inference.engine import decode_step_cost, prefill_cost, pricing_label
 from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from hwsim.planner.spec import Candidate
 from hwsim.profiles.scenario import SLO
@@ -67,6 +67,7 @@ class CandidateResult:
     tpot_at_load_s: float = float("nan")
     tpot_at_load_low_s: float | None = None  # p10-p90 band on a calibrated profile
     tpot_at_load_high_s: float | None = None
+    pricing: str = ""  # the ladder rungs that priced the decode step, by share of its time
     simulated: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
     load_curve: dict = field(default_factory=dict, repr=False)
@@ -199,5 +200,6 @@ def _steady_state(
         tpot_at_load_s=at_load["tpot"],
         tpot_at_load_low_s=at_load.get("tpot_low"),
         tpot_at_load_high_s=at_load.get("tpot_high"),
+        pricing=pricing_label(step, i),
         load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
     )

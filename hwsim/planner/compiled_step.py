@@ -46,6 +46,7 @@ from hwsim.model.mixers.base import Mixer
 from hwsim.model.mixers.sliding_window import SlidingWindowAttention
 from hwsim.model.mixers.streaming import StreamingAttention
 from hwsim.model.ops import Op
+from hwsim.perf.corrections import side_factors
 from hwsim.perf.roofline import peak_flops_per_s
 from hwsim.profiles.hardware import HardwareProfile
 
@@ -414,13 +415,16 @@ class _Statics:
                 self.comm_b[j] = op.count * b
                 continue
             curve = hw.efficiency.for_class(op.op_class)
-            self.cf[j] = op.count / (peak_flops_per_s(hw, op) * curve.compute_fraction)
-            self.cm[j] = op.count / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
-            half_c[j] = curve.compute_half_flops * self.cf[j]
-            half_m[j] = curve.memory_half_bytes * self.cm[j]
+            # a calibrated profile's corrections scale F, B and the fixed costs as in time_op
+            f_compute, f_memory, f_overhead = side_factors(hw, op)
+            cf = op.count / (peak_flops_per_s(hw, op) * curve.compute_fraction)
+            cm = op.count / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
+            half_c[j] = curve.compute_half_flops * f_overhead * cf
+            half_m[j] = curve.memory_half_bytes * f_overhead * cm
+            self.cf[j], self.cm[j] = cf * f_compute, cm * f_memory
             if curve.overlap < 1.0:
                 self.overlap_rest[j] = 1.0 - curve.overlap
-            self.const += op.count * op.kernels * curve.launch_overhead_s
+            self.const += op.count * op.kernels * curve.launch_overhead_s * f_overhead
             if "expert_bytes" in op.meta:
                 m = op.meta
                 eb = float(m["expert_bytes"]) * self.cm[j]

@@ -53,6 +53,7 @@ def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
                 fmt_time(r.tpot_at_load_s)
                 + ("" if compact else fmt_band(r.tpot_at_load_low_s, r.tpot_at_load_high_s)),
                 r.binding_constraint,
+                r.pricing or "-",
                 sim_text,
             ]
         )
@@ -69,8 +70,16 @@ HEADER = [
     "TTFT p95 (analytic)",
     "TPOT (analytic)",
     "bound by",
+    "priced by",
     "simulated",
 ]
+PRICED_BY = (
+    "Priced by: every candidate's ops go through the same pricing ladder (hwsim.perf.ladder). "
+    "'calibrated': the profile's curves were fitted on measurements of that device, with "
+    "their residual corrections; 'datasheet': datasheet peaks times the profile's stated "
+    "efficiencies, nothing fitted (less certain, no band); a mix gives each rung's share of "
+    "the decode step's time."
+)
 COMPACT = (
     "candidate (* Pareto)",
     "GPUs",
@@ -78,6 +87,7 @@ COMPACT = (
     "users/GPU",
     "TTFT p95 (analytic)",
     "TPOT (analytic)",
+    "priced by",
     "simulated",
 )
 
@@ -180,6 +190,7 @@ def _html(result, figs: dict[str, bytes]) -> str:
         f"<p>{esc(sc.description or '')}</p>",
         "<h2>Feasible candidates (cheapest first)</h2>",
         _html_table(HEADER, _candidate_rows(result)),
+        f"<p>{esc(PRICED_BY)}</p>",
         "<h2>Pruned candidates</h2>",
         _html_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "<p>none</p>",
         "<h2>Plots</h2>",
@@ -241,6 +252,8 @@ def _markdown(result, figs: dict[str, bytes]) -> str:
         "## Feasible candidates (cheapest first)",
         "",
         _md_table(HEADER, _candidate_rows(result)),
+        "",
+        PRICED_BY,
         "",
         "## Pruned candidates",
         "",

@@ -112,8 +112,22 @@ class AttentionMixer(Mixer):
             kv_write_bytes=kv_write,
             compute_dtype=fw.compute_dtype if fw.act.float_like else "bf16",
             kernels=1 if fw.attention_impl == "flash" else 3,
-            meta={"pairs_per_head": pairs, "workspace_bytes": held},
+            meta={
+                "pairs_per_head": pairs,
+                "workspace_bytes": held,
+                "kernel_name": self._kernel_family(fw),
+                "head_dim": dh,  # a calibration shape factor (hwsim.perf.corrections)
+            },
         )
+
+    def _kernel_family(self, fw: Forward) -> str:
+        """The registered kernel this layer's core runs as, for its calibration group, whether
+        or not the shape is one whole kernel call (a chunked prefill runs the prefill kernel
+        against the cache): see :func:`hwsim.perf.kernels.calibration_name`."""
+        if fw.phase == "decode":
+            gqa = fw.kv_heads_per_rank < fw.heads_per_rank
+            return "attention_decode_gqa" if gqa else "attention_decode"
+        return "attention_prefill_causal" if self.causal else "attention_prefill"
 
     def _held_bytes(self, fw: Forward) -> np.ndarray:
         """Memory the kernel holds at once: Q, K, V and O (a tiled kernel keeps its tiles in
