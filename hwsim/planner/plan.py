@@ -268,18 +268,23 @@ def assumptions(sc: Scenario, work: Workload) -> list[str]:
     ]
 
 
-def simulate(scenario: str | Path | dict | Scenario, n_requests: int = 2000, seed: int = 0):
-    """Simulate the scenario's own deployment (one replica at rate / dp) with its traffic.
+def simulate(scenario: str | Path | dict | Scenario, n_requests: int | None = None, seed: int = 0):
+    """Simulate the scenario's own deployment (one replica at rate / dp, or a closed loop's
+    clients / dp) with its traffic. ``n_requests``: default the traffic's own count
+    (``arrivals.requests`` of a closed loop), else 2000.
 
     Returns ``(SimulationResult, ServingSummary)``: per-request records (arrival_s,
-    first_token_s, finish_s, prompt and output tokens, preemptions) and the percentiles."""
+    first_token_s, finish_s, prompt and output tokens, preemptions) and the percentiles;
+    ``hwsim.serving.benchmark_summary(result)`` gives the benchmark-style figures."""
     sc = as_scenario(scenario)
     traffic = traffic_of(sc)
     dep = make_deployment(sc.model, sc.hardware, sc.deployment)
     if dep.dp > 1:
-        traffic = traffic.at_rate(traffic.peak_rate_per_s / dep.dp)
+        traffic = traffic.per_replica(dep.dp)
     probe = evaluate_single(sc, dep, Candidate(sc.hardware, sc.deployment))
     config = scheduler_config(probe, serving_of(sc))
+    if n_requests is None:
+        n_requests = traffic.requests_per_run or 2000
     requests = sample_requests(traffic, n_requests, seed)
     result = run_simulation(requests, EngineStepModel(dep), config)
     slo = sc.slo

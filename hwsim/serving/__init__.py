@@ -4,7 +4,14 @@ Independent of the performance engine: iteration time comes from any object sati
 :class:`~hwsim.serving.simulator.StepTimeModel`.
 """
 
-from hwsim.serving.arrivals import ConstantRate, DailyRate, PoissonArrivals, TraceArrivals
+from hwsim.serving.arrivals import (
+    ConcurrencyArrivals,
+    ConstantRate,
+    DailyRate,
+    PoissonArrivals,
+    TraceArrivals,
+)
+from hwsim.serving.benchmark import BenchmarkSummary, benchmark_summary
 from hwsim.serving.distributions import Empirical, Fixed, Lognormal, Uniform, lognormal_params
 from hwsim.serving.kv_blocks import blocks_for_tokens, kv_capacity_tokens
 from hwsim.serving.metrics import (
@@ -14,12 +21,21 @@ from hwsim.serving.metrics import (
     littles_law_check,
     summarize,
 )
-from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
+from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult, TokenTimeline
 from hwsim.serving.scheduler import SchedulerConfig
 from hwsim.serving.simulator import StepTimeModel, simulate
-from hwsim.serving.traffic import Requests, SessionSpec, TrafficSpec, sample_requests
+from hwsim.serving.traffic import (
+    ClosedLoopRequests,
+    Requests,
+    SessionSpec,
+    TrafficSpec,
+    sample_requests,
+)
 
 __all__ = [
+    "BenchmarkSummary",
+    "ClosedLoopRequests",
+    "ConcurrencyArrivals",
     "ConstantRate",
     "DailyRate",
     "Empirical",
@@ -36,9 +52,11 @@ __all__ = [
     "SimulationResult",
     "Slo",
     "StepTimeModel",
+    "TokenTimeline",
     "TraceArrivals",
     "TrafficSpec",
     "Uniform",
+    "benchmark_summary",
     "blocks_for_tokens",
     "kv_capacity_tokens",
     "littles_law_check",

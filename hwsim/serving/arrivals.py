@@ -1,5 +1,9 @@
 """Arrival rates and arrival processes.
 
+Open loop (arrival times fixed before the run): Poisson arrivals at a rate, or a trace. Closed
+loop (:class:`ConcurrencyArrivals`): a fixed number of clients, each sending its next request
+when its previous answer has finished, as serving benchmarks do.
+
 A rate is either constant or a daily profile of 24 hourly rates. The serving simulator draws
 arrivals from the (possibly time-varying) rate; a capacity planner sizes for
 :attr:`peak_rate_per_s`.
@@ -18,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 from hwsim.serving.csvio import read_trace
-from hwsim.serving.fields import SPEC_CONFIG, FloatTuple
+from hwsim.serving.fields import SPEC_CONFIG, FloatTuple, Seconds
 
 HOUR_S = 3600.0
 DAY_S = 24 * HOUR_S
@@ -141,3 +145,34 @@ class TraceArrivals(BaseModel):
         t = self._columns["arrival_s"]
         span = t[-1] - t[0]
         return len(t) / span if span > 0 else math.inf
+
+
+class ConcurrencyArrivals(BaseModel):
+    """A closed loop of ``clients`` clients, as serving benchmarks measure: vLLM
+    ``benchmarks/benchmark_serving.py --max-concurrency N`` (an asyncio semaphore of N around
+    requests that are all ready at once, ``--request-rate inf``; commit 0049e29c of
+    vllm-project/vllm), SGLang ``bench_serving --max-concurrency``, genai-perf ``--concurrency``.
+
+    At t = 0 every client sends a request; when a request's last token is out, its client sends
+    its next one ``think`` seconds later (0 by default, as in those tools). Requests are handed
+    out in order: the next unsent one goes to the client that is free first. With multi-turn
+    sessions a client runs one session at a time: turn k is sent the session's think time
+    after turn k-1 finished, and after the last turn the client starts the next unsent
+    session after its own think time. So never more than ``clients`` requests are in flight.
+
+    ``requests``: how many to send in all (the benchmark's ``--num-prompts``); an explicit
+    request count given to the sampler overrides it.
+    """
+
+    model_config = SPEC_CONFIG
+    kind: Literal["concurrency"] = "concurrency"
+    clients: int = Field(ge=1)
+    think_time_s: Seconds = Field(default=0.0, ge=0)
+    think_time_distribution: Literal["fixed", "exponential"] = "fixed"
+    requests: int | None = Field(default=None, ge=1)
+
+    def think_times_s(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` client think times (s): all ``think_time_s``, or exponential with that mean."""
+        if self.think_time_distribution == "exponential" and self.think_time_s > 0:
+            return rng.exponential(self.think_time_s, n)
+        return np.full(n, float(self.think_time_s))

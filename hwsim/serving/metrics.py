@@ -1,5 +1,9 @@
 """Summaries of a simulation: latency percentiles, throughput, KV utilisation, goodput at SLOs,
-and a Little's-law consistency check. Pure functions of :class:`SimulationResult` arrays."""
+and a Little's-law consistency check. Pure functions of :class:`SimulationResult` arrays.
+
+The figures serving benchmarks print (request and token throughput, mean/median/p99 TTFT,
+TPOT, inter-token latency and E2E latency, as vLLM's ``benchmark_serving.py`` defines them)
+are :func:`hwsim.serving.benchmark.benchmark_summary`."""
 
 from __future__ import annotations
 

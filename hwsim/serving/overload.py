@@ -9,6 +9,11 @@ run is overloaded when, over the last :data:`WINDOWS` samples, the waiting queue
 sample, by at least :data:`MIN_GROWTH` requests in all, and requests arrived at least
 :data:`MARGIN` times faster than they finished. The finishing rate over that window is what
 the engine sustained while saturated: the highest rate it can serve with this traffic mix.
+
+Closed loops (``arrivals: {kind: concurrency}``) are never monitored: a client sends its next
+request only after its previous one finished, so at most ``clients`` requests ever wait and
+the arrival rate follows the finishing rate; there is no overload to detect
+(:func:`hwsim.serving.simulator.simulate`).
 """
 
 from __future__ import annotations

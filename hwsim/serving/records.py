@@ -1,5 +1,5 @@
-"""What a simulation returns: per-request records and a per-iteration trace (structs of
-read-only numpy arrays), bundled in :class:`SimulationResult`."""
+"""What a simulation returns: per-request records, a per-iteration trace and when each output
+token came out (structs of read-only numpy arrays), bundled in :class:`SimulationResult`."""
 
 from __future__ import annotations
 
@@ -92,8 +92,44 @@ class IterationTrace:
 
 
 @dataclass(frozen=True)
+class TokenTimeline:
+    """When every output token was emitted, without one entry per token.
+
+    Every decoding sequence decodes in every decode step (:mod:`hwsim.serving.simulator`), so a
+    request's tokens come in *stints*: a prefill (or, after a preemption, the re-prefill) emits
+    one token at its end, ``start_s``; then the sequence decodes ``decodes`` steps in a row,
+    steps ``first_step + 1 .. first_step + decodes``, emitting one token at the end of each.
+    Decode step k (1-based) ended at ``decode_step_end_s[k - 1]``. The stints of each completed
+    request are listed (with those cut short by a preemption); a request's token times are its
+    stints' in order of ``start_s``.
+    """
+
+    decode_step_end_s: np.ndarray
+    stint_request: np.ndarray
+    stint_start_s: np.ndarray
+    stint_first_step: np.ndarray
+    stint_decodes: np.ndarray
+
+    def __post_init__(self) -> None:
+        _freeze(self)
+
+    def token_times_s(self, request: int) -> np.ndarray:
+        """Emission times (s) of one request's output tokens, in order (for tests and plots)."""
+        mine = np.flatnonzero(self.stint_request == request)
+        mine = mine[np.argsort(self.stint_start_s[mine], kind="stable")]
+        parts: list[np.ndarray] = []
+        for i in mine:
+            e, n = int(self.stint_first_step[i]), int(self.stint_decodes[i])
+            parts.append(self.stint_start_s[i : i + 1])
+            parts.append(self.decode_step_end_s[e : e + n])
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@dataclass(frozen=True)
 class SimulationResult:
     records: RequestRecords
     trace: IterationTrace
     config: SchedulerConfig
     overload: Overload | None = None  # set when the run stopped early (arrivals outran service)
+    timeline: TokenTimeline | None = None  # token emission times (inter-token latencies)
+    clients: int | None = None  # a closed loop's number of clients; None: open loop

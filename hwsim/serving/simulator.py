@@ -1,10 +1,13 @@
 """Discrete-event simulator of a continuous-batching LLM server (one engine replica).
 
 Time advances one engine iteration at a time by ``StepTimeModel.iteration_time_s``; when the
-engine is idle it jumps to the next arrival. What each iteration runs is the configured
-scheduling policy's choice (:mod:`hwsim.serving.policies`); the rules all policies share are in
-:mod:`hwsim.serving.scheduler`. Deterministic: the same requests, model and config give the
-same result (no randomness inside; seeds live in the traffic sampler).
+engine is idle it jumps to the next arrival. Arrivals are fixed in advance (:class:`Requests`,
+open loop) or sent by the clients of a closed loop as earlier requests finish
+(:class:`ClosedLoopRequests`, :mod:`hwsim.serving.clients`); the engine is the same. What each
+iteration runs is the configured scheduling policy's choice (:mod:`hwsim.serving.policies`);
+the rules all policies share are in :mod:`hwsim.serving.scheduler`. Deterministic: the same
+requests, model and config give the same result (no randomness inside; seeds live in the
+traffic sampler).
 
 Token accounting (vLLM): the iteration that finishes a sequence's prefill also emits its
 first output token (at the iteration's end, which is its first_token_s). That token enters
@@ -16,7 +19,9 @@ Speed: per iteration the Python work is O(1) plus one numpy op over the decoding
 the step-model call; per request it is O(1) per event (admit, first token, finish, preempt).
 The decoding batch is an unordered struct of arrays with swap-remove; each decoding
 sequence's context is ``base + D`` with D a global decode-step counter, so no per-token update
-is ever written, and finishes come off a heap keyed by the step at which they happen.
+is ever written, and finishes come off a heap keyed by the step at which they happen. Token
+times are kept the same way (:class:`~hwsim.serving.records.TokenTimeline`): the end time of
+each decode step, and per request the prefill end and first step of each stint of decoding.
 """
 
 from __future__ import annotations
@@ -24,15 +29,16 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
 from hwsim.errors import HwsimError
+from hwsim.serving.clients import ClientPool
 from hwsim.serving.kv_blocks import DecodeBlockDemand
 from hwsim.serving.overload import Overload, OverloadMonitor, arrivals_per_sample
 from hwsim.serving.policies import PartialPrefill, policy_for
-from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult
+from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult, TokenTimeline
 from hwsim.serving.scheduler import (
     COMPLETED,
     NOT_SERVED_OVERLOAD,
@@ -40,7 +46,7 @@ from hwsim.serving.scheduler import (
     effective_cached_tokens,
     rejection_reasons,
 )
-from hwsim.serving.traffic import Requests
+from hwsim.serving.traffic import ClosedLoopRequests, Requests
 
 
 class StepTimeModel(Protocol):
@@ -57,7 +63,7 @@ class StepTimeModel(Protocol):
 
 
 def simulate(
-    requests: Requests,
+    requests: Requests | ClosedLoopRequests,
     step_model: StepTimeModel,
     config: SchedulerConfig,
     *,
@@ -67,9 +73,11 @@ def simulate(
 
     ``stop_on_overload``: end the run once arrivals are seen to outrun service
     (:mod:`hwsim.serving.overload`); the result's ``overload`` says what was measured and the
-    requests not served by then have status ``not_served_overload``."""
+    requests not served by then have status ``not_served_overload``. A closed loop cannot
+    outrun its server (at most ``clients`` requests wait), so it always runs to the end."""
     engine = _Engine(requests, step_model, config)
-    return engine.run(OverloadMonitor() if stop_on_overload else None)
+    closed = engine.pool is not None
+    return engine.run(OverloadMonitor() if stop_on_overload and not closed else None)
 
 
 class _Engine:
@@ -78,7 +86,12 @@ class _Engine:
     The scheduling policy reads this state and calls :meth:`schedule_decodes` and
     :meth:`admit_next` (see :meth:`~hwsim.serving.policies.SchedulingPolicy.schedule`)."""
 
-    def __init__(self, requests: Requests, step_model: StepTimeModel, config: SchedulerConfig):
+    def __init__(
+        self,
+        requests: Requests | ClosedLoopRequests,
+        step_model: StepTimeModel,
+        config: SchedulerConfig,
+    ):
         n = len(requests)
         self.requests, self.model, self.config = requests, step_model, config
         self.policy = policy_for(config.policy_name)()
@@ -87,6 +100,11 @@ class _Engine:
         self.cached_arr = effective_cached_tokens(requests.cached_prefix_tokens, config)
         self.status = rejection_reasons(
             requests.prompt_tokens, requests.output_tokens, self.cached_arr, config
+        )
+        self.pool = (
+            ClientPool(requests, self.status == COMPLETED)
+            if isinstance(requests, ClosedLoopRequests)
+            else None
         )
         self.prompt = requests.prompt_tokens.tolist()
         self.output = requests.output_tokens.tolist()
@@ -104,6 +122,8 @@ class _Engine:
         self.req_slot = [0] * n
         self.n_dec = 0
         self.entry_step, self.entry_gen, self.epoch = [0] * n, [0] * n, [0] * n
+        self.stint_start_s = [nan] * n  # end of the prefill that began the current stint
+        self.cut_stints: list[tuple[int, float, int, int]] = []  # ended by a preemption
         self.finish_heap: list[tuple[int, int, int]] = []  # (decode step, request, epoch)
         self.demand = DecodeBlockDemand(self.bs)
         self.prefilling: deque[PartialPrefill] = deque()  # oldest first
@@ -140,11 +160,15 @@ class _Engine:
         self.gen[r] += 1
         if self.first_token_s[r] != self.first_token_s[r]:
             self.first_token_s[r] = t_end
+        self.stint_start_s[r] = t_end
         remaining = self.output[r] - self.gen[r]
         if remaining <= 0:
             self.finish_s[r] = t_end
             self.n_finished += 1
             self.used -= -(-p_eff // self.bs)
+            self.entry_gen[r] = self.gen[r]  # its last stint has no decodes
+            if self.pool is not None:
+                self.pool.finished(r, t_end)
             return
         slot, b = self.n_dec, p_eff - self.step
         self.base[slot] = b
@@ -185,6 +209,8 @@ class _Engine:
                 r = self.slot_req[slot]
                 if (self.base_py[slot] + self.step) % self.bs == 0:
                     need -= 1
+                e = self.entry_step[r]
+                self.cut_stints.append((r, self.stint_start_s[r], e, self.step - e))
                 self.remove_decoding(r)
             self.preemptions[r] += 1
             self.waiting.appendleft(r)
@@ -198,6 +224,8 @@ class _Engine:
                 self.remove_decoding(r)
                 self.finish_s[r] = t_end
                 self.n_finished += 1
+                if self.pool is not None:
+                    self.pool.finished(r, t_end)
 
     # --- main loop ----------------------------------------------------------------------
     def run(self, monitor: OverloadMonitor | None = None) -> SimulationResult:
@@ -206,9 +234,13 @@ class _Engine:
         step = arrivals_per_sample(len(self.requests))
         next_check = step
         servable = np.flatnonzero(self.status == COMPLETED)
-        arrivals = self.requests.arrival_s[servable].tolist() + [math.inf]
-        order = servable.tolist()
-        n_servable = len(order)
+        n_servable = len(servable)
+        if self.pool is None:
+            arrivals = cast(Requests, self.requests).arrival_s[servable].tolist() + [math.inf]
+            order = servable.tolist()
+        else:  # the pool inserts sends into these lists as requests finish
+            self.pool.start()
+            arrivals, order = self.pool.times, self.pool.order
         cap = cfg.max_num_seqs
         new_buf = np.ones(cap, dtype=np.int64)
         ctx_buf = np.zeros(cap, dtype=np.int64)
@@ -217,6 +249,8 @@ class _Engine:
         schedule = policy.schedule
         waiting, prefilling = self.waiting, self.prefilling
         t_start_l, dt_l, used_l, seqs_l, tokens_l, wait_l = [], [], [], [], [], []
+        step_end_l: list[float] = []  # end time of each decode step
+        step_end = step_end_l.append
         nxt = 0
         while True:
             t = self.t
@@ -248,6 +282,7 @@ class _Engine:
             wait_l.append(n_waiting)
             if n_dec:
                 self.step += 1
+                step_end(t_end)
             if n_pf:
                 new_buf[n_dec:n_sched] = 1  # restore decode entries for the next iteration
                 self._complete_prefills(t_end)
@@ -268,7 +303,14 @@ class _Engine:
             num_waiting=np.asarray(wait_l, dtype=np.int64),
             kv_blocks_total=self.total_blocks,
         )
-        return SimulationResult(records=self._records(), trace=trace, config=cfg, overload=overload)
+        return SimulationResult(
+            records=self._records(),
+            trace=trace,
+            config=cfg,
+            overload=overload,
+            timeline=self._timeline(step_end_l),
+            clients=self.pool.clients if self.pool is not None else None,
+        )
 
     def _mark_unserved(self) -> None:
         """Requests a run stopped for overload did not finish: say so in their status."""
@@ -294,10 +336,30 @@ class _Engine:
             prefilling.popleft()
             self.finish_prefill(ps, t_end)
 
+    def _timeline(self, step_end_s: list[float]) -> TokenTimeline:
+        """Stints of the completed requests: those cut by preemptions, then each last one."""
+        done = np.flatnonzero(~np.isnan(np.asarray(self.finish_s, dtype=np.float64)))
+        cut = [c for c in self.cut_stints if self.finish_s[c[0]] == self.finish_s[c[0]]]
+        cut_cols = np.array(cut, dtype=np.float64).reshape(-1, 4).T
+        last_decodes = np.asarray(self.output)[done] - np.asarray(self.entry_gen)[done]
+        return TokenTimeline(
+            decode_step_end_s=np.asarray(step_end_s, dtype=np.float64),
+            stint_request=np.concatenate((cut_cols[0], done)).astype(np.int64),
+            stint_start_s=np.concatenate((cut_cols[1], np.asarray(self.stint_start_s)[done])),
+            stint_first_step=np.concatenate(
+                (cut_cols[2], np.asarray(self.entry_step)[done])
+            ).astype(np.int64),
+            stint_decodes=np.concatenate((cut_cols[3], last_decodes)).astype(np.int64),
+        )
+
     def _records(self) -> RequestRecords:
         req = self.requests
+        if isinstance(req, ClosedLoopRequests):
+            arrival_s = np.asarray(self.pool.sent_s if self.pool else [], dtype=np.float64)
+        else:
+            arrival_s = req.arrival_s.copy()
         return RequestRecords(
-            arrival_s=req.arrival_s.copy(),
+            arrival_s=arrival_s,
             admitted_s=np.asarray(self.admitted_s, dtype=np.float64),
             first_token_s=np.asarray(self.first_token_s, dtype=np.float64),
             finish_s=np.asarray(self.finish_s, dtype=np.float64),
