@@ -1,4 +1,6 @@
-"""``hwsim validate``: predicted vs measured for every measured kernel, with plots.
+"""``hwsim validate``: predicted vs measured for every measured kernel, with plots; or, with
+``--published [DIR]``, hwsim's prediction for every row of the published, independent
+validation set (:mod:`validation.published_eval`) against the published number.
 
 Needs no torch: it reads measurement files and prices them with :mod:`hwsim.perf.kernels`.
 """
@@ -23,9 +25,34 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def validate(
-        hardware: str = typer.Option(..., "--hardware", help="hardware id or YAML path"),
-        measurements: Path = typer.Option(
-            ..., "--measurements", help="measurements directory (e.g. validation/results/<device>)"
+        published_dir: Path | None = typer.Argument(
+            None,
+            metavar="DIR",
+            show_default=False,
+            help="with --published: the folder of published rows (default validation/published)",
+        ),
+        hardware: str | None = typer.Option(
+            None, "--hardware", help="hardware id or YAML path (required without --published)"
+        ),
+        measurements: Path | None = typer.Option(
+            None,
+            "--measurements",
+            help="measurements directory, e.g. validation/results/<device> (required without "
+            "--published)",
+        ),
+        published: bool = typer.Option(
+            False,
+            "--published",
+            help="predict every row of the published validation set (or of DIR) and compare",
+        ),
+        datasheet: bool = typer.Option(
+            False,
+            "--datasheet",
+            help="with --published: price with each row's own profile, never its calibrated "
+            "sibling",
+        ),
+        max_requests: int = typer.Option(
+            1000, "--max-requests", min=1, help="with --published: requests simulated per row"
         ),
         plots: Path | None = typer.Option(
             None, "--plots", help="write scatter and roofline PNGs here"
@@ -33,8 +60,42 @@ def register(app: typer.Typer) -> None:
         heldout_only: bool = typer.Option(False, "--heldout-only", help="list held-out rows only"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
     ) -> None:
-        """Per-kernel predicted vs measured, error %, median and p90 error per op class."""
+        """Per-kernel predicted vs measured, error %, median and p90 error per op class; with
+        --published, predicted vs published for every published row and per-group errors."""
         from hwsim.profiles.loader import load_hardware
+
+        if published:
+            given = [
+                name
+                for name, value in (
+                    ("--hardware", hardware),
+                    ("--measurements", measurements),
+                    ("--plots", plots),
+                    ("--heldout-only", heldout_only or None),
+                )
+                if value is not None
+            ]
+            if given:
+                raise HwsimError(
+                    f"--published takes no {', '.join(given)}: it prices each row on the "
+                    "row's own hardware"
+                )
+            _published(published_dir, not datasheet, max_requests, json_out)
+            return
+        missing = [
+            name
+            for name, value in (("--hardware", hardware), ("--measurements", measurements))
+            if value is None
+        ]
+        if missing:
+            raise HwsimError(
+                f"missing {' and '.join(missing)} (required unless --published is given)"
+            )
+        if published_dir is not None:
+            raise HwsimError(f"unexpected argument {published_dir}: a DIR goes with --published")
+        if datasheet or max_requests != 1000:
+            raise HwsimError("--datasheet and --max-requests go with --published")
+        assert hardware is not None and measurements is not None
 
         try:
             from validation import report, results
@@ -65,9 +126,82 @@ def register(app: typer.Typer) -> None:
         _print_rows([r for r in rows if r.heldout or not heldout_only], hw.id)
         _print_summary(summary)
         if hw.calibration is None:
-            console.print("(uncalibrated profile: predictions are the roofline, a lower bound)")
+            console.print(
+                "(uncalibrated profile: predictions are the datasheet rung, datasheet peaks "
+                "times the profile's stated efficiencies; nothing fitted, no band)"
+            )
         for p in written:
             console.print(f"wrote {p}")
+
+
+def _published(folder: Path | None, calibrated: bool, max_requests: int, json_out: bool) -> None:
+    try:
+        from validation import published_eval
+        from validation.published_set import PublishedSetError
+    except ImportError as exc:
+        raise HwsimError(f"the validation package is not importable: {exc}") from None
+    try:
+        out = published_eval.report(folder, calibrated=calibrated, max_requests=max_requests)
+    except PublishedSetError as exc:
+        raise HwsimError(str(exc)) from None
+    if json_out:
+        print_json(out)
+        return
+    _print_published_rows(out["rows"])
+    _print_published_summary(out["summary"])
+    settings, runtime = out["settings"], out["runtime"]
+    profiles = "calibrated sibling where shipped" if calibrated else "each row's as named"
+    console.print(
+        f"error = predicted / published - 1; rung: the kernel rung, or for serving whether the "
+        f"profile is calibrated. Profiles: {profiles}; "
+        f"at most {settings['max_requests']} simulated requests per serving row. "
+        f"{settings['sharegpt_lengths']}. "
+        f"{runtime['wall_s']:.1f} s wall, {runtime['cpu_s']:.1f} s CPU.",
+        highlight=False,
+    )
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.4g}"
+
+
+def _print_published_rows(rows: list[dict]) -> None:
+    table = Table(title="predicted vs published (reserved for evaluation: nothing fitted to it)",
+                  title_justify="left")  # fmt: skip
+    table.add_column("row", overflow="fold", ratio=1)
+    table.add_column("metric", overflow="fold")
+    for col in ("published", "predicted", "error"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("rung / status", overflow="fold")
+    for r in rows:
+        ok = r["status"] == "predicted"
+        where = f"{r['rung']} ({r['profile']})" if ok else r["status"]
+        table.add_row(
+            r["id"],
+            f"{r['metric']} [{r['unit']}]",
+            _num(r["published"]),
+            _num(r["predicted"]),
+            "-" if r["error"] is None else f"{r['error']:+.0%}",
+            where,
+            style=None if ok else "dim",
+        )
+    console.print(table)
+
+
+def _print_published_summary(summary: list[dict]) -> None:
+    table = Table(title="|error| per group (over the predicted rows)", title_justify="left")
+    for col in ("group", "n", "predicted", "median", "p90"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for s in summary:
+        table.add_row(
+            s["group"],
+            str(s["n"]),
+            f"{s['n_predicted']} ({s['share_predicted']:.0%})",
+            _pct(s["median_abs_error"]),
+            _pct(s["p90_abs_error"]),
+            style="bold" if s["group"] == "all" or " x " not in s["group"] else None,
+        )
+    console.print(table)
 
 
 def _print_rows(rows, hw_id: str) -> None:
