@@ -9,6 +9,7 @@ by the group's (:func:`time_parts`). :func:`calibrated_band` turns a band into s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from hwsim.errors import RungRefused
 from hwsim.model.ops import Op
 from hwsim.perf.corrections import (  # noqa: F401 - the keys are re-exported for validation/
     group_key,
+    op_residuals,
     overhead_key,
     residual_keys,
     shape_factor,
@@ -71,7 +73,7 @@ class OpBand:
 
 def band_factor(band: ResidualBand | OpBand, q: str) -> np.ndarray | float:
     """exp(quantile ``q``) of a band: the factor time_op's time is scaled by."""
-    return band.factor(q) if isinstance(band, OpBand) else np.exp(getattr(band, q))
+    return band.factor(q) if isinstance(band, OpBand) else math.exp(getattr(band, q))
 
 
 def residual_band(
@@ -83,9 +85,8 @@ def residual_band(
     the size-proportional part (:func:`time_parts`): time_op exp(p) = work exp(p_group) +
     fixed exp(p_overhead), quantile by quantile. ``time_s``: time_op's time of ``op`` where the
     caller has it already."""
-    res = hw.calibration.residuals if hw.calibration else {}
-    band = next((res[k] for k in residual_keys(op, bound) if k in res), None)
-    overhead = res.get(overhead_key(op))
+    compute, memory, overhead = op_residuals(hw, op)
+    band = compute if bound == "compute" else memory
     if band is None or overhead is None:
         return band
     work, fixed = time_parts(hw, op, time_s)
@@ -168,7 +169,6 @@ def calibration_refusal(hw: HardwareProfile, op: Op) -> str | None:
         return f"profile {hw.id!r} has no calibration block"
     if op.op_class == "communication":
         return f"profile {hw.id!r} has no calibration residuals for collectives"
-    keys = {k for bound in BOUNDS[:2] for k in residual_keys(op, bound)}
-    if keys.isdisjoint(cal.residuals):
+    if all(band is None for band in op_residuals(hw, op)):
         return f"profile {hw.id!r} has no calibration residuals for {op.op_class!r}"
     return None

@@ -25,7 +25,7 @@ import math
 
 from hwsim.model.ops import Op
 from hwsim.perf.kernels import calibration_name
-from hwsim.profiles.hardware import Calibration, HardwareProfile
+from hwsim.profiles.hardware import Calibration, HardwareProfile, ResidualBand
 
 NO_CORRECTION = (1.0, 1.0, 1.0)
 
@@ -63,33 +63,44 @@ def overhead_key(op: Op) -> str:
     return f"{calibration_name(op)}/{op.compute_dtype}/overhead"
 
 
-def side_factors(hw: HardwareProfile, op: Op) -> tuple[float, float, float]:
-    """(compute, memory, overhead) factors exp(p50) of ``op`` on ``hw`` (module docstring);
-    all 1.0 on an uncalibrated profile, for collectives, and where no key covers the op."""
+def op_residuals(
+    hw: HardwareProfile, op: Op
+) -> tuple[ResidualBand | None, ResidualBand | None, ResidualBand | None]:
+    """(compute band, memory band, overhead band) of ``op``: the most specific residual key
+    for each bound (:func:`residual_keys`) and its overhead key; None where the profile has
+    none. Looked up once per calibration and kernel family (scalar calls price thousands)."""
     cal = hw.calibration
     if cal is None or not cal.residuals or op.op_class == "communication":
-        return NO_CORRECTION
+        return (None, None, None)
     key = (id(cal), calibration_name(op), op.compute_dtype, op.op_class, shape_factor(op))
-    hit = _CACHE.get(key)
+    hit = _BANDS.get(key)
     if hit is not None and hit[0] is cal:
         return hit[1]
     res = cal.residuals
-    sides = []
-    for bound in ("compute", "memory"):
-        band = next((res[k] for k in residual_keys(op, bound) if k in res), None)
-        sides.append(math.exp(band.p50) if band is not None else 1.0)
-    overhead = res.get(overhead_key(op))
+    compute, memory = (
+        next((res[k] for k in residual_keys(op, bound) if k in res), None)
+        for bound in ("compute", "memory")
+    )
+    found = (compute, memory, res.get(overhead_key(op)))
+    if len(_BANDS) > 4096:
+        _BANDS.clear()
+    _BANDS[key] = (cal, found)  # holding cal: its id cannot be reused while cached
+    return found
+
+
+_BANDS: dict[tuple, tuple[Calibration, tuple]] = {}
+
+
+def side_factors(hw: HardwareProfile, op: Op) -> tuple[float, float, float]:
+    """(compute, memory, overhead) factors exp(p50) of ``op`` on ``hw`` (module docstring);
+    all 1.0 on an uncalibrated profile, for collectives, and where no key covers the op."""
+    compute, memory, overhead = op_residuals(hw, op)
+    if compute is None and memory is None and overhead is None:
+        return NO_CORRECTION
     # a correction never takes a side past its peak: F f / (peak x fraction) >= F / peak
     curve = hw.efficiency.for_class(op.op_class)
-    factors = (
-        max(sides[0], curve.compute_fraction),
-        max(sides[1], curve.memory_fraction),
+    return (
+        max(math.exp(compute.p50), curve.compute_fraction) if compute is not None else 1.0,
+        max(math.exp(memory.p50), curve.memory_fraction) if memory is not None else 1.0,
         math.exp(overhead.p50) if overhead is not None else 1.0,
     )
-    if len(_CACHE) > 4096:
-        _CACHE.clear()
-    _CACHE[key] = (cal, factors)  # holding cal: its id cannot be reused while cached
-    return factors
-
-
-_CACHE: dict[tuple, tuple[Calibration, tuple[float, float, float]]] = {}
