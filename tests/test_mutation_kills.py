@@ -68,6 +68,12 @@ def test_h100_link_numbers_are_the_datasheet_ones_used_below():
     assert H100.interconnect.devices_per_node.value == 8
 
 
+# the same H100 without its NCCL block: hwsim's alpha-beta ring (the model of non-NCCL stacks)
+H100_RING = H100.model_copy(
+    update={"interconnect": H100.interconnect.model_copy(update={"nccl": None})}
+)
+
+
 def all_reduce(nbytes: float, ranks: int) -> Op:
     return Op("ar", "communication", comm_bytes=nbytes, collective="all_reduce", ranks=ranks)
 
@@ -76,7 +82,8 @@ def p2p(nbytes: float, ranks: int = 2) -> Op:
     return Op("send", "communication", comm_bytes=nbytes, collective="p2p", ranks=ranks)
 
 
-# --- roofline.py: the ring alpha-beta collective model (formulas.md section 10) ------------
+# --- roofline.py: the ring alpha-beta collective model (formulas.md section 10), which a
+# profile without an NCCL block keeps (NCCL's own model: tests/test_collectives.py) ---------
 @pytest.mark.parametrize(
     ("ranks", "nbytes", "alpha", "bw"),
     [
@@ -91,10 +98,10 @@ def test_ring_all_reduce_is_two_p_minus_one_steps(ranks, nbytes, alpha, bw):
     at link_fraction of the link rate (e.g. p=4, 1 MB on NVLink: 6 * 5 us + 1.5 MB / 360 GB/s
     = 30 us + 4.1667 us)."""
     want = 2 * (ranks - 1) * alpha + 2 * (ranks - 1) / ranks * nbytes / (bw * LINK_FRACTION)
-    t = time_op(H100, all_reduce(nbytes, ranks))
+    t = time_op(H100_RING, all_reduce(nbytes, ranks))
     assert float(t.time_s) == pytest.approx(want, rel=1e-12)
     # an empty payload leaves the latency term alone
-    assert float(time_op(H100, all_reduce(0.0, ranks)).time_s) == pytest.approx(
+    assert float(time_op(H100_RING, all_reduce(0.0, ranks)).time_s) == pytest.approx(
         2 * (ranks - 1) * alpha, rel=1e-12
     )
     # the speed of light: the same bytes at the full link rate, no latency
@@ -106,7 +113,7 @@ def test_ring_all_reduce_is_two_p_minus_one_steps(ranks, nbytes, alpha, bw):
 
 def test_point_to_point_is_one_latency_plus_bytes_over_the_link():
     # 4 MB over NVLink at 0.8 * 450 GB/s: 5 us + 4e6 / 3.6e11 s = 5 us + 11.111 us
-    t = time_op(H100, p2p(4e6))
+    t = time_op(H100_RING, p2p(4e6))
     assert float(t.time_s) == pytest.approx(5e-6 + 4e6 / 3.6e11, rel=1e-12)
     assert float(roofline_floor_s(H100, p2p(4e6))) == pytest.approx(4e6 / 450e9, rel=1e-12)
 
@@ -130,17 +137,22 @@ def test_a_collective_over_one_rank_or_without_a_link_costs_nothing():
     assert float(time_op(CPU, p2p(1e6)).time_s) == 0.0
 
 
-def test_tp8_decode_of_llama_3_1_8b_is_communication_bound_by_its_all_reduces():
+def test_tp8_decode_of_llama_3_1_8b_all_reduces_are_nccl_ring_ll():
     """Llama 3.1 8B (32 layers, d_model 4096) at tp=8, batch 1: two all-reduces per layer of
-    one token's bf16 hidden state, 4096 * 2 = 8192 bytes, over NVLink (p = 8):
-    2 * 7 * 5 us + 2 * 7/8 * 8192 B / 360 GB/s = 70 us + 0.0398 us, times 64 = 4.4825 ms.
-    Its weights are ~2 GB per GPU, read at 2.68 TB/s in ~0.75 ms (plus launches): the
-    latency of 64 ring all-reduces dominates the step."""
+    one token's bf16 hidden state, 4096 * 2 = 8192 bytes, over NVLink (p = 8). NCCL's model
+    picks ring LL: 6.6 us base + 14 steps * 0.6 us = 15 us, at min(141 GB/s Hopper LL cap,
+    0.5 * 360 GB/s) * 8/14 = 80.57 GB/s: 15 us + 0.1017 us, times 64 = 0.9665 ms. Its weights
+    (~2 GB per GPU at 2.68 TB/s, ~0.75 ms, plus launches) now bound the step; with the
+    alpha-beta ring (2 * 7 * 5 us per all-reduce, 4.48 ms) the all-reduces did."""
     dep = make_deployment("llama-3.1-8b", "h100-sxm", tp=8)
     cost = decode_step_cost(dep, 1.0, 1000.0)
-    per_all_reduce = 2 * 7 * NVLINK_ALPHA + 2 * 7 / 8 * 8192 / (NVLINK_BW * LINK_FRACTION)
+    per_all_reduce = 15e-6 + 8192 / (141e9 * 8 / 14)
     assert float(cost.time_by_bound_s[2]) == pytest.approx(64 * per_all_reduce, rel=1e-12)
-    assert cost.bound == "communication"
+    assert cost.bound == "memory"
+    ring = decode_step_cost(make_deployment("llama-3.1-8b", H100_RING, tp=8), 1.0, 1000.0)
+    per_ring = 2 * 7 * NVLINK_ALPHA + 2 * 7 / 8 * 8192 / (NVLINK_BW * LINK_FRACTION)
+    assert float(ring.time_by_bound_s[2]) == pytest.approx(64 * per_ring, rel=1e-12)
+    assert ring.bound == "communication"
 
 
 # --- roofline.py: the efficiency curve's F_half / B_half ramp -------------------------------

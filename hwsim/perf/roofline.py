@@ -5,8 +5,9 @@ peaks by the profile's efficiency curve for the op class (see EfficiencyCurve), 
 of the shorter of compute and memory time the curve's ``overlap`` does not hide
 (t = max(C, M) + (1 - overlap) min(C, M); overlap 1 is the plain max) and the kernel launch
 overhead. :func:`roofline_floor_s` stays the bare max at peak rates, which no curve beats.
-Collectives use the ring alpha-beta model (formulas.md section 10):
-all-reduce = 2 (p-1) alpha + 2 (p-1)/p * S / bw; point-to-point = alpha + S / bw.
+Collectives use NCCL's cost model (:mod:`hwsim.perf.collectives`): per (algorithm, protocol) a
+latency plus bytes over an algorithm bandwidth, the fastest wins (profiles without an NCCL
+block keep the alpha-beta ring of formulas.md's collectives section).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from hwsim.model.ops import Op
+from hwsim.perf.collectives import collective_model
 from hwsim.perf.corrections import NO_CORRECTION, side_factors
 from hwsim.profiles.hardware import HardwareProfile
 
@@ -112,18 +114,12 @@ def time_op(hw: HardwareProfile, op: Op, *, corrected: bool = True) -> OpTime:
 
 
 def _collective_s(hw: HardwareProfile, op: Op, ideal: bool = False) -> np.ndarray:
-    """Ring alpha-beta time of a collective; ``ideal``: the full link rate and no latency."""
-    size = np.asarray(op.comm_bytes, dtype=float)
-    link = hw.link_for(op.ranks)
-    if link is None or op.ranks <= 1:
-        return np.zeros_like(size)
-    bw = link.bandwidth_per_direction_bytes_per_s.value
-    bw *= 1.0 if ideal else hw.efficiency.link_fraction.value
-    alpha = 0.0 if ideal else link.latency_s.value
-    p = op.ranks
-    if op.collective == "all_reduce":
-        return 2 * (p - 1) * alpha + 2 * (p - 1) / p * size / bw
-    return alpha + size / bw
+    """NCCL's cost-model time of a collective (:mod:`hwsim.perf.collectives`); ``ideal``: the
+    ring's bytes per link at the full link rate and no latency."""
+    model = collective_model(hw, op.collective or "p2p", op.ranks)
+    if ideal:
+        return model.ideal_seconds(op.comm_bytes)
+    return model.seconds_array(op.comm_bytes)
 
 
 def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:

@@ -19,9 +19,11 @@ iteration's tokens) and price every merged op with ``time_op``: about 1 ms an it
   reference's memoised decode ops. Fields that do not depend on the chunks are counted once,
   as the reference's sum over a scalar does.
 * ``time_op`` is closed form in an op's FLOPs, bytes and weight bytes, so the merged ops of an
-  iteration are priced as one array: max(C, M) + (1 - overlap) min(C, M) + launches, and
-  collectives alpha + beta x bytes; as max + r min is a sum of a linear part and |C - M|, an
-  iteration is one dot product, an absolute value and a sum (:meth:`_ChunkLayout._fold`).
+  iteration are priced as one array: max(C, M) + (1 - overlap) min(C, M) + launches; as
+  max + r min is a sum of a linear part and |C - M|, an iteration is one dot product, an
+  absolute value and a sum (:meth:`_ChunkLayout._fold`). A collective's bytes are linear in
+  the features too, but its time is not (NCCL's cost model, a min over algorithms and
+  protocols): each collective's bytes ride along in Y and are priced at the end.
 
 Every model compares its fast path with the reference on random iterations when it is built
 and uses the reference alone (``fast_path_active`` False; ``fast_path_note`` says why) if they
@@ -46,6 +48,7 @@ from hwsim.model.mixers.base import Mixer
 from hwsim.model.mixers.sliding_window import SlidingWindowAttention
 from hwsim.model.mixers.streaming import StreamingAttention
 from hwsim.model.ops import Op
+from hwsim.perf.collectives import CollectiveModel, collective_model
 from hwsim.perf.corrections import side_factors
 from hwsim.perf.roofline import peak_flops_per_s
 from hwsim.profiles.hardware import HardwareProfile
@@ -386,33 +389,30 @@ class _Statics:
     """Per position of a merged op list, what ``time_op`` takes from the op that comes first
     in the merge (class, count, kernels, dtype, collective ...), as scale factors.
 
-    An iteration is one vector Y of 2L + 2 entries: [compute seconds of each position, the
-    collectives + launches, memory seconds of each position, 0]; its time is
-    sum(max(Y[:L+1], Y[L+1:])) (+ the unhidden part of the shorter, for overlap < 1)."""
+    An iteration is one vector Y of 2L + 2 + K entries: [compute seconds of each position, the
+    launches, memory seconds of each position, 0, the bytes of each of the K collectives];
+    its time is sum(max(Y[:L+1], Y[L+1:2L+2])) (+ the unhidden part of the shorter, for
+    overlap < 1) + sum_k count_k x t_k(bytes_k), t_k the collective's NCCL cost model
+    (:mod:`hwsim.perf.collectives`, not linear in bytes: a min over algorithms and protocols)."""
 
     def __init__(self, hw: HardwareProfile, firsts: Sequence[Op]):
         L = self.L = len(firsts)
-        self.cf, self.cm, self.comm_b = np.zeros(L), np.zeros(L), np.zeros(L)
+        self.cf, self.cm = np.zeros(L), np.zeros(L)
         half_c, half_m = np.zeros(L), np.zeros(L)
         self.overlap_rest = np.zeros(L + 1)
         self.const = 0.0
         self.is_comm = np.zeros(L, dtype=bool)
+        # the collectives: position j, its column of Y (its bytes), count, cost model
+        self.comm: list[tuple[int, int, float, CollectiveModel]] = []
+        self.comm_col = np.zeros(L, dtype=int)
         self.moe: list[tuple[int, float, float, float]] = []  # (j, E, k, expert bytes x cm)
         for j, op in enumerate(firsts):
             if op.op_class == "communication":
                 self.is_comm[j] = True
-                link = hw.link_for(op.ranks)
-                if link is None or op.ranks <= 1:
-                    continue
-                bw = link.bandwidth_per_direction_bytes_per_s.value
-                bw *= hw.efficiency.link_fraction.value
-                alpha, p = link.latency_s.value, op.ranks
-                if op.collective == "all_reduce":
-                    a, b = 2 * (p - 1) * alpha, 2 * (p - 1) / p / bw
-                else:
-                    a, b = alpha, 1.0 / bw
-                self.const += op.count * a
-                self.comm_b[j] = op.count * b
+                col = 2 * L + 2 + len(self.comm)
+                self.comm_col[j] = col
+                model = collective_model(hw, op.collective or "p2p", op.ranks)
+                self.comm.append((j, col, float(op.count), model))
                 continue
             curve = hw.efficiency.for_class(op.op_class)
             # a calibrated profile's corrections scale F, B and the fixed costs as in time_op
@@ -429,27 +429,40 @@ class _Statics:
                 m = op.meta
                 eb = float(m["expert_bytes"]) * self.cm[j]
                 self.moe.append((j, float(m["n_experts"]), float(m["top_k"]), eb))
-        self.half = np.concatenate([half_c, [0.0], half_m, [0.0]])
+        self.K = len(self.comm)
+        self.width = 2 * L + 2 + self.K
+        self.half = np.concatenate([half_c, [0.0], half_m, [0.0], np.zeros(self.K)])
         self.has_half = bool(np.any(self.half))
         self.has_overlap = bool(np.any(self.overlap_rest))
 
     def place(self, flops, nbytes, comm) -> np.ndarray:
         """Y of the given per-position quantities (arrays of L, weights included in nbytes)."""
         L = self.L
-        y = np.zeros(2 * L + 2)
+        y = np.zeros(self.width)
         y[:L] = np.where(self.is_comm, 0.0, flops * self.cf)
-        y[L] = self.const + float(np.dot(np.where(self.is_comm, comm, 0.0), self.comm_b))
+        y[L] = self.const
         y[L + 1 : 2 * L + 1] = np.where(self.is_comm, 0.0, nbytes * self.cm)
+        for j, col, _count, _model in self.comm:
+            y[col] = comm[j]
         return y
+
+    def comm_seconds(self, nbytes: np.ndarray) -> float:
+        """Seconds of the K collectives given their bytes (the tail of Y, or of Z)."""
+        t = 0.0
+        for k, (_j, _col, count, model) in enumerate(self.comm):
+            t += count * model.seconds(float(nbytes[k]))
+        return t
 
     def seconds(self, y: np.ndarray) -> float:
         if self.has_half:
             y = y + self.half * (y > 0.0)
         L1 = self.L + 1
-        c, m = y[:L1], y[L1:]
+        c, m = y[:L1], y[L1 : 2 * L1]
         t = float(np.add.reduce(np.maximum(c, m)))
         if self.has_overlap:
             t += float(np.dot(self.overlap_rest, np.minimum(c, m)))
+        if self.K:
+            t += self.comm_seconds(y[2 * L1 :])
         return t
 
 
@@ -466,7 +479,8 @@ class _ChunkLayout:
     ):
         L = st.L
         self.st = st
-        coef = np.zeros((n_feat, 2 * L + 2))
+        W = st.width
+        coef = np.zeros((n_feat, W))
         self.base = st.place(
             np.array([f.once for f in fields["flops"][:L]]),
             np.array([f.once for f in fields["bytes"][:L]]),
@@ -480,7 +494,7 @@ class _ChunkLayout:
         exact_w: list[int] = []
         for j in range(L):
             if st.is_comm[j]:
-                parts = [("comm", L, st.comm_b[j])]
+                parts = [("comm", int(st.comm_col[j]), 1.0)]  # its bytes
             else:
                 parts = [("flops", j, st.cf[j]), ("bytes", L + 1 + j, st.cm[j])]
             for name, col, scale in parts:
@@ -503,7 +517,7 @@ class _ChunkLayout:
         self.dynamic = dynamic
         self.exact_weight = exact_w
         # extra rows of the coefficients: the dynamic weights, then the MoE experts touched
-        extra = np.zeros((len(dynamic) + len(exact_w) + len(st.moe), 2 * L + 2))
+        extra = np.zeros((len(dynamic) + len(exact_w) + len(st.moe), W))
         for r, (j, _) in enumerate(dynamic):
             extra[r, L + 1 + j] = st.cm[j]
         for r, j in enumerate(exact_w, start=len(dynamic)):
@@ -530,7 +544,7 @@ class _ChunkLayout:
         moe = {j: eb for j, _e, _k, eb in st.moe}
         sides = [fields] if decode_fields is None else [fields, decode_fields]
         self.folded = not self.needs_exact
-        self.half_base = np.zeros(2 * L + 2)
+        self.half_base = np.zeros(st.width)
         for j in range(L):
             if st.is_comm[j]:
                 continue
@@ -547,7 +561,7 @@ class _ChunkLayout:
                 elif not all(f.hi == 0 for f in parts):
                     self.folded = False  # sometimes 0, sometimes not
         r = st.overlap_rest[:L]
-        t = np.zeros((L + 1, 2 * L + 2))
+        t = np.zeros((L + 1 + st.K, st.width))
         idx = np.arange(L)
         t[idx, idx] = (1.0 - r) / 2
         t[idx, L + 1 + idx] = -(1.0 - r) / 2
@@ -555,6 +569,8 @@ class _ChunkLayout:
         t[L, L + 1 : 2 * L + 1] = (1.0 + r) / 2
         t[L, L] = 1.0
         t[L, 2 * L + 1] = 1.0
+        for k in range(st.K):  # the collectives' bytes pass through (Z_{L+1+k} = bytes_k)
+            t[L + 1 + k, 2 * L + 2 + k] = 1.0
         self.t = t
         self.zcoef = self.coef @ t.T
 
@@ -604,6 +620,9 @@ class _ChunkLayout:
         if self.folded:
             z = np.dot(phi, self.zcoef)
             z += base
+            L1 = self.st.L + 1
+            if self.st.K:
+                return float(np.add.reduce(np.abs(z[:L1]))) + self.st.comm_seconds(z[L1:])
             return float(np.add.reduce(np.abs(z, out=z)))
         y = np.dot(phi, self.coef)
         y += base

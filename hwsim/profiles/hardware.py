@@ -42,6 +42,46 @@ class Link(BaseModel):
     model_config = STRICT
     bandwidth_per_direction_bytes_per_s: SourcedBytesPerS
     latency_s: SourcedSeconds
+    fabric: Literal["nvlink", "pcie", "network"] | None = Field(
+        default=None,
+        description="what the link is, for NCCL's per-hop latency table (hwLatencies: NVLink, "
+        "PCI, network) and its LL128 rule (NVLink only); unset: an intra-node link is read as "
+        "NVLink, an inter-node one as the network",
+    )
+
+
+class NcclTopology(BaseModel):
+    """What NCCL's cost model (:mod:`hwsim.perf.collectives`) needs that the links lack.
+
+    A profile without it keeps the plain alpha-beta ring (non-NCCL stacks: TPU ICI, RCCL)."""
+
+    model_config = STRICT
+    arch: Literal["volta", "ampere", "hopper", "blackwell"] = Field(
+        description="NCCL's compute-capability row of its per-architecture bandwidth caps "
+        "(ncclTuningGetCompCapIndex: sm70 volta, sm80 ampere, sm90 hopper, sm100 blackwell)"
+    )
+    nvls: bool = Field(
+        default=False,
+        description="NVLink SHARP (in-switch reduction, NCCL's NVLS algorithm) available: "
+        "third-generation NVSwitch baseboards (HGX H100/H200/B200)",
+    )
+    channels: SourcedNumber | None = Field(
+        default=None,
+        description="NCCL ring/tree channels, for its per-channel caps; unset: no per-channel "
+        "cap (the caps bind only where bus bandwidth per channel exceeds them)",
+    )
+    nvls_channels: SourcedNumber | None = Field(
+        default=None,
+        description="NCCL NVLS channels (NCCL_NVLS_NCHANNELS); unset: NCCL's default, 16",
+    )
+    source: str
+
+    @field_validator("source")
+    @classmethod
+    def _non_empty(cls, s: str) -> str:
+        if not s.strip():
+            raise ValueError("a source is required: NCCL source, docs or datasheet")
+        return s
 
 
 class Interconnect(BaseModel):
@@ -49,6 +89,7 @@ class Interconnect(BaseModel):
     devices_per_node: SourcedNumber
     intra_node: Link | None = None
     inter_node: Link | None = None
+    nccl: NcclTopology | None = None
 
 
 class EfficiencyCurve(BaseModel):
