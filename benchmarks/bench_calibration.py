@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -24,6 +25,13 @@ from hwsim.cli.main import app
 
 TARGETS = {"median_abs_error": 0.10, "p90_abs_error": 0.25}
 COVERAGE = (0.75, 0.85)
+
+
+def _load() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not Unix
+        return None
 
 
 def _fmt(d: dict, key: str) -> str:
@@ -66,9 +74,10 @@ def main() -> int:
     ]
     if args.reuse:
         cmd.append("--reuse-measurements")
-    start = time.perf_counter()
+    load_before = _load()
+    start, cpu_start = time.perf_counter(), time.process_time()
     res = CliRunner().invoke(app, cmd)
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     if res.exit_code != 0:
         print(res.output, file=sys.stderr)
         return res.exit_code or 1
@@ -76,7 +85,12 @@ def main() -> int:
     report = json.loads(Path(summary["report"]).read_text())
     print(
         f"hwsim calibrate --quick on {summary['device']}: {summary['measured']} measured shapes, "
-        f"{len(summary['skipped'])} skipped, {elapsed:.0f} s (measure + fit)"
+        f"{len(summary['skipped'])} skipped, {elapsed:.0f} s wall, {cpu:.0f} s CPU (measure + fit)"
+    )
+    print(
+        f"load average (1 min) before {load_before or float('nan'):.2f}, after "
+        f"{_load() or float('nan'):.2f} on {os.cpu_count()} CPUs: another process's load "
+        "slows the sweep and skews its timings"
     )
     print(f"profile: {summary['profile']}\nmeasurements: {summary['measurements_dir']}\n")
     header = f"{'op class':12} {'train':>5} {'held':>5} {'median':>7} {'p90':>7} {'in band':>7}"

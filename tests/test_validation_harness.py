@@ -348,3 +348,145 @@ def test_an_unknown_gpu_names_the_fix():
 
     with pytest.raises(HwsimError, match="no shipped hardware profile matches.*--base-profile"):
         profile_for_device("cuda", "Imaginary GPU 9000")
+
+
+# -- adaptive repeats ------------------------------------------------------------------------
+class ScriptedTimer:
+    """A timer whose n-th reading is ``durations(n)`` per call (warm-up readings included)."""
+
+    def __init__(self, durations):
+        self.durations, self.readings = durations, 0
+
+    def time(self, step, calls: int) -> float:
+        step()
+        self.readings += 1
+        return self.durations(self.readings) * calls
+
+
+def _adaptive(**kw) -> TimingPolicy:
+    base = dict(
+        warmup_calls=1,
+        warmup_s=0.0,
+        min_sample_s=0.0,
+        budget_s=1.0,
+        min_repeats=8,
+        max_repeats=200,
+        rounds=1,
+        target_ci=0.02,
+    )
+    return TimingPolicy(**{**base, **kw})
+
+
+def test_median_rel_ci_is_the_notch_half_width_over_the_median():
+    from validation.harness import median_rel_ci
+
+    samples = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]  # IQR 4, median 5
+    assert median_rel_ci(samples) == pytest.approx(1.57 * 4 / 3 / 5)
+    assert median_rel_ci([1.0, 1.0]) == float("inf")  # too few to say
+    assert median_rel_ci([2.0] * 20) == 0.0
+
+
+def test_adaptive_sampling_stops_once_the_median_is_stable():
+    timer = ScriptedTimer(lambda n: 1e-3)  # every call 1 ms: stable from the first samples
+    timing = time_kernel(lambda: None, timer, _adaptive())
+    assert timing.repeats == 8  # min_repeats, far short of the 1 s budget
+    fixed = time_kernel(lambda: None, ScriptedTimer(lambda n: 1e-3), _adaptive(target_ci=0.0))
+    assert fixed.repeats == 200  # not adaptive: samples until the budget (max_repeats here)
+
+
+def test_adaptive_sampling_of_a_noisy_kernel_runs_to_the_budget():
+    timer = ScriptedTimer(lambda n: 1e-3 if n % 2 else 2e-3)  # IQR ~ median: never stable
+    timing = time_kernel(lambda: None, timer, _adaptive(budget_s=0.15))
+    assert 0.15 <= sum(timing.samples_s) < 0.15 + 2e-3  # stopped by the budget
+    assert timing.rel_ci > 0.02
+
+
+def test_a_kernel_slower_than_its_warm_up_stops_at_the_overrun_cap():
+    from validation.harness import MIN_SAMPLES, OVERRUN
+
+    # warm-up sees 1 ms calls, then another process's load makes each call take 50 ms
+    timer = ScriptedTimer(lambda n: 1e-3 if n == 1 else 0.05)
+    policy = _adaptive(budget_s=0.04, min_repeats=10)
+    timing = time_kernel(lambda: None, timer, policy)
+    assert timing.repeats == MIN_SAMPLES  # short of min_repeats: 3 x 50 ms >= 2 x 40 ms
+    assert sum(timing.samples_s) >= OVERRUN * policy.budget_s
+
+
+def test_per_round_splits_the_minimum_over_the_required_rounds():
+    one = TimingPolicy(
+        budget_s=0.24, min_repeats=10, max_repeats=120, rounds=3, target_ci=0.02, min_rounds=2
+    ).per_round()
+    assert one.min_repeats == 5 and one.budget_s == pytest.approx(0.08)
+    assert one.max_repeats == 40 and one.rounds == 1 and one.target_ci == 0.02
+
+
+def _suite_cases():
+    from validation import kernels as vk
+
+    return [vk.Case("norm", "torch.layer_norm", {"tokens": 4, "hidden": 64, "dtype": "fp32"})]
+
+
+def test_a_stable_case_skips_the_optional_rounds():
+    pytest.importorskip("torch")
+    from validation.harness import Device
+    from validation.suite import run_suite
+
+    policy = _adaptive(min_repeats=8, rounds=3, min_rounds=2, budget_s=3.0)
+    steady = run_suite(
+        _suite_cases(),
+        Device("cpu", "test"),
+        policy=policy,
+        pool_bytes=1 << 16,
+        timer=ScriptedTimer(lambda n: 1e-3),
+        progress=False,
+    )
+    assert steady.measurements[0].repeats == 8  # 4 in each of the 2 required rounds
+    noisy = ScriptedTimer(lambda n: 1e-3 if n % 2 else 2e-3)
+    rows = run_suite(
+        _suite_cases(),
+        Device("cpu", "test"),
+        policy=policy,
+        pool_bytes=1 << 16,
+        timer=noisy,
+        progress=False,
+    ).measurements
+    per_round_cap = policy.per_round().max_repeats
+    assert rows[0].repeats == 3 * per_round_cap  # never stable: every round, each to its cap
+
+
+def test_no_optional_round_starts_after_its_time_limit():
+    pytest.importorskip("torch")
+    from validation.harness import Device
+    from validation.suite import run_suite
+
+    policy = _adaptive(rounds=3, min_rounds=2, budget_s=3.0, optional_rounds_until_s=0.0)
+    rows = run_suite(
+        _suite_cases(),
+        Device("cpu", "test"),
+        policy=policy,
+        pool_bytes=1 << 16,
+        timer=ScriptedTimer(lambda n: 1e-3 if n % 2 else 2e-3),
+        progress=False,
+    ).measurements
+    assert rows[0].repeats == 2 * policy.per_round().max_repeats  # the required rounds only
+
+
+def test_a_growing_pool_keeps_its_random_prefix_and_grows_geometrically():
+    torch = pytest.importorskip("torch")
+    pool = InputPool("cpu", pool_bytes=1 << 12)
+    small = pool.slots(torch.float32, [(256,)], n=2)
+    head = small[0][0].clone()
+    big = pool.slots(torch.float32, [(300,)], n=2)  # 600 elements > the 512 held
+    buf = pool._random[torch.float32]
+    assert buf.numel() >= int(InputPool.GROWTH * 512)
+    assert torch.equal(big[0][0][:256], head)  # the old numbers kept, not redrawn
+    assert bool((buf != 0).all())  # the new tail is random too, never zeros
+
+
+def test_the_quick_cpu_sweep_times_only_the_norm_variant_the_fit_keeps():
+    from validation.suite import plan_cpu
+
+    quick = {c.variant for c in plan_cpu(True) if c.kernel == "norm"}
+    full = {c.variant for c in plan_cpu(False) if c.kernel == "norm"}
+    assert quick == {"torch.layer_norm"}
+    assert full == {"torch.layer_norm", "torch.rms_norm"}

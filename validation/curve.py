@@ -57,6 +57,8 @@ _START_GRID = [(-1.0, -0.05), (-1.0, -0.05), (2.0, 8.0), (2.0, 6.0), (-6.0, -4.0
 _OFFSET_BOUND = 4.0  # |log-time offset| of a group: a factor of e^4 ~ 55 either way
 LOSS_SCALE = 0.05  # soft-L1 loss: residuals beyond ~5% count linearly, not quadratically
 OFFSET_SHRINK = 0.5  # pull of each free offset towards 0 (see fit_curve)
+ANALYTIC_JACOBIAN = True  # exact in the offsets (see fit_curve); False: scipy's differences
+_FD_STEP = float(np.finfo(float).eps ** 0.5)  # scipy's '2-point' relative step
 
 
 # -- split -----------------------------------------------------------------------------------
@@ -290,16 +292,53 @@ def fit_curve(
     factor_index = index(p.factors)
     n = 6 if fit_overlap else 5
 
-    def residuals(v: np.ndarray) -> np.ndarray:
+    def part_offsets(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         offsets = np.append(v[n:], 0.0)
-        work, fixed = model_parts(v[:n], p)
         work_offset = offsets[work_parent] + offsets[work_index] + offsets[factor_index]
-        fixed_offset = offsets[fixed_parent] + offsets[fixed_index]
-        fit = _combine(work, fixed, work_offset, fixed_offset) - p.log_t
+        return work_offset, offsets[fixed_parent] + offsets[fixed_index]
+
+    def residuals(v: np.ndarray) -> np.ndarray:
+        work, fixed = model_parts(v[:n], p)
+        fit = _combine(work, fixed, *part_offsets(v)) - p.log_t
         return np.concatenate([fit, shrink * v[n:]])
 
     lower = np.concatenate([_LOWER[:n], np.full(len(free), -_OFFSET_BOUND)])
     upper = np.concatenate([_UPPER[:n], np.full(len(free), _OFFSET_BOUND)])
+    # d(work offset)/d(free offsets) and d(fixed offset)/d(free offsets): 0/1 per point
+    work_onehot, fixed_onehot = np.zeros((len(p), len(free))), np.zeros((len(p), len(free)))
+    for onehot, columns in (
+        (work_onehot, (work_parent, work_index, factor_index)),
+        (fixed_onehot, (fixed_parent, fixed_index)),
+    ):
+        for col in columns:
+            rows = np.flatnonzero(col >= 0)
+            np.add.at(onehot, (rows, col[rows]), 1.0)
+    shrink_rows = np.hstack([np.zeros((len(free), n)), shrink * np.eye(len(free))])
+
+    def jacobian(v: np.ndarray) -> np.ndarray:
+        """The residuals' Jacobian: exact in the offsets (log(work e^b + fixed e^a) moves by
+        the work's or the fixed part's share of the time), forward differences in the curve's
+        n parameters (scipy's '2-point' step), so a step costs n + 1 evaluations of the
+        curve instead of one full residual evaluation per parameter."""
+        b, a = part_offsets(v)
+        work, fixed = model_parts(v[:n], p)
+        scaled_work = work * np.exp(b)
+        total = scaled_work + fixed * np.exp(a)
+        base = np.log(total)
+        share = scaled_work / total
+        curve = np.empty((len(p), n))
+        for k in range(n):
+            h = _FD_STEP * max(1.0, abs(v[k]))
+            if v[k] + h > upper[k]:
+                h = -h
+            x = v[:n].copy()
+            x[k] += h
+            h = x[k] - v[k]
+            w, f = model_parts(x, p)
+            curve[:, k] = (np.log(w * np.exp(b) + f * np.exp(a)) - base) / h
+        offsets = share[:, None] * work_onehot + (1.0 - share)[:, None] * fixed_onehot
+        return np.vstack([np.hstack([curve, offsets]), shrink_rows])
+
     if starts is None:
         starts = [np.array(s) for s in itertools.product(*_START_GRID[:n])]
     known = offsets_start or {}
@@ -310,7 +349,13 @@ def fit_curve(
     for start in starts:
         x0 = np.clip(np.concatenate([start[:n], off0]), lower + 1e-9, upper - 1e-9)
         sol = least_squares(
-            residuals, x0, bounds=(lower, upper), loss="soft_l1", f_scale=LOSS_SCALE, x_scale="jac"
+            residuals,
+            x0,
+            jac=jacobian if ANALYTIC_JACOBIAN else "2-point",
+            bounds=(lower, upper),
+            loss="soft_l1",
+            f_scale=LOSS_SCALE,
+            x_scale="jac",
         )
         if best is None or sol.cost < best.cost:
             best = sol

@@ -170,8 +170,20 @@ class TimingPolicy:
     """How long to warm up and sample one shape.
 
     A sample times ``inner`` back-to-back calls so that it lasts at least ``min_sample_s``
-    (clock resolution and per-sample overhead stay small); ``repeats`` samples fill
-    ``budget_s`` within [min_repeats, max_repeats].
+    (clock resolution and per-sample overhead stay small). Samples are taken until the timed
+    calls have used ``budget_s``, within [min_repeats, max_repeats]. The budget counts timed
+    seconds, not the warm-up's guess of them, and a shape whose calls turn out far slower than
+    the warm-up said (another process's load) stops at :data:`OVERRUN` times it even short of
+    ``min_repeats`` (never under :data:`MIN_SAMPLES`). With ``target_ci`` > 0 the
+    sampling is adaptive: it also stops, once ``min_repeats`` samples are in, as soon as the
+    median is stable, its relative confidence half-width (:func:`median_rel_ci`) at or below
+    ``target_ci``; ``budget_s`` is then the cap on a noisy shape.
+
+    The samples are taken in ``rounds`` interleaved passes over the whole suite; an adaptive
+    policy measures a shape in ``min_rounds`` of them at least and in the rest only while its
+    pooled median is not yet stable and, with ``optional_rounds_until_s``, only while the
+    suite has run for less than that many seconds (on a loaded machine the extra samples cost
+    the most and a shift in the load biases them all alike).
     """
 
     warmup_calls: int = 2
@@ -182,22 +194,79 @@ class TimingPolicy:
     max_repeats: int = 120
     max_inner: int = 1000
     rounds: int = 3
+    target_ci: float = 0.0
+    min_rounds: int | None = None
+    optional_rounds_until_s: float | None = None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.target_ci > 0
+
+    @property
+    def required_rounds(self) -> int:
+        """Rounds every shape is measured in (all of them unless adaptive)."""
+        if not self.adaptive or self.min_rounds is None:
+            return self.rounds
+        return max(1, min(self.rounds, self.min_rounds))
 
     def per_round(self) -> TimingPolicy:
         """The share of one of ``rounds`` passes over the whole suite. Interleaving the
         samples of a shape over the suite's duration keeps a burst of load from another
-        process (a shared machine) from owning all of them."""
+        process (a shared machine) from owning all of them. The minimum count is split over
+        the rounds every shape gets, the budget and the maximum over all of them."""
         return replace(
             self,
             budget_s=self.budget_s / self.rounds,
-            min_repeats=-(-self.min_repeats // self.rounds),
+            min_repeats=-(-self.min_repeats // self.required_rounds),
             max_repeats=-(-self.max_repeats // self.rounds),
             rounds=1,
+            min_rounds=None,
+            optional_rounds_until_s=None,
+        )
+
+    def stable(self, samples: Sequence[float]) -> bool:
+        """True when an adaptive policy may stop sampling: at least ``min_repeats`` samples
+        whose median is known to within ``target_ci``."""
+        return (
+            self.adaptive
+            and len(samples) >= self.min_repeats
+            and median_rel_ci(samples) <= self.target_ci
         )
 
 
-QUICK = TimingPolicy()
+QUICK = TimingPolicy(
+    warmup_s=0.01,
+    budget_s=0.24,
+    min_repeats=10,
+    max_repeats=120,
+    rounds=3,
+    target_ci=0.02,
+    min_rounds=2,
+    optional_rounds_until_s=40.0,
+)
+"""The ``--quick`` sweep: adaptive, every shape in 2 interleaved rounds and a third only while
+its median is not known to 2% (and the sweep is under 40 s old); at most 0.08 s of timed calls
+per shape and round (the fixed sweep's budget: a noisy shape gets as many samples as before)."""
+
+OVERRUN = 2.0
+MIN_SAMPLES = 3
+"""A shape whose timed calls reach ``OVERRUN`` times the budget (calls far slower than the
+warm-up said: another process's load) stops there with ``min_repeats`` or not, once it has
+``MIN_SAMPLES``."""
 FULL = TimingPolicy(warmup_s=0.05, budget_s=1.2, min_repeats=15, max_repeats=300, rounds=5)
+
+
+def median_rel_ci(samples: Sequence[float]) -> float:
+    """Relative half-width of an approximate 95% confidence interval of the median:
+    1.57 IQR / sqrt(n) / median (McGill, Tukey and Larsen's notches). Infinite for fewer than
+    3 samples or a non-positive median."""
+    n = len(samples)
+    if n < 3:
+        return math.inf
+    q25, q50, q75 = np.percentile(samples, [25, 50, 75])
+    if not q50 > 0:
+        return math.inf
+    return float(1.57 * (q75 - q25) / math.sqrt(n) / q50)
 
 
 @dataclass(frozen=True)
@@ -230,9 +299,16 @@ class Timing:
     def iqr_s(self) -> float:
         return self._q(75) - self._q(25)
 
+    @property
+    def rel_ci(self) -> float:
+        """:func:`median_rel_ci` of the samples."""
+        return median_rel_ci(self.samples_s)
+
 
 def time_kernel(step: Callable[[], Any], timer: Timer, policy: TimingPolicy = QUICK) -> Timing:
-    """Warm up, size the samples from the warm-up speed, then take the repeated samples."""
+    """Warm up, size the samples from the warm-up speed, then sample until the timed calls
+    have used the budget (or, adaptive, until the median is stable), within the policy's
+    [min_repeats, max_repeats] (see :class:`TimingPolicy` for the overrun cap)."""
     warm: list[float] = []
     while len(warm) < policy.warmup_calls or sum(warm) < policy.warmup_s:
         warm.append(timer.time(step, 1))
@@ -242,12 +318,21 @@ def time_kernel(step: Callable[[], Any], timer: Timer, policy: TimingPolicy = QU
     inner = int(
         min(policy.max_inner, max(1, math.ceil(policy.min_sample_s / per_call * (1 - 1e-9))))
     )
-    repeats = int(policy.budget_s / (per_call * inner))
-    repeats = min(policy.max_repeats, max(policy.min_repeats, repeats))
-    samples = tuple(timer.time(step, inner) / inner for _ in range(repeats))
-    if min(samples) <= 0:
-        raise HwsimError("the clock returned a non-positive interval; is it monotonic?")
-    return Timing(samples, inner)
+    floor = min(MIN_SAMPLES, policy.max_repeats)
+    samples: list[float] = []
+    spent = 0.0
+    while len(samples) < policy.max_repeats:
+        elapsed = timer.time(step, inner)
+        if elapsed <= 0:
+            raise HwsimError("the clock returned a non-positive interval; is it monotonic?")
+        samples.append(elapsed / inner)
+        spent += elapsed
+        n = len(samples)
+        if n >= policy.min_repeats and (spent >= policy.budget_s or policy.stable(samples)):
+            break
+        if n >= floor and spent >= OVERRUN * policy.budget_s:
+            break
+    return Timing(tuple(samples), inner)
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -288,20 +373,30 @@ class InputPool:
         set_bytes = self._size(shapes) * self.torch.empty((), dtype=dtype).element_size()
         return int(min(self.max_slots, max(2, math.ceil(self.pool_bytes / set_bytes))))
 
+    GROWTH = 1.5  # a buffer that must grow grows by at least this factor
+
     def _buffer(self, store: dict, dtype: Any, numel: int, random: bool) -> Any:
-        buf = store.get(dtype)
-        if buf is None or buf.numel() < numel:
-            store.pop(dtype, None)
-            if random:
-                buf = self.torch.empty(numel, dtype=dtype, device=self.device)
-                chunk = 1 << 24
-                for lo in range(0, numel, chunk):
-                    hi = min(numel, lo + chunk)
-                    noise = self.torch.randn(hi - lo, generator=self.generator, device=self.device)
-                    buf[lo:hi] = noise.to(dtype)
-            else:
-                buf = self.torch.empty(numel, dtype=dtype, device=self.device)
-            store[dtype] = buf
+        """The dtype's flat buffer, at least ``numel`` long. Growing it keeps what it holds
+        and fills only the new tail with ``randn`` (random numbers cost far more than the
+        copy), and grows by at least :data:`GROWTH` so a sweep of slowly growing shapes does
+        not reallocate at every one."""
+        old = store.get(dtype)
+        if old is not None and old.numel() >= numel:
+            return old
+        kept = 0 if old is None else old.numel()
+        size = max(numel, int(self.GROWTH * kept))
+        buf = self.torch.empty(size, dtype=dtype, device=self.device)
+        if old is not None and random:
+            buf[:kept] = old
+        store.pop(dtype, None)
+        del old
+        if random:
+            chunk = 1 << 24
+            for lo in range(kept, size, chunk):
+                hi = min(size, lo + chunk)
+                noise = self.torch.randn(hi - lo, generator=self.generator, device=self.device)
+                buf[lo:hi] = noise.to(dtype)
+        store[dtype] = buf
         return buf
 
     def _carve(self, store, dtype, shapes, n, random) -> list[list[Any]]:

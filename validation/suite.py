@@ -6,8 +6,10 @@ returns hwsim :class:`~hwsim.perf.measured.Measurement` rows, with a rich progre
 A case the device cannot run (a backend without GQA, out of memory, a failed check) is
 skipped with its reason, never timed.
 
-The CPU ``--quick`` sweep (182 shapes) is sized for about a minute on 2 cores and gives every
-op class 36-64 shapes, enough for a 70/30 train/held-out split.
+The CPU ``--quick`` sweep (158 shapes, one implementation each) gives every op class 36-64
+shapes, enough for a 70/30 train/held-out split. With :data:`~validation.harness.QUICK`'s
+adaptive repeats, ``hwsim calibrate --quick`` (measure and fit) takes about a minute on a
+2-core CPU that other processes keep busy (48-64 s at load average 2-3.5), less on an idle one.
 """
 
 from __future__ import annotations
@@ -83,10 +85,13 @@ def _decode_grid(dtypes, configs, contexts) -> list[dict]:
     ]
 
 
-def _bandwidth(dtypes, copies, norms) -> list:
+NORM_VARIANTS = ("torch.rms_norm", "torch.layer_norm")
+
+
+def _bandwidth(dtypes, copies, norms, norm_variants=NORM_VARIANTS) -> list:
     cases = _cases("copy", ["torch.copy"], [dict(bytes=b, dtype=d) for d in dtypes for b in copies])
     grid = [dict(tokens=t, hidden=h, dtype=d) for d in dtypes for h, t in norms]
-    return cases + _cases("norm", ["torch.rms_norm", "torch.layer_norm"], grid)
+    return cases + _cases("norm", norm_variants, grid)
 
 
 def plan_cpu(quick: bool) -> list:
@@ -105,6 +110,10 @@ def plan_cpu(quick: bool) -> list:
         copies = (256 * Ki, Mi, 2 * Mi, 4 * Mi, 16 * Mi, 64 * Mi)
         norms = list(itertools.product((2048, 4096), (1, 16, 64, 128, 512, 1024)))
         attn_variants = ["torch.sdpa"]
+        # The fit keeps the fastest variant of each shape, and on the CPU that is always the
+        # fused layer_norm (torch's CPU RMSNorm is not fused: 2-9x slower at every shape):
+        # timing rms_norm too would cost an eighth of the sweep for no measurement.
+        norm_variants: tuple[str, ...] = ("torch.layer_norm",)
     else:
         gemm = _gemm_grid(
             dtypes,
@@ -123,11 +132,12 @@ def plan_cpu(quick: bool) -> list:
         copies = (64 * Ki, 256 * Ki, Mi, 4 * Mi, 16 * Mi, 64 * Mi, 256 * Mi)
         norms = list(itertools.product((1024, 2048, 4096, 8192), (1, 4, 16, 64, 256, 1024)))
         attn_variants = ["torch.sdpa", "torch.sdpa.math", "torch.sdpa.flash"]
+        norm_variants = NORM_VARIANTS
     return [
         *_cases("gemm", ["torch.mm"], gemm),
         *_cases("attention_prefill", attn_variants, prefill),
         *_cases("attention_decode", attn_variants, decode),
-        *_bandwidth(dtypes, copies, norms),
+        *_bandwidth(dtypes, copies, norms, norm_variants),
     ]
 
 
@@ -215,6 +225,12 @@ def run_suite(
 ) -> SuiteResult:
     """Measure every case in ``policy.rounds`` interleaved passes; pool each case's samples.
 
+    An adaptive policy (``target_ci``) measures every case in ``policy.required_rounds``
+    passes and in the later ones only while its pooled median is not yet stable
+    (:meth:`~validation.harness.TimingPolicy.stable`) and the suite is younger than
+    ``policy.optional_rounds_until_s``; a shift between rounds (load from another process in
+    one of them) widens the pooled spread and so earns the case another pass.
+
     A case that cannot run (failed check, unsupported backend, out of memory, a kernel that
     does not compile) is skipped with its reason and not retried in later rounds. With
     ``deadline_s`` (a ``time.perf_counter()`` value) no new case starts after the deadline:
@@ -232,7 +248,10 @@ def run_suite(
         task = bar.add_task("measuring", total=len(cases) * policy.rounds)
         for r in range(policy.rounds):
             for i, case in enumerate(cases):
-                if i not in samples:
+                if i not in samples or (
+                    r >= policy.required_rounds
+                    and not _wants_more(policy, samples[i], time.perf_counter() - start)
+                ):
                     bar.advance(task)
                     continue
                 if deadline_s is not None and time.perf_counter() > deadline_s:
@@ -274,6 +293,15 @@ def run_suite(
     result.elapsed_s = time.perf_counter() - start
     result.load_after = _load()
     return result
+
+
+def _wants_more(policy: TimingPolicy, samples: list[float], elapsed_s: float) -> bool:
+    """Whether a case that had its required rounds gets an optional one: its pooled median is
+    not yet stable and the suite is still inside ``policy.optional_rounds_until_s``."""
+    late = (
+        policy.optional_rounds_until_s is not None and elapsed_s >= policy.optional_rounds_until_s
+    )
+    return not late and not policy.stable(samples)
 
 
 def _load() -> float | None:

@@ -49,7 +49,9 @@ def register(app: typer.Typer) -> None:
             ..., "--out", help="calibrated profile YAML to write (a new file)"
         ),
         device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
-        quick: bool = typer.Option(False, "--quick", help="short sweep (~1 min on a 2-core CPU)"),
+        quick: bool = typer.Option(
+            False, "--quick", help="short sweep (~1 min on a busy 2-core CPU; adaptive repeats)"
+        ),
         measurements_dir: Path = typer.Option(
             Path("validation/results"),
             "--measurements-dir",
