@@ -99,9 +99,9 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
         total.add(op_s)
         if op.op_class == "communication":
             comm.add(op_s)
-        compute.add(op_s, where=np.asarray(t.bound) == 0)
-        flops.add(np.asarray(op.flops) * op.count * (1 if op.op_class == "elementwise" else dep.tp))
-        hbm.add(np.asarray(op.hbm_bytes) * op.count)
+        compute.add(op_s, where=t.bound == 0)
+        flops.add(op.flops * op.count * (1 if op.op_class == "elementwise" else dep.tp))
+        hbm.add(op.hbm_bytes * op.count)
     total_s, compute_s = total.value(), compute.value()
     comm_s = comm.value() + 0.0 * total_s
     by_bound = (compute_s, total_s - compute_s - comm_s, comm_s)  # communication ops: bound 2
@@ -110,17 +110,23 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
 
 class _Sum:
     """A sum of arrays of a few distinct shapes (a decode step's context-free ops are (n,),
-    its attention (samples, n)): each shape adds up in place in its own accumulator, and the
-    accumulators are broadcast together once at the end, not every op at the largest shape."""
+    its attention (samples, n)): each shape adds up in place in its own accumulator (one
+    value: a float), and they are broadcast together once at the end, not every op at the
+    largest shape."""
 
     def __init__(self) -> None:
+        self._scalar = 0.0
         self._by_shape: dict[tuple[int, ...], np.ndarray] = {}
 
-    def add(self, x, where: np.ndarray | None = None) -> None:
-        x = np.asarray(x, dtype=float)
-        held = self._by_shape.get(x.shape)
+    def add(self, x, where=None) -> None:
+        shape = getattr(x, "shape", ())
+        if not shape:
+            if where is None or where:
+                self._scalar += float(x)
+            return
+        held = self._by_shape.get(shape)
         if held is None:
-            held = self._by_shape[x.shape] = np.zeros(x.shape)
+            held = self._by_shape[shape] = np.zeros(shape)
         if where is None:
             held += x
         else:
@@ -130,10 +136,14 @@ class _Sum:
         """The total, in the broadcast shape of everything added (0.0 if nothing was)."""
         parts = sorted(self._by_shape.values(), key=np.size)
         if not parts:
-            return np.asarray(0.0)
-        out = parts[-1].copy() if len(parts) > 1 else parts[-1]
+            return np.asarray(self._scalar)
+        out = parts[-1]
+        if len(parts) > 1 or self._scalar:
+            out = out.copy()
         for part in parts[:-1]:
             out = out + part if out.ndim < part.ndim else np.add(out, part, out=out)
+        if self._scalar:
+            out += self._scalar
         return out
 
 

@@ -34,6 +34,8 @@ from hwsim.perf.roofline import (
 )
 from hwsim.profiles.hardware import HardwareProfile, ResidualBand
 
+TINY = np.finfo(float).tiny
+
 
 @dataclass(frozen=True)
 class OpBand:
@@ -52,7 +54,7 @@ class OpBand:
 
     def factor(self, q: str) -> np.ndarray:
         """exp(quantile ``q``): work exp(p_group) + fixed exp(p_overhead), over work + fixed."""
-        total = np.maximum(self.work + self.fixed, np.finfo(float).tiny)
+        total = np.maximum(self.work + self.fixed, TINY)
         return (
             self.work * np.exp(getattr(self.group, q))
             + self.fixed * np.exp(getattr(self.overhead, q))
@@ -141,11 +143,10 @@ def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray
     (:func:`residual_band`); never below the speed of light; the time itself where the
     calibration has no band for the op."""
     bounds = np.asarray(t.bound)
+    present = (int(bounds),) if bounds.ndim == 0 else [i for i in (0, 1) if np.any(bounds == i)]
     factors: dict[int, tuple[Any, Any]] = {}
-    for i, bound in enumerate(BOUNDS[:2]):
-        if not np.any(bounds == i):  # a bound no element has is never looked up
-            continue
-        band = residual_band(hw, t.op, bound)
+    for i in present:  # a bound no element has is never looked up
+        band = residual_band(hw, t.op, BOUNDS[i])
         if band is None:
             factors[i] = (1.0, 1.0)
             continue
