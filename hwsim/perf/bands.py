@@ -60,6 +60,16 @@ class OpBand:
             + self.fixed * np.exp(getattr(self.overhead, q))
         ) / total
 
+    def ratios(self, low: str, mid: str, high: str) -> tuple[np.ndarray, np.ndarray]:
+        """(factor(low) / factor(mid), factor(high) / factor(mid)); work + fixed cancels, so
+        a sweep pays one shared denominator instead of three normalised factors."""
+        w, x, g, o = self.work, self.fixed, self.group, self.overhead
+        den = w * math.exp(getattr(g, mid)) + x * math.exp(getattr(o, mid))
+        den = np.maximum(den, TINY)
+        num_lo = w * math.exp(getattr(g, low)) + x * math.exp(getattr(o, low))
+        num_hi = w * math.exp(getattr(g, high)) + x * math.exp(getattr(o, high))
+        return num_lo / den, num_hi / den
+
     @property
     def p10(self) -> np.ndarray:
         return np.log(self.factor("p10"))
@@ -150,8 +160,10 @@ def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray
         if band is None:
             factors[i] = (1.0, 1.0)
             continue
-        mid = band_factor(band, "p50")
-        factors[i] = (band_factor(band, "p10") / mid, band_factor(band, "p90") / mid)
+        if isinstance(band, OpBand):
+            factors[i] = band.ratios("p10", "p50", "p90")
+        else:
+            factors[i] = (math.exp(band.p10 - band.p50), math.exp(band.p90 - band.p50))
     if len(factors) < 2:  # one bound throughout (or none): no per-element choice
         lo, hi = next(iter(factors.values()), (1.0, 1.0))
     else:  # mixed bounds: per element
