@@ -127,3 +127,27 @@ def test_scalar_estimate_matches_a_sweep_point(batch, prompt, gen):
     assert one.latency.tpot_high_s == pytest.approx(many.latency.tpot_high_s[0], rel=1e-12)
     assert one.capacity.max_context_tokens == many.capacity.max_context_tokens[0]
     assert one.capacity.binding_constraint == many.capacity.binding_constraint[0]
+
+
+@pytest.mark.parametrize(
+    ("model", "hardware", "prompt", "gen"),
+    [
+        ("llama-2-7b", "a100-40gb-sxm", 2048, 128),
+        ("llama-3.1-8b", "l4", 4096, 512),
+        ("mixtral-8x7b", "h100-sxm", 16000, 1000),
+    ],
+)
+def test_fits_and_max_batch_are_one_capacity_definition(model, hardware, prompt, gen):
+    """Issue 17's fault: max_batch counted one prefill chunk's workspace and memory.fits the
+    whole batch's, so a batch below max_batch could 'not fit'. Now fits <=> batch <= max_batch."""
+    try:
+        dep = make_deployment(model, hardware, tp=2 if model == "mixtral-8x7b" else 1)
+    except hwsim.HwsimError as exc:  # pragma: no cover - weights do not fit this device
+        pytest.skip(str(exc))
+    one = estimate_deployment(dep, 1, prompt, gen)
+    top = int(one.capacity.max_batch)
+    assert top >= 1
+    batch = np.unique(np.clip(np.array([1, top // 2, top - 1, top, top + 1, 2 * top]), 1, None))
+    est = estimate_deployment(dep, batch, prompt, gen)
+    np.testing.assert_array_equal(est.memory.fits, batch <= top)
+    np.testing.assert_array_equal(est.capacity.max_batch, top)

@@ -38,18 +38,27 @@ def on_unique(fn, x) -> np.ndarray:
     return np.asarray(fn(values), dtype=float)[inverse].reshape(x.shape)
 
 
-def free_bytes_for_cache(dep: Deployment, prompt_len, weights_bytes: float) -> np.ndarray:
-    """Memory left for KV/state once weights and the workspace of one prefill chunk (at most
-    PREFILL_CHUNK_TOKENS new tokens attending to the whole prompt) are resident."""
-    usable = dep.usable_bytes
+def prefill_workspace_bytes(dep: Deployment, prompt_len) -> np.ndarray:
+    """Transient activation memory while a prompt is prefilled the way serving engines do it,
+    in chunks: one chunk of at most PREFILL_CHUNK_TOKENS new tokens of one sequence attending
+    to the whole prompt (its largest op's held bytes). The one workspace both ``max_batch``
+    and ``memory.fits`` count."""
 
-    def free(s):
+    def workspace(s):
         chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)
-        ops = forward_ops(make_forward(dep, "prefill", 1.0, chunk, s), dep.pp)
-        workspace = ops_workspace_bytes(ops)
-        return np.maximum(usable - weights_bytes - workspace, 0.0)
+        return ops_workspace_bytes(forward_ops(make_forward(dep, "prefill", 1.0, chunk, s), dep.pp))
 
-    return on_unique(free, prompt_len)
+    return on_unique(workspace, prompt_len)
+
+
+def free_bytes_for_cache(
+    dep: Deployment, prompt_len, weights_bytes: float, workspace_bytes=None
+) -> np.ndarray:
+    """Memory left for KV/state once weights and the workspace of one prefill chunk
+    (:func:`prefill_workspace_bytes`, unless given) are resident."""
+    if workspace_bytes is None:
+        workspace_bytes = prefill_workspace_bytes(dep, prompt_len)
+    return np.maximum(dep.usable_bytes - weights_bytes - workspace_bytes, 0.0)
 
 
 def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
@@ -120,11 +129,16 @@ def slo_batch(dep: Deployment, context, limit, tpot_slo_s: float) -> np.ndarray:
 
 
 def capacity_section(
-    dep: Deployment, prompt_len, gen_len, weights_bytes: float, tpot_slo_s: float | None
+    dep: Deployment,
+    prompt_len,
+    gen_len,
+    weights_bytes: float,
+    tpot_slo_s: float | None,
+    workspace_bytes=None,
 ) -> Capacity:
     s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
     context = s + g
-    free = free_bytes_for_cache(dep, s, weights_bytes)
+    free = free_bytes_for_cache(dep, s, weights_bytes, workspace_bytes)
     by_memory = max_batch(dep, context, free)
     binding = np.where(by_memory >= 1, 0, 1)  # index into BINDING
     users = by_memory

@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from hwsim.errors import HwsimError, InfeasibleError
-from hwsim.inference.capacity import capacity_section
+from hwsim.inference.capacity import capacity_section, prefill_workspace_bytes
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
 from hwsim.inference.memory import (
@@ -17,7 +17,6 @@ from hwsim.inference.memory import (
     kv_bytes_per_token_per_gpu,
     state_bytes_per_sequence_per_gpu,
     weight_bytes_per_gpu,
-    workspace_bytes,
 )
 from hwsim.inference.results import (
     Attention,
@@ -208,7 +207,8 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     ttft, tpot = pre.time_s, dec.time_s
     e2e = ttft + (g - 1.0) * tpot
     kv_total = b * cache_bytes_per_sequence_per_gpu(dep, final_context)
-    workspace = workspace_bytes(pre)
+    # one capacity definition: what max_batch leaves room for (a chunked prefill's workspace)
+    workspace = prefill_workspace_bytes(dep, s)
     total = weights + kv_total + workspace
     est = Estimate(
         config=_config(dep, b, s, g, tpot_slo_s),
@@ -242,7 +242,7 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,
         ),
-        capacity=capacity_section(dep, s, g, weights, tpot_slo_s),
+        capacity=capacity_section(dep, s, g, weights, tpot_slo_s, workspace),
         attention=_attention_section(dep, b, s),
         context=_context_section(dep, final_context),
     )

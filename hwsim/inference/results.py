@@ -47,6 +47,8 @@ class Memory(_Section):
     kv_cache_bytes_per_token: Num
     kv_cache_bytes: Num
     state_bytes_per_sequence: Num
+    # transient activations of one prefill chunk (inference.capacity.prefill_workspace_bytes):
+    # the same workspace capacity.max_batch leaves room for, so fits == (batch <= max_batch)
     activation_workspace_bytes: Num
     total_bytes: Num
     capacity_bytes: Num
