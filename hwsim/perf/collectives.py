@@ -273,6 +273,16 @@ def _ll_max(s: Setup) -> float:
     return (LL_MAX_BW[s.arch] if s.nodes == 1 else LL_MAX_BW_INTEL_HOST)[s.size_index]
 
 
+def _ring_bus_bw(s: Setup, proto: str, bus: float) -> float:
+    """A ring's bus bandwidth (GB/s) under ``proto``: LL half the bus up to llMaxBw (8-byte
+    lines, 4 of data), LL128 0.92 of it up to the channels' caps, Simple all of it."""
+    if proto == "LL":
+        return min(_ll_max(s), bus * RING_LL_EFFICIENCY)
+    if proto == "LL128":
+        return min(bus * RING_LL128_EFFICIENCY, _caps(s, PER_CH_MAX_RING_LL128))
+    return bus
+
+
 def _ring(s: Setup, collective: str) -> list[Choice]:
     p, n = s.ranks, s.nodes
     steps = _steps(collective, p)
@@ -282,11 +292,7 @@ def _ring(s: Setup, collective: str) -> list[Choice]:
     for i, proto in enumerate(PROTOCOLS):
         if proto == "LL128" and not _ll128_enabled(s):
             continue
-        bw = bus
-        if proto == "LL":
-            bw = min(_ll_max(s), bus * RING_LL_EFFICIENCY)
-        elif proto == "LL128":
-            bw = min(bus * RING_LL128_EFFICIENCY, _caps(s, PER_CH_MAX_RING_LL128))
+        bw = _ring_bus_bw(s, proto, bus)
         intra_lat = HW_LATENCY_US[s.intra]["ring"][i]
         inter_lat = intra_lat if n == 1 else HW_LATENCY_US["network"]["ring"][i]
         if n > 1:
@@ -348,11 +354,7 @@ def _p2p(s: Setup) -> list[Choice]:
     for i, proto in enumerate(PROTOCOLS):
         if proto == "LL128" and not _ll128_enabled(s):
             continue
-        bw = bus
-        if proto == "LL":
-            bw = min(_ll_max(s), bus * RING_LL_EFFICIENCY)
-        elif proto == "LL128":
-            bw = min(bus * RING_LL128_EFFICIENCY, _caps(s, PER_CH_MAX_RING_LL128))
+        bw = _ring_bus_bw(s, proto, bus)
         lat = BASE_LATENCY_US["ring"][i] + HW_LATENCY_US[hop]["ring"][i]
         out.append(Choice("p2p", proto, lat * 1e-6, bw * 1e9))
     return out
