@@ -276,3 +276,68 @@ def test_to_dict_is_plain():
     d = kernel_time(H100, "norm", tokens=16, hidden=4096).to_dict()
     assert d["rung"] == "datasheet" and d["params"]["dtype"] == "bf16"
     assert np.isfinite(d["time_s"])
+
+
+# -- the calibration's keys and corrections (hwsim.perf.corrections) ----------------------------
+def test_a_class_and_dtype_key_wins_over_the_class_key():
+    hw = calibrated(H100, {"matmul": (0, 0, 0), "matmul/bf16": (0.1, 0.2, 0.3)})
+    op = kernel_op("gemm", m=512, n=4096, k=4096, dtype="bf16")
+    t = kernel_time(hw, "gemm", m=512, n=4096, k=4096, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(hw, op, math.exp(0.2), math.exp(0.2)), rel=1e-12)
+
+
+def test_the_overhead_key_scales_the_ramps_and_the_launches_only():
+    hw = calibrated(H100, {"matmul": (0, 0, 0), "gemm/bf16/overhead": (0.4, 0.5, 0.6)})
+    curve = H100.efficiency.for_class("matmul")
+    assert curve.launch_overhead_s > 0
+    for m in (1, 4096):
+        op = kernel_op("gemm", m=m, n=1024, k=1024, dtype="bf16")
+        t = kernel_time(hw, "gemm", m=m, n=1024, k=1024, dtype="bf16")
+        assert t.time_s == pytest.approx(_by_hand(hw, op, 1.0, 1.0, math.exp(0.5)), rel=1e-12)
+    # ... and with fitted ramps (F_half, B_half), those too
+    ramped = hw.model_copy(
+        update={
+            "efficiency": hw.efficiency.model_copy(
+                update={"matmul": curve.model_copy(update={"memory_half_bytes": 4e6})}
+            )
+        }
+    )
+    op = kernel_op("gemm", m=8, n=1024, k=1024, dtype="bf16")
+    t = kernel_time(ramped, "gemm", m=8, n=1024, k=1024, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(ramped, op, 1.0, 1.0, math.exp(0.5)), rel=1e-12)
+
+
+def test_a_memory_only_key_leaves_the_compute_side_alone():
+    hw = calibrated(H100, {"gemm/bf16/memory": (-0.2, -0.1, 0.0)})
+    op = kernel_op("gemm", m=8192, n=8192, k=8192, dtype="bf16")  # compute-bound
+    t = kernel_time(hw, "gemm", m=8192, n=8192, k=8192, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(hw, op, 1.0, math.exp(-0.1)), rel=1e-12)
+    assert t.time_s == pytest.approx(float(time_op(hw, op, corrected=False).time_s), rel=1e-12)
+
+
+def test_collectives_are_never_corrected():
+    hw = calibrated(H100, {"communication": (1.0, 2.0, 3.0), "all_reduce": (1.0, 2.0, 3.0)})
+    for size in (2**14, 2**30):
+        t = kernel_time(hw, "all_reduce", bytes=size, ranks=8)
+        assert t.rung == "datasheet"
+        assert t.time_s == kernel_time(H100, "all_reduce", bytes=size, ranks=8).time_s
+
+
+def test_a_head_dim_key_prices_a_models_attention_and_the_kernel_alike():
+    from hwsim.inference.deployment import make_deployment
+    from hwsim.inference.engine import prefill_cost
+
+    key = "attention_prefill_causal/bf16/compute/head_dim=128"
+    base = {"attention": (0, 0, 0)}
+    hw = calibrated(H100, {**base, key: (0.2, 0.3, 0.4)})
+    plain = calibrated(H100, base)
+    cost = prefill_cost(make_deployment("llama-3.1-8b", hw), 1, 8192)
+    ref = prefill_cost(make_deployment("llama-3.1-8b", plain), 1, 8192)
+    core = next(t for t in cost.op_times if t.op.name == "attn.core")
+    core_ref = next(t for t in ref.op_times if t.op.name == "attn.core")
+    # the compute side carries the head-dim group's correction (whichever side binds)
+    assert float(core.compute_s) == pytest.approx(float(core_ref.compute_s) * math.exp(0.3))
+    kw = dict(batch=1, heads=32, kv_heads=8, head_dim=128, seq_len=8192, causal=True)
+    k = kernel_time(hw, "attention_prefill", **kw)
+    k_ref = kernel_time(plain, "attention_prefill", **kw)
+    assert k.time_s > k_ref.time_s * 1.2
