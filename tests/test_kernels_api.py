@@ -298,13 +298,18 @@ def test_the_overhead_key_scales_the_ramps_and_the_launches_only():
     ramped = hw.model_copy(
         update={
             "efficiency": hw.efficiency.model_copy(
-                update={"matmul": curve.model_copy(update={"memory_half_bytes": 4e6})}
+                update={
+                    "matmul": curve.model_copy(
+                        update={"memory_half_bytes": 4e6, "compute_half_flops": 3e9}
+                    )
+                }
             )
         }
     )
-    op = kernel_op("gemm", m=8, n=1024, k=1024, dtype="bf16")
-    t = kernel_time(ramped, "gemm", m=8, n=1024, k=1024, dtype="bf16")
-    assert t.time_s == pytest.approx(_by_hand(ramped, op, 1.0, 1.0, math.exp(0.5)), rel=1e-12)
+    for m in (8, 8192):  # memory-bound, then compute-bound: each side's ramp
+        op = kernel_op("gemm", m=m, n=1024, k=1024, dtype="bf16")
+        t = kernel_time(ramped, "gemm", m=m, n=1024, k=1024, dtype="bf16")
+        assert t.time_s == pytest.approx(_by_hand(ramped, op, 1.0, 1.0, math.exp(0.5)), rel=1e-12)
 
 
 def test_a_memory_only_key_leaves_the_compute_side_alone():
@@ -312,6 +317,14 @@ def test_a_memory_only_key_leaves_the_compute_side_alone():
     op = kernel_op("gemm", m=8192, n=8192, k=8192, dtype="bf16")  # compute-bound
     t = kernel_time(hw, "gemm", m=8192, n=8192, k=8192, dtype="bf16")
     assert t.time_s == pytest.approx(_by_hand(hw, op, 1.0, math.exp(-0.1)), rel=1e-12)
+    assert t.time_s == pytest.approx(float(time_op(hw, op, corrected=False).time_s), rel=1e-12)
+
+
+def test_a_compute_only_key_leaves_the_memory_side_alone():
+    hw = calibrated(H100, {"gemm/bf16/compute": (0.1, 0.2, 0.3)})
+    op = kernel_op("gemm", m=8, n=8192, k=8192, dtype="bf16")  # memory-bound
+    t = kernel_time(hw, "gemm", m=8, n=8192, k=8192, dtype="bf16")
+    assert t.time_s == pytest.approx(_by_hand(hw, op, math.exp(0.2), 1.0), rel=1e-12)
     assert t.time_s == pytest.approx(float(time_op(hw, op, corrected=False).time_s), rel=1e-12)
 
 
