@@ -137,3 +137,37 @@ def test_pricing_label_gives_each_rungs_share_of_the_time():
     if len(shares) > 1 and max(shares.values()) / total <= 0.995:
         for rung, share in shares.items():
             assert f"{rung} {share / total:.0%}" in label
+
+
+def _cost_with(rung_seconds: list[tuple[str, float]]):
+    from hwsim.inference.engine import PhaseCost
+    from hwsim.model.ops import Op
+    from hwsim.perf.roofline import OpTime
+
+    z = np.float64(0.0)
+    times = tuple(
+        OpTime(Op(f"op{i}", "matmul"), np.float64(s), z, z, np.int8(0), rung)
+        for i, (rung, s) in enumerate(rung_seconds)
+    )
+    total = np.float64(sum(s for _, s in rung_seconds))
+    return PhaseCost(total, z, z, (total, z, z), times)
+
+
+@pytest.mark.parametrize(
+    ("parts", "label"),
+    [
+        ([("calibrated", 0.9), ("datasheet", 0.1)], "calibrated 90%, datasheet 10%"),
+        (
+            [("datasheet", 0.3), ("calibrated", 0.5), ("measured", 0.2)],
+            "calibrated 50%, datasheet 30%, measured 20%",
+        ),  # fmt: skip
+        ([("calibrated", 0.996), ("datasheet", 0.004)], "calibrated"),  # under 0.5%: left out
+        ([("calibrated", 0.99), ("datasheet", 0.01)], "calibrated 99%, datasheet 1%"),
+        ([("datasheet", 2.0)], "datasheet"),
+        ([("datasheet", 0.0), ("calibrated", 1.0)], "calibrated"),
+        ([("datasheet", 0.0)], "-"),
+        ([], "-"),
+    ],
+)
+def test_pricing_label_by_hand(parts, label):
+    assert pricing_label(_cost_with(parts)) == label
