@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import hwsim.planner.compiled_step as compiled_step
+import hwsim.planner.step_fit as step_fit
 from hwsim.errors import InfeasibleError
 from hwsim.inference.deployment import make_deployment
 from hwsim.planner.step_model import CONTEXT_QUANTUM, EngineStepModel
@@ -94,7 +95,7 @@ def test_other_attention_patterns(model):
 def test_exact_fallback_when_no_field_fits(monkeypatch):
     """With no feature combination accepted, every varying field is evaluated exactly (prefill
     per chunk by the op builders, the decode part from the reference's decode ops)."""
-    monkeypatch.setattr(compiled_step, "_fit", lambda *args: None)
+    monkeypatch.setattr(step_fit, "_fit", lambda *args: None)
     for name, hardware in (("gemma-2-9b", "h100-sxm-calibrated"), ("jamba-1.5-mini", "mi300x")):
         sm = EngineStepModel(make_deployment(name, hardware, tp=2))
         assert sm.fast_path_active, sm.fast_path_note

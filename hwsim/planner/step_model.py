@@ -26,7 +26,8 @@ from hwsim.model.ffn import expected_distinct_experts
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
 from hwsim.perf.roofline import time_op
-from hwsim.planner.compiled_step import CONTEXT_QUANTUM, SUMMED, FastPricer
+from hwsim.planner.compiled_step import FastPricer
+from hwsim.planner.step_fit import CONTEXT_QUANTUM, SUMMED
 
 _INT64 = np.dtype(np.int64)
 _ONES: dict[int, bytes] = {}  # size -> bytes of that many int64 ones
