@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mixer_op_tables import one_forward
 
 from hwsim.dtypes import DTYPES
 from hwsim.inference.estimate import estimate
@@ -36,18 +37,8 @@ B = 3  # sequences in the batch
 def _fw(phase, new, ctx, *, model=LLAMA3_8B, tp=2, impl="flash", act=BF16, compute="bf16"):
     """A forward with activations in bf16 (2 B) and the KV cache in fp8 (1 B), so that the
     activation and the cache terms cannot be confused."""
-    return Forward(
-        phase=phase,
-        model=model,
-        batch=np.asarray(float(B)),
-        new_tokens=np.asarray(float(new)),
-        context=np.asarray(float(ctx)),
-        weight=BF16,
-        kv=FP8,
-        act=act,
-        compute_dtype=compute,
-        tp=tp,
-        attention_impl=impl,
+    return one_forward(
+        model, phase, new, ctx, weight=BF16, kv=FP8, act=act, compute=compute, tp=tp, impl=impl
     )
 
 
