@@ -192,10 +192,7 @@ class Requests:
             arrival_s=arrival_s,
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
-            session_id=np.arange(n) if session_id is None else session_id,
-            cached_prefix_tokens=np.zeros(n)
-            if cached_prefix_tokens is None
-            else cached_prefix_tokens,
+            **_session_defaults(n, session_id, cached_prefix_tokens),
         )
 
     def __len__(self) -> int:
@@ -243,16 +240,23 @@ class ClosedLoopRequests:
         return cls(
             prompt_tokens=prompt_tokens,
             output_tokens=output_tokens,
-            session_id=np.arange(n) if session_id is None else session_id,
-            cached_prefix_tokens=np.zeros(n)
-            if cached_prefix_tokens is None
-            else cached_prefix_tokens,
+            **_session_defaults(n, session_id, cached_prefix_tokens),
             think_s=np.broadcast_to(np.asarray(think_s, dtype=np.float64), (n,)),
             clients=int(clients),
         )
 
     def __len__(self) -> int:
         return len(self.prompt_tokens)
+
+
+def _session_defaults(n: int, session_id, cached_prefix_tokens) -> dict[str, np.ndarray]:
+    """from_arrays' defaults for n requests: one session per request, nothing cached."""
+    return {
+        "session_id": np.arange(n) if session_id is None else session_id,
+        "cached_prefix_tokens": np.zeros(n)
+        if cached_prefix_tokens is None
+        else cached_prefix_tokens,
+    }
 
 
 def sample_requests(
