@@ -52,23 +52,21 @@ class OpBand:
     def n_points(self) -> int:
         return self.group.n_points
 
+    def _blend(self, q: str) -> np.ndarray:
+        """work exp(p_group) + fixed exp(p_overhead) at quantile ``q`` (seconds)."""
+        return self.work * math.exp(getattr(self.group, q)) + self.fixed * math.exp(
+            getattr(self.overhead, q)
+        )
+
     def factor(self, q: str) -> np.ndarray:
-        """exp(quantile ``q``): work exp(p_group) + fixed exp(p_overhead), over work + fixed."""
-        total = np.maximum(self.work + self.fixed, TINY)
-        return (
-            self.work * np.exp(getattr(self.group, q))
-            + self.fixed * np.exp(getattr(self.overhead, q))
-        ) / total
+        """exp(quantile ``q``): the blend over work + fixed."""
+        return self._blend(q) / np.maximum(self.work + self.fixed, TINY)
 
     def ratios(self, low: str, mid: str, high: str) -> tuple[np.ndarray, np.ndarray]:
         """(factor(low) / factor(mid), factor(high) / factor(mid)); work + fixed cancels, so
         a sweep pays one shared denominator instead of three normalised factors."""
-        w, x, g, o = self.work, self.fixed, self.group, self.overhead
-        den = w * math.exp(getattr(g, mid)) + x * math.exp(getattr(o, mid))
-        den = np.maximum(den, TINY)
-        num_lo = w * math.exp(getattr(g, low)) + x * math.exp(getattr(o, low))
-        num_hi = w * math.exp(getattr(g, high)) + x * math.exp(getattr(o, high))
-        return num_lo / den, num_hi / den
+        den = np.maximum(self._blend(mid), TINY)
+        return self._blend(low) / den, self._blend(high) / den
 
     @property
     def p10(self) -> np.ndarray:
@@ -81,11 +79,6 @@ class OpBand:
     @property
     def p90(self) -> np.ndarray:
         return np.log(self.factor("p90"))
-
-
-def band_factor(band: ResidualBand | OpBand, q: str) -> np.ndarray | float:
-    """exp(quantile ``q``) of a band: the factor time_op's time is scaled by."""
-    return band.factor(q) if isinstance(band, OpBand) else math.exp(getattr(band, q))
 
 
 def residual_band(
