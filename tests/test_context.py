@@ -135,8 +135,11 @@ LENGTHS = [1_000, 4_000, 16_000, 64_000, 256_000, 1_000_000]
 def test_more_context_never_costs_less(model):
     m = load_model(model)
     r = _rows(m, LENGTHS, tp=8 if m.n_heads % 8 == 0 else 1)
-    assert np.all(np.diff(r["ttft_s"]) >= 0)
     assert np.all(np.diff(r["prefill_flops"]) >= 0)
+    runs = r["position_status"] != "cannot_run"  # past a learned table: unpriced (NaN)
+    assert np.all(np.isnan(r["ttft_s"][~runs]))
+    r = {key: value[runs] for key, value in r.items()}
+    assert np.all(np.diff(r["ttft_s"]) >= 0)
     if m.architecture == "encoder":
         for key in ("tpot_s", "users_per_gpu", "kv_state_bytes_per_sequence"):
             assert np.all(np.isnan(r[key]))
@@ -192,10 +195,16 @@ def test_llama31_supports_128k_with_factor_8():
     assert np.isfinite(r["ttft_s"]).all()  # flagged lengths are still priced
 
 
-def test_no_rope_factor_for_learned_positions():
-    r = _rows("gpt-3-175b", [4096], tp=8)
-    assert r["extrapolation"][0]
-    assert np.isnan(r["rope_factor_needed"][0])
+def test_past_a_learned_table_cannot_run_and_is_not_priced():
+    """GPT-3 has 2,048 learned positions: 2,048 runs, 2,049 has no position row (issue 17)."""
+    r = _rows("gpt-3-175b", [2048, 2049], tp=8)
+    assert r["position_status"].tolist() == ["within", "cannot_run"]
+    assert not r["extrapolation"].any()  # not extrapolation: there is nothing to extrapolate
+    assert np.isnan(r["rope_factor_needed"]).all()
+    assert np.isfinite(r["ttft_s"][0]) and np.isnan(r["ttft_s"][1])
+    assert np.isnan(r["cost_per_million_output_tokens_usd"][1]) and not r["fits"][1]
+    # the model's arithmetic stays as a what-if: 2,049 x 2 x 96 x 12288 x 2 bytes of KV
+    assert r["kv_state_bytes_per_sequence"][1] == 2049 * 2 * 96 * 12288 * 2
 
 
 # -- designs whose profiles land with other changes ----------------------------------------------
@@ -245,8 +254,10 @@ def _bigbird_like() -> ModelProfile:
     ids=lambda m: getattr(m, "id", m),
 )
 def test_encoders_price_the_forward_only(model):
-    r = _rows(model, [16384, 32768])
-    assert r["extrapolation"].all()  # beyond 4,096 learned positions
+    r = _rows(model, [2048, 4096, 16384])
+    assert r["position_status"].tolist() == ["within", "within", "cannot_run"]  # 4,096 learned
+    assert np.isnan(r["ttft_s"][2])
+    r = {key: value[:2] for key, value in r.items()}
     assert np.isfinite(r["ttft_s"]).all()
     assert np.isnan(r["tpot_s"]).all() and np.isnan(r["users_per_gpu"]).all()
     ratio = r["pairs_per_head_per_layer"][1] / r["pairs_per_head_per_layer"][0]

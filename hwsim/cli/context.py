@@ -31,7 +31,7 @@ from hwsim.inference.context import ContextSweep, context_sweep
 from hwsim.safe_write import check_targets, write_atomic
 
 DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"
-TABLE_MIN_WIDTH = 180  # characters; used when stdout is not a terminal (pipes, files, tests)
+TABLE_MIN_WIDTH = 210  # characters; used when stdout is not a terminal (pipes, files, tests)
 
 
 # -- table -------------------------------------------------------------------------------------
@@ -39,12 +39,22 @@ TABLE_MIN_WIDTH = 180  # characters; used when stdout is not a terminal (pipes, 
 
 def _flags(rows: dict, i: int) -> str:
     out = []
+    if rows["position_status"][i] == "cannot_run":
+        return "cannot run (past the learned position table)"
+    if rows["position_status"][i] == "bounded":
+        out.append("past supported, distances bounded")
     if rows["extrapolation"][i]:
         need = rows["rope_factor_needed"][i]
         out.append(f"extrapolation (RoPE x{need:.3g})" if np.isfinite(need) else "extrapolation")
     if not rows["weights_fit"][i]:
         out.append("weights do not fit")
+    elif not rows["fits"][i]:
+        out.append("does not fit")
     return ", ".join(out)
+
+
+def _fmt_usd(x: float) -> str:
+    return "–" if not np.isfinite(x) else f"${x:,.3g}" if x < 1000 else f"${x:,.0f}"
 
 
 def _fmt_pairs(x: float) -> str:
@@ -85,6 +95,8 @@ def sweep_table(sweep: ContextSweep, label: str) -> Table:
         "TTFT",
         "TPOT",
         "users\n/GPU",
+        "$ per 1M\nprompt tok",
+        "$ per 1M\noutput tok",
         "flags",
     )
     for h in headers:
@@ -102,6 +114,8 @@ def sweep_table(sweep: ContextSweep, label: str) -> Table:
             fmt_time(rows["ttft_s"][i]),
             fmt_time(rows["tpot_s"][i]),
             fmt_count(rows["users_per_gpu"][i]),
+            _fmt_usd(rows["cost_per_million_prompt_tokens_usd"][i]),
+            _fmt_usd(rows["cost_per_million_output_tokens_usd"][i]),
             _flags(rows, i),
         )
     return table
@@ -121,6 +135,9 @@ def print_sweep(sweep: ContextSweep) -> None:
         "HBM traffic of the attention core per layer in prefill, naive vs tiled (FlashAttention)",
         f"TTFT: prefill of that many tokens; TPOT: decode step after it; users/GPU: sequences "
         f"of that context that fit in memory (TPOT SLO: {slo})",
+        f"$ per 1M tokens: GPU-hours of the prefill (prompt) or of one decode step at batch "
+        f"{sweep.batch:g} (output) at {_fmt_usd(sweep.price_per_gpu_hour_usd)} per GPU-hour "
+        f"({sweep.price_source or 'no price in the hardware profile'})",
         *sweep.notes(),
     ]
     for line in notes:
@@ -146,7 +163,8 @@ PANELS = (
 
 def plot_sweep(sweep: ContextSweep, path: Path) -> None:
     """Each quantity against context length, log-log, one colour per variant; open markers
-    mark lengths beyond the model's supported context. Earlier variants are drawn wider so
+    mark extrapolation, black crosses lengths that do not fit in memory; lengths a model cannot
+    run (past a learned position table) are not drawn. Earlier variants are drawn wider so
     that identical values (e.g. a window model below its window) stay visible."""
     import matplotlib
 
@@ -162,7 +180,7 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
     for k, label in enumerate(sweep.variants):
         rows = sweep.select(label)
         color, lw = colors[k % len(colors)], max(3.4 - 0.7 * k, 1.3)
-        n, beyond = rows["length_tokens"], rows["extrapolation"]
+        n, beyond = rows["length_tokens"], rows["extrapolation"]  # cannot_run rows are NaN
         for ax, (key, _title, _unit) in zip(axes.flat, PANELS):
             if key == "attention_hbm_bytes_per_layer":
                 series = [(rows[f"{key}_naive"], "--"), (rows[f"{key}_tiled"], "-")]
@@ -185,6 +203,8 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
                 ax.plot(n, y, style, color=color, lw=lw)
                 ax.plot(n[~beyond], y[~beyond], "o", color=color, ms=lw + 3)
                 ax.plot(n[beyond], y[beyond], "o", mfc="white", mec=color, ms=lw + 3.5, mew=1.6)
+                short = ~rows["fits"]
+                ax.plot(n[short], y[short], "x", color="black", ms=lw + 5, mew=1.8, zorder=5)
         encoder = rows["architecture"][0] == "encoder"
         name = f"{label} (encoder: one forward, no decode)" if encoder else label
         handles.append(Line2D([], [], color=color, marker="o", lw=lw, label=name))
@@ -221,8 +241,11 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
             mfc="white",
             mec="black",
             ms=7,
-            label="beyond the model's supported context",
+            label="extrapolation: beyond the distances the model supports",
         )
+    )
+    handles.append(
+        Line2D([], [], ls="", marker="x", color="black", ms=8, mew=1.8, label="does not fit")
     )
     d = sweep.deployment
     fig.suptitle(

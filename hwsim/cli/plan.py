@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         hardware: str | None = typer.Option(None, help="hardware id or YAML path"),
         batch: int | None = typer.Option(None, help="concurrent sequences"),
         prompt_len: int | None = typer.Option(None, help="prompt tokens"),
-        gen_len: int | None = typer.Option(None, help="generated tokens"),
+        gen_len: int | None = typer.Option(None, help="generated tokens (0: prefill only)"),
         tpot_slo_ms: float | None = typer.Option(None, help="TPOT SLO for users per GPU"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
         report: Path | None = typer.Option(

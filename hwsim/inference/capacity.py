@@ -15,6 +15,7 @@ from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, ops_workspa
 from hwsim.inference.results import Capacity
 from hwsim.labels import label_array
 from hwsim.model.graph import forward_ops
+from hwsim.model.positions import position_cap
 
 # What limits users per GPU (Capacity.binding_constraint)
 BINDING = (
@@ -41,11 +42,14 @@ def on_unique(fn, x) -> np.ndarray:
 def prefill_workspace_bytes(dep: Deployment, prompt_len) -> np.ndarray:
     """Transient activation memory while a prompt is prefilled the way serving engines do it,
     in chunks: one chunk of at most PREFILL_CHUNK_TOKENS new tokens of one sequence attending
-    to the whole prompt (its largest op's held bytes). The one workspace both ``max_batch``
-    and ``memory.fits`` count."""
+    to the whole prompt (its largest op's held bytes); an encoder's bidirectional forward takes
+    the whole sequence at once. The one workspace both ``max_batch`` and ``memory.fits``
+    count."""
+
+    whole = dep.model.architecture == "encoder"  # bidirectional: one forward, no chunks
 
     def workspace(s):
-        chunk = np.minimum(s, PREFILL_CHUNK_TOKENS)
+        chunk = s if whole else np.minimum(s, PREFILL_CHUNK_TOKENS)
         return ops_workspace_bytes(forward_ops(make_forward(dep, "prefill", 1.0, chunk, s), dep.pp))
 
     return on_unique(workspace, prompt_len)
@@ -139,19 +143,39 @@ def capacity_section(
     s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
     context = s + g
     free = free_bytes_for_cache(dep, s, weights_bytes, workspace_bytes)
+    if dep.model.architecture == "encoder":  # no cache: each sequence holds its forward
+        return _encoder_capacity(dep, s, weights_bytes, workspace_bytes)
     by_memory = max_batch(dep, context, free)
     binding = np.where(by_memory >= 1, 0, 1)  # index into BINDING
     users = by_memory
-    if tpot_slo_s is not None:
+    if tpot_slo_s is not None:  # prefill-only points (gen_len 0) have no decode step to meet
         by_slo = slo_batch(dep, s + g / 2, by_memory, tpot_slo_s)
+        by_slo = np.where(g > 0, by_slo, by_memory)
         binding = np.where(by_slo < by_memory, np.where(by_slo == 0, 3, 2), binding)
         users = np.minimum(by_memory, by_slo)
     return Capacity(
         context_tokens=context,
         max_batch=by_memory,
-        max_context_tokens=_max_context_per_free(dep, free),
+        max_context_tokens=np.minimum(_max_context_per_free(dep, free), position_cap(dep.model)),
         users_per_gpu=users / dep.gpus_per_replica,
         binding_constraint=label_array(binding, BINDING),
+    )
+
+
+def _encoder_capacity(dep: Deployment, s, weights_bytes: float, workspace_bytes) -> Capacity:
+    """An encoder keeps nothing between requests; its sequences run side by side, each with
+    the workspace of its own forward: max batch = floor((usable - weights) / workspace)."""
+    if workspace_bytes is None:
+        workspace_bytes = prefill_workspace_bytes(dep, s)
+    per_seq = np.asarray(workspace_bytes, dtype=float)
+    room = max(dep.usable_bytes - weights_bytes, 0.0)
+    by_memory = np.minimum(np.floor(room / per_seq), MAX_BATCH)
+    return Capacity(
+        context_tokens=s,
+        max_batch=by_memory,
+        max_context_tokens=np.full(np.shape(s), float(position_cap(dep.model))),
+        users_per_gpu=by_memory / dep.gpus_per_replica,
+        binding_constraint=label_array(np.where(by_memory >= 1, 0, 1), BINDING),
     )
 
 

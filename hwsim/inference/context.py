@@ -29,13 +29,14 @@ import numpy as np
 import yaml
 
 from hwsim.errors import InfeasibleError, ProfileError
-from hwsim.inference.capacity import capacity_section
+from hwsim.inference.capacity import capacity_section, prefill_workspace_bytes
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.model.layers import layer_groups
 from hwsim.model.load import load_model, model_from_data
 from hwsim.model.mixers import registered_kinds
+from hwsim.model.positions import position_note, position_status
 from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.loader import load_hardware
 from hwsim.profiles.model import ModelProfile
@@ -70,7 +71,22 @@ ROW_FIELDS = (
     "rope_scaling_factor",
     "rope_factor_needed",
     "extrapolation",
+    "position_status",
+    "position_note",
     "weights_fit",
+    "fits",
+    "memory_bytes_per_gpu",
+    "cost_per_million_prompt_tokens_usd",
+    "cost_per_million_output_tokens_usd",
+)
+# Row fields a length that cannot run (past a learned position table) leaves unpriced (NaN);
+# the model's arithmetic at that length (pairs, FLOPs, bytes) stays, as a what-if.
+PRICED_FIELDS = (
+    "ttft_s",
+    "tpot_s",
+    "users_per_gpu",
+    "cost_per_million_prompt_tokens_usd",
+    "cost_per_million_output_tokens_usd",
 )
 
 
@@ -94,7 +110,16 @@ class ContextSweep:
     context), ``users_per_gpu`` (sequences that fit at that context and meet the TPOT SLO, per
     GPU), ``max_trained_tokens``, ``max_supported_tokens`` (trained x RoPE scaling),
     ``rope_scaling_factor`` (the profile's), ``rope_factor_needed`` (length / trained context,
-    at least 1; NaN without RoPE), ``extrapolation`` (length > supported), ``weights_fit``.
+    at least 1; NaN without RoPE), ``extrapolation`` (some layer relates positions farther apart
+    than supported), ``position_status`` (:data:`hwsim.model.positions.STATUSES`; lengths that
+    ``cannot_run`` have TTFT, TPOT, users and costs NaN), ``position_note`` (how the variant
+    encodes positions, its scaling and what that asks of the weights, with sources),
+    ``weights_fit``, ``fits`` (weights, the
+    ``batch`` sequences' cache at length + ``gen_len`` and the prefill workspace within the
+    usable memory), ``memory_bytes_per_gpu`` (that total), ``cost_per_million_prompt_tokens_usd``
+    (GPU-hours of the prefill at the hardware's price, per 1M prompt tokens) and
+    ``cost_per_million_output_tokens_usd`` (of the decode step at ``batch``; NaN for encoders or
+    without a price).
     """
 
     hardware: str
@@ -104,6 +129,8 @@ class ContextSweep:
     tpot_slo_s: float | None
     predictor: str
     words_per_token: float
+    price_per_gpu_hour_usd: float
+    price_source: str
     variant: np.ndarray
     model: np.ndarray
     architecture: np.ndarray
@@ -126,7 +153,13 @@ class ContextSweep:
     rope_scaling_factor: np.ndarray
     rope_factor_needed: np.ndarray
     extrapolation: np.ndarray
+    position_status: np.ndarray
+    position_note: np.ndarray
     weights_fit: np.ndarray
+    fits: np.ndarray
+    memory_bytes_per_gpu: np.ndarray
+    cost_per_million_prompt_tokens_usd: np.ndarray
+    cost_per_million_output_tokens_usd: np.ndarray
 
     @property
     def variants(self) -> list[str]:
@@ -144,30 +177,48 @@ class ContextSweep:
         """Assumptions and flags worth a footnote, one line each."""
         lines = [WORDS_ASSUMPTION]
         for name in self.variants:
-            rows = self.select(name)
-            supported = int(rows["max_supported_tokens"][0])
-            over = rows["length_tokens"][rows["extrapolation"]]
-            if over.size:
-                need = rows["rope_factor_needed"][rows["extrapolation"]]
-                factor = (
-                    f"; RoPE factor needed up to {np.nanmax(need):.3g} over the trained "
-                    f"{int(rows['max_trained_tokens'][0]):,}"
-                    if np.isfinite(need).any()
-                    else ""
-                )
-                lengths = ", ".join(f"{int(n):,}" for n in over)
-                lines.append(
-                    f"{name}: extrapolation at {lengths} tokens (supported {supported:,}{factor})"
-                )
-            if not rows["weights_fit"].all():
-                lines.append(
-                    f"{name}: weights do not fit on {self.hardware} at tp={self.deployment.tp}"
-                )
-            if rows["architecture"][0] == "encoder":
-                lines.append(
-                    f"{name}: encoder, one forward over the sequence priced (TTFT column); "
-                    "no decode, no KV cache"
-                )
+            lines += self._variant_notes(name, self.select(name))
+        return lines
+
+    def _variant_notes(self, name: str, rows: dict[str, np.ndarray]) -> list[str]:
+        lines = []
+        supported = int(rows["max_supported_tokens"][0])
+        status, note = rows["position_status"], rows["position_note"][0]
+        if rows["extrapolation"].any():
+            need = rows["rope_factor_needed"][rows["extrapolation"]]
+            factor = (
+                f"; RoPE factor needed up to {np.nanmax(need):.3g} over the trained "
+                f"{int(rows['max_trained_tokens'][0]):,}"
+                if np.isfinite(need).any()
+                else ""
+            )
+            lines.append(
+                f"{name}: extrapolation at {_tokens(rows, rows['extrapolation'])} tokens "
+                f"(supported {supported:,}{factor})"
+            )
+        if (status == "cannot_run").any():
+            lines.append(f"{name}: cannot run at {_tokens(rows, status == 'cannot_run')} ({note})")
+        if (status == "bounded").any():
+            bound = note.rsplit("; ", 1)[-1]  # "no layer relates positions more than w apart"
+            lines.append(
+                f"{name}: {_tokens(rows, status == 'bounded')} tokens exceed the supported "
+                f"{supported:,}, but {bound}: no extrapolation"
+            )
+        short = ~rows["fits"] & (status != "cannot_run")
+        if short.any() and rows["weights_fit"].all():
+            lines.append(
+                f"{name}: does not fit on {self.hardware} at {_tokens(rows, short)} tokens "
+                f"(batch {self.batch:g}, tp={self.deployment.tp}): priced, but cannot be served"
+            )
+        if not rows["weights_fit"].all():
+            lines.append(
+                f"{name}: weights do not fit on {self.hardware} at tp={self.deployment.tp}"
+            )
+        if rows["architecture"][0] == "encoder":
+            lines.append(
+                f"{name}: encoder, one forward over the sequence priced (TTFT column); "
+                "no decode, no KV cache"
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +234,11 @@ class ContextSweep:
         for name in ROW_FIELDS:
             out[name] = getattr(self, name).tolist()
         return out
+
+
+def _tokens(rows: dict[str, np.ndarray], where: np.ndarray) -> str:
+    """The lengths of the rows ``where`` selects, as "1,000, 4,096"."""
+    return ", ".join(f"{int(n):,}" for n in rows["length_tokens"][where])
 
 
 # -- variants ----------------------------------------------------------------------------------
@@ -272,7 +328,8 @@ def context_sweep(
     model / hardware: shipped id, YAML path (config.json for models) or profile object.
     variants: more models or mixer overrides of ``model`` (``'kind:param=value,...'``).
     batch: concurrent sequences priced in TTFT / TPOT; gen_len: tokens whose mean decode step
-    is TPOT (1: the step right after the context). tpot_slo_s caps users per GPU.
+    is TPOT (1: the step right after the context; 0: prefill only, TPOT NaN). tpot_slo_s caps
+    users per GPU.
     spec / settings: how each design is deployed, a :class:`DeploymentSpec` and/or any of its
     fields as keywords (``tp=2``, ``attention_impl="naive"``, ...).
     """
@@ -280,8 +337,9 @@ def context_sweep(
     for name, value in (("batch", batch), ("gen_len", gen_len)):
         if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool):
             raise InfeasibleError(f"{name} must be a number, got {type(value).__name__}")
-        if not np.isfinite(value) or value < 1 or value != round(value):
-            raise InfeasibleError(f"{name} must be a whole number >= 1, got {value}")
+        low = 0 if name == "gen_len" else 1  # gen_len 0: prefill only, no decode step
+        if not np.isfinite(value) or value < low or value != round(value):
+            raise InfeasibleError(f"{name} must be a whole number >= {low}, got {value}")
     if tpot_slo_s is not None and not 0 < tpot_slo_s < float("inf"):
         raise InfeasibleError(f"tpot_slo_s must be > 0, got {tpot_slo_s}")
     base = load_model(model)
@@ -304,7 +362,7 @@ def context_sweep(
         for name in ROW_FIELDS:
             columns[name].append(np.broadcast_to(rows[name], n.shape))
     arrays = {name: np.concatenate(parts) for name, parts in columns.items()}
-    for name in ("variant", "model", "architecture"):
+    for name in ("variant", "model", "architecture", "position_status", "position_note"):
         arrays[name] = arrays[name].astype(str)
     return ContextSweep(
         hardware=hw.id,
@@ -318,6 +376,8 @@ def context_sweep(
             else "roofline x default efficiency (uncalibrated)"
         ),
         words_per_token=WORDS_PER_TOKEN,
+        price_per_gpu_hour_usd=_price_per_gpu_hour(make_deployment(base, hw, spec))[0],
+        price_source=_price_per_gpu_hour(make_deployment(base, hw, spec))[1],
         **arrays,
     )
 
@@ -351,16 +411,21 @@ def _price_variant(
     kv: np.ndarray | float
     tpot: np.ndarray | float
     users: np.ndarray | float
-    if encoder:
+    weights = weight_bytes_per_gpu(dep)
+    workspace = prefill_workspace_bytes(dep, n)
+    if encoder:  # one forward of the batch, each sequence with its workspace, no cache kept
+        memory = weights + batch * workspace
         kv, tpot, users = nan, nan, nan
     else:
+        memory = weights + batch * cache_bytes_per_sequence_per_gpu(dep, n + gen_len) + workspace
         kv = cache_bytes_per_sequence_per_gpu(ref, n)
-        tpot = mean_decode_cost(dep, batch, n, gen_len).time_s
-        weights = weight_bytes_per_gpu(dep)
-        users = capacity_section(dep, n, gen_len, weights, slo).users_per_gpu
+        tpot = mean_decode_cost(dep, batch, n, max(gen_len, 1.0)).time_s if gen_len else nan
+        users = capacity_section(dep, n, gen_len, weights, slo, workspace).users_per_gpu
     trained = m.trained_context_tokens
     rope = m.position_embedding == "rope"
-    return {
+    status = position_status(m, n)
+    gpu_s_per_usd = dep.gpus * _price_per_gpu_hour(dep)[0] / 3600.0
+    rows = {
         "model": np.full(n.shape, m.id, dtype=object),
         "architecture": np.full(n.shape, m.architecture, dtype=object),
         "length_tokens": n,
@@ -383,12 +448,26 @@ def _price_variant(
         "max_supported_tokens": np.full(n.shape, m.max_context_tokens),
         "rope_scaling_factor": np.full(n.shape, m.rope_scaling_factor if rope else np.nan),
         "rope_factor_needed": np.maximum(n / trained, 1.0) if rope else nan,
-        "extrapolation": n > m.max_context_tokens,
-        "weights_fit": np.full(
-            n.shape,
-            weight_bytes_per_gpu(dep) <= dep.usable_bytes,
-        ),
+        "extrapolation": status == "extrapolation",
+        "position_status": status,
+        "position_note": np.full(n.shape, position_note(m), dtype=object),
+        "weights_fit": np.full(n.shape, weights <= dep.usable_bytes),
+        "fits": (memory <= dep.usable_bytes) & (status != "cannot_run"),
+        "memory_bytes_per_gpu": memory,
+        # dollars per token = GPU-seconds per token x dollars per GPU-second, x 1e6 tokens
+        "cost_per_million_prompt_tokens_usd": actual.time_s * gpu_s_per_usd / (batch * n) * 1e6,
+        "cost_per_million_output_tokens_usd": np.asarray(tpot) * gpu_s_per_usd / batch * 1e6,
     }
+    unpriced = status == "cannot_run"
+    for name in PRICED_FIELDS:
+        rows[name] = np.where(unpriced, np.nan, np.broadcast_to(rows[name], n.shape))
+    return rows
+
+
+def _price_per_gpu_hour(dep: Deployment) -> tuple[float, str]:
+    """The hardware profile's price per GPU-hour and its source (NaN, "" when it has none)."""
+    price = dep.hardware.price_per_hour_usd
+    return (float(price.value), price.source) if price is not None else (float("nan"), "")
 
 
 def _attention(cost: PhaseCost, what: str) -> np.ndarray:

@@ -7,6 +7,7 @@ import html
 from typing import TYPE_CHECKING
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from hwsim.format import fmt_band, fmt_bytes, fmt_count, fmt_flops, fmt_time
@@ -45,7 +46,9 @@ def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
             (
                 "decode (TPOT, mean)",
                 f"{fmt_time(lat.tpot_s)}{fmt_band(lat.tpot_low_s, lat.tpot_high_s)}"
-                f"  [{d.bound}-bound]",
+                f"  [{d.bound}-bound]"
+                if est.config.gen_len
+                else "none (gen_len 0: prefill only)",
             ),
             ("TPOT bandwidth floor", fmt_time(d.bandwidth_floor_s)),
             ("end to end", f"{fmt_time(lat.e2e_s)}{fmt_band(lat.e2e_low_s, lat.e2e_high_s)}"),
@@ -54,6 +57,7 @@ def _rows(est: Estimate) -> dict[str, list[tuple[str, str]]]:
         "Throughput": [
             ("output tokens/s (this batch)", fmt_count(thr.output_tokens_per_s)),
             ("decode tokens/s (steady)", fmt_count(thr.decode_tokens_per_s)),
+            ("prompt tokens/s (prefill)", fmt_count(thr.prompt_tokens_per_s)),
         ],
         "Capacity": [
             (f"max batch at {fmt_count(cap.context_tokens)} tokens", fmt_count(cap.max_batch)),
@@ -85,13 +89,17 @@ def estimate_tables(est: Estimate) -> Group:
         for key, value in rows:
             table.add_row(key, value)
         parts.append(table)
-    if est.context.extrapolation:
-        parts.append(
-            f"[yellow]warning:[/] context {fmt_count(est.capacity.context_tokens)} exceeds the "
-            f"{est.context.max_supported_tokens:,} tokens {est.config.model} supports "
-            f"(trained {est.context.max_trained_tokens:,}); RoPE factor needed "
-            f"{est.context.rope_factor_needed:.2f}: this is extrapolation"
-        )
+    ctx = est.context
+    beyond = (
+        f"context {fmt_count(est.capacity.context_tokens)} exceeds the "
+        f"{ctx.max_supported_tokens:,} tokens {est.config.model} supports "
+        f"(trained {ctx.max_trained_tokens:,})"
+    )
+    note = escape(ctx.position_note)
+    if ctx.extrapolation:
+        parts.append(f"[yellow]warning:[/] {beyond}: this is extrapolation ({note})")
+    elif ctx.position_status == "bounded":
+        parts.append(f"[yellow]note:[/] {beyond}, but {note}: no extrapolation")
     stages = est.config.layers_per_stage
     if len(set(stages)) > 1:
         parts.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -31,6 +32,7 @@ from hwsim.inference.results import (
     Throughput,
 )
 from hwsim.model.layers import layer_groups
+from hwsim.model.positions import position_note, position_status, require_runnable
 from hwsim.perf.roofline import BOUNDS
 from hwsim.profiles.deployment import DeploymentSpec
 
@@ -60,20 +62,21 @@ def estimate(
 
 
 def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
-    """Whole numbers >= 1 (sequences, tokens) whose shapes broadcast together."""
+    """Whole numbers (batch and prompt >= 1, gen_len >= 0: 0 is a prefill-only job such as
+    embedding, scoring or an encoder) whose shapes broadcast together."""
     names = ("batch", "prompt_len", "gen_len")
-    if all(_whole_number(v) for v in (batch, prompt_len, gen_len)):  # the scalar fast path
+    if all(_whole_number(v, low) for v, low in zip((batch, prompt_len, gen_len), LOWEST)):
         return tuple(np.asarray(float(v)) for v in (batch, prompt_len, gen_len))
     arrays = []
-    for name, value in zip(names, (batch, prompt_len, gen_len)):
+    for name, value, low in zip(names, (batch, prompt_len, gen_len), LOWEST):
         try:
             arr = np.asarray(value, dtype=float)
         except (TypeError, ValueError):
             raise InfeasibleError(f"{name} must be a number or an array of numbers") from None
         if arr.size == 0:
             raise InfeasibleError(f"{name} is an empty array")
-        if not np.all(np.isfinite(arr)) or np.any(arr < 1):
-            raise InfeasibleError(f"{name} must be finite and >= 1 everywhere, got {arr.min()}")
+        if not np.all(np.isfinite(arr)) or np.any(arr < low):
+            raise InfeasibleError(f"{name} must be finite and >= {low} everywhere, got {arr.min()}")
         if np.any(arr != np.round(arr)):
             raise InfeasibleError(
                 f"{name} must be whole numbers, got {arr[arr != np.round(arr)][0]}"
@@ -90,11 +93,14 @@ def _check_lengths(batch, prompt_len, gen_len) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
-def _whole_number(value) -> bool:
-    """A plain int or float that is finite, whole and >= 1 (no array: those take the checks)."""
+LOWEST = (1, 1, 0)  # batch, prompt_len, gen_len
+
+
+def _whole_number(value, low: int) -> bool:
+    """A plain int or float, finite, whole and >= low (no array: those take the checks)."""
     if type(value) is int:
-        return value >= 1
-    return type(value) is float and value >= 1 and value.is_integer()
+        return value >= low
+    return type(value) is float and value >= low and value.is_integer()
 
 
 def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
@@ -110,9 +116,30 @@ def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
         ttft_high_s=t_hi,
         tpot_low_s=d_lo,
         tpot_high_s=d_hi,
-        e2e_low_s=t_lo + (g - 1.0) * d_lo,
-        e2e_high_s=t_hi + (g - 1.0) * d_hi,
+        e2e_low_s=t_lo + _steps_after_first(g) * np.nan_to_num(d_lo),
+        e2e_high_s=t_hi + _steps_after_first(g) * np.nan_to_num(d_hi),
         band=_band_source(dep),
+    )
+
+
+def _steps_after_first(g):
+    """Decode steps after the first token: g - 1 (the prefill emits the first), 0 for g = 0."""
+    return np.maximum(g - 1.0, 0.0)
+
+
+def _without_decode(dec: PhaseCost, none: np.ndarray) -> PhaseCost:
+    """``dec`` with NaN where ``none`` (gen_len 0: a prefill-only job has no decode step)."""
+
+    def blank(x):
+        return np.where(none, np.nan, x)
+
+    band = None if dec.band_s is None else (blank(dec.band_s[0]), blank(dec.band_s[1]))
+    return replace(
+        dec,
+        time_s=blank(dec.time_s),
+        flops=blank(dec.flops),
+        hbm_bytes=blank(dec.hbm_bytes),
+        band_s=band,
     )
 
 
@@ -196,19 +223,25 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
             f"{usable / 1e9:.1f} GB usable ({dep.memory_utilization:.0%} of "
             f"{dep.hardware.capacity_bytes / 1e9:.1f} GB); raise tp/pp or quantise the weights"
         )
-    if dep.model.architecture == "encoder":
+    encoder = dep.model.architecture == "encoder"
+    if encoder and np.any(g > 0):
         raise HwsimError(
-            f"{dep.model.id} is an encoder (no autoregressive decode); "
-            "use `hwsim context` to price its attention over a sequence"
+            f"{dep.model.id} is an encoder (no autoregressive decode): give gen_len 0 to price "
+            "its forward over the prompt (a prefill-only job)"
         )
-    pre = prefill_cost(dep, b, s)
-    dec = mean_decode_cost(dep, b, s, g)
     final_context = s + g
+    require_runnable(dep.model, final_context, "a request of prompt + generated tokens")
+    pre = prefill_cost(dep, b, s)
+    dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
+    if np.any(g == 0):
+        dec = _without_decode(dec, g == 0)
     ttft, tpot = pre.time_s, dec.time_s
-    e2e = ttft + (g - 1.0) * tpot
-    kv_total = b * cache_bytes_per_sequence_per_gpu(dep, final_context)
+    e2e = ttft + _steps_after_first(g) * np.nan_to_num(tpot)
+    kv_total = 0.0 * b if encoder else b * cache_bytes_per_sequence_per_gpu(dep, final_context)
     # one capacity definition: what max_batch leaves room for (a chunked prefill's workspace)
-    workspace = prefill_workspace_bytes(dep, s)
+    per_sequence_workspace = prefill_workspace_bytes(dep, s)
+    # an encoder runs its batch as one forward: every sequence holds its own workspace
+    workspace = b * per_sequence_workspace if encoder else per_sequence_workspace
     total = weights + kv_total + workspace
     est = Estimate(
         config=_config(dep, b, s, g, tpot_slo_s),
@@ -241,8 +274,9 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
         throughput=Throughput(
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,
+            prompt_tokens_per_s=b * s / ttft * dep.dp,
         ),
-        capacity=capacity_section(dep, s, g, weights, tpot_slo_s, workspace),
+        capacity=capacity_section(dep, s, g, weights, tpot_slo_s, per_sequence_workspace),
         attention=_attention_section(dep, b, s),
         context=_context_section(dep, final_context),
     )
@@ -284,11 +318,14 @@ def _attention_section(dep: Deployment, b, s) -> Attention:
 def _context_section(dep: Deployment, context) -> Context:
     m = dep.model
     trained = m.trained_context_tokens
+    status = position_status(m, context)
     return Context(
         max_trained_tokens=trained,
         max_supported_tokens=m.max_context_tokens,
-        extrapolation=context > m.max_context_tokens,
+        extrapolation=status == "extrapolation",
         rope_factor_needed=np.maximum(context / trained, 1.0),
+        position_status=status,
+        position_note=position_note(m),
     )
 
 

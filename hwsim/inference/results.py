@@ -90,7 +90,8 @@ class Latency(_Section):
 
 class Throughput(_Section):
     output_tokens_per_s: Num
-    decode_tokens_per_s: Num
+    decode_tokens_per_s: Num  # NaN where gen_len is 0 (no decode)
+    prompt_tokens_per_s: Num = float("nan")  # batch x prompt / TTFT, over dp replicas
 
 
 class Capacity(_Section):
@@ -110,8 +111,10 @@ class Attention(_Section):
 class Context(_Section):
     max_trained_tokens: int
     max_supported_tokens: int
-    extrapolation: Any
+    extrapolation: Any  # some layer relates positions farther apart than trained or scaled for
     rope_factor_needed: Num
+    position_status: Label = "within"  # hwsim.model.positions.STATUSES
+    position_note: str = ""
 
 
 class Config(_Section):

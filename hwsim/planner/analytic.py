@@ -41,6 +41,7 @@ class Workload:
     prefill_mean: float  # prompt tokens actually prefilled (prefix caching skips history)
     prefill_scv: float = 0.0  # squared coefficient of variation of the prefilled tokens
     prompt_p99: float | None = None  # defaults to prompt_p95
+    longest_tokens: float | None = None  # the longest sampled request, prompt + output
 
 
 @dataclass

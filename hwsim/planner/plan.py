@@ -18,6 +18,8 @@ import numpy as np
 
 from hwsim.errors import HwsimError, ProfileError
 from hwsim.inference.deployment import make_deployment
+from hwsim.model.load import load_model
+from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
 from hwsim.planner.spec import Candidate, CandidatesSpec, ServingSpec
@@ -28,6 +30,7 @@ from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, su
 from hwsim.serving import simulate as run_simulation
 
 WORKLOAD_SAMPLE = 20_000
+LONGEST_SAMPLED = f"the longest of {WORKLOAD_SAMPLE:,} sampled requests"
 
 
 @dataclass
@@ -112,6 +115,7 @@ def summarise_workload(traffic: TrafficSpec, seed: int = 0) -> Workload:
         prefill_mean=float(prefilled.mean()),
         prefill_scv=float(prefilled.var() / prefilled.mean() ** 2) if prefilled.mean() > 0 else 0.0,
         prompt_p99=float(np.percentile(prompt, 99)),
+        longest_tokens=float((prompt + req.output_tokens.astype(float)).max()),
     )
 
 
@@ -141,6 +145,7 @@ def plan(
     sc = as_scenario(scenario)
     traffic, cands, serving = traffic_of(sc), candidates_of(sc), serving_of(sc)
     work = summarise_workload(traffic, serving.seed)
+    require_runnable(load_model(sc.model), work.longest_tokens, LONGEST_SAMPLED)
     results = evaluate_all(
         sc.model,
         cands.expand(sc.deployment),
@@ -286,6 +291,8 @@ def simulate(scenario: str | Path | dict | Scenario, n_requests: int | None = No
     if n_requests is None:
         n_requests = traffic.requests_per_run or 2000
     requests = sample_requests(traffic, n_requests, seed)
+    longest = (requests.prompt_tokens + requests.output_tokens).max()
+    require_runnable(dep.model, longest, "the longest simulated request")
     result = run_simulation(requests, EngineStepModel(dep), config)
     slo = sc.slo
     goodput = None

@@ -24,7 +24,7 @@ class Workload(BaseModel):
     model_config = STRICT
     batch: int = Field(default=1, ge=1)
     prompt_len: int = Field(default=512, ge=1)
-    gen_len: int = Field(default=128, ge=1)
+    gen_len: int = Field(default=128, ge=0)  # 0: prefill only (embedding, scoring, encoders)
 
 
 class SLO(BaseModel):

@@ -80,6 +80,11 @@ class Mixer(BaseModel):
         """Keys one new query reads at ``context``."""
         return np.zeros_like(np.asarray(context, dtype=float))
 
+    def max_query_key_distance(self) -> float:
+        """The largest position distance |i - j| this layer relates at any length; inf when
+        unbounded (full attention, or a recurrent state that carries the whole prefix)."""
+        return float("inf")
+
     def score_matrix_elements_per_head(self, n: np.ndarray) -> np.ndarray:
         """Elements of the score matrix a naive implementation materialises, per head."""
         return np.zeros_like(np.asarray(n, dtype=float))

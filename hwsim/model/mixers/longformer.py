@@ -68,6 +68,10 @@ class LongformerAttention(AttentionMixer):
         c = np.asarray(context, dtype=float)
         return np.minimum(c, self.n_global + (self.window // 2) * self.dilation + 1)
 
+    def max_query_key_distance(self) -> float:
+        """The band reaches h*d either side; a global token relates every position."""
+        return float("inf") if self.n_global else float((self.window // 2) * self.dilation)
+
     # -- the separate projections of global attention (HF query/key/value_global) ----------
     def param_count(self, model: ModelProfile) -> int:
         q_out = model.n_heads * model.head_size

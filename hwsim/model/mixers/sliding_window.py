@@ -41,3 +41,6 @@ class SlidingWindowAttention(AttentionMixer):
 
     def kv_tokens_held(self, context):
         return np.minimum(np.asarray(context, dtype=float), self.window)
+
+    def max_query_key_distance(self) -> float:
+        return float(self.window - 1)

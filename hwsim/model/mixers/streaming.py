@@ -52,3 +52,8 @@ class StreamingAttention(AttentionMixer):
 
     def kv_tokens_held(self, context):
         return np.minimum(np.asarray(context, dtype=float), self.cache_tokens)
+
+    def max_query_key_distance(self) -> float:
+        """StreamingLLM assigns positions by place in the cache, not in the text (§3.2), so
+        no distance exceeds the cache it holds."""
+        return float(self.cache_tokens - 1)
