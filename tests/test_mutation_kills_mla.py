@@ -55,10 +55,9 @@ def test_mla_prefill_op_table():
     # 10-token prompt, 3 sequences: t = 30 tokens, 55 causal pairs per head.
     ops = MLA.ops(_fw(DSV3, "prefill", 10, 10))
     out = 64 * (128 + 128)  # kv_b_proj output per rank: K_nope and V, 16,384
-    # FlashAttention traffic with d_qk 192, d_v 128: M = 233,472 B = 116,736 bf16 elements,
-    # B_c = ceil(116,736 / (2 * 320)) = 183, T_c = ceil(10 / 183) = 1, density 55/100:
-    # max(0.55, 1) = 1 pass; per head 10 * 320 + 10 * (192 + 256) * 1 = 7,680 elements;
-    # x 3 x 64 heads x 2 B = 2,949,120 B, half read, half written.
+    # FlashAttention-2 traffic with d_qk 192, d_v 128, each once: per head Q 10 x 192 read,
+    # K and V 10 x (192 + 128) read, O 10 x 128 written: 5,120 and 1,280 elements;
+    # x 3 x 64 heads x 2 B = 1,966,080 B read, 491,520 B written.
     table = [
         *_mla_front(30),
         dict(
@@ -73,8 +72,8 @@ def test_mla_prefill_op_table():
             name="attn.core",
             op_class="attention",
             flops=3 * 64 * 55 * (2 * 192 + 2 * 128),
-            act_read_bytes=1_474_560,
-            act_write_bytes=1_474_560,
+            act_read_bytes=1_966_080,
+            act_write_bytes=491_520,
             kv_write_bytes=30 * 576 * 4,  # latent + RoPE key of every new token, fp32 cache
         ),
         linear_row("mla.o_proj", 30, 64 * 128, 7168),
@@ -157,21 +156,17 @@ def test_mla_decode_of_several_tokens():
     assert float(flat.act_write_bytes) == 3 * 64 * 4 * 128 * 2
 
 
-def test_mla_tiled_traffic_block_columns():
-    # SRAM for exactly 20 key columns: 20 x 2 x (192 + 128) elements x 2 B = 25,600 B.
-    # 25-token prompt: T_c = 2, density 325/625 = 0.52, 2 x 0.52 = 1.04 passes;
-    # per head 25 x 320 + 25 x 448 x 1.04 = 8,000 + 11,648 = 19,648 elements.
-    core = MLA.ops(_fw(DSV3, "prefill", 25, 25, sram=25_600))[5]
-    assert float(core.act_read_bytes + core.act_write_bytes) == pytest.approx(3 * 64 * 19_648 * 2)
-    # 40 tokens: T_c = ceil(40 / 20) = 2 (a narrower block, e.g. 14 columns, would give 3),
-    # density 820/1600 = 0.5125, 1.025 passes: 40 x 320 + 40 x 448 x 1.025 = 31,168 per head.
-    core = MLA.ops(_fw(DSV3, "prefill", 40, 40, sram=25_600))[5]
-    assert float(core.act_read_bytes + core.act_write_bytes) == pytest.approx(3 * 64 * 31_168 * 2)
-    # An SRAM below one row still has B_c = 1: T_c = 25, 25 x 0.52 = 13 passes:
-    # 8,000 + 25 x 448 x 13 = 153,600 elements per head.
-    core = MLA.ops(_fw(DSV3, "prefill", 25, 25, sram=2.0))[5]
-    assert float(core.act_read_bytes + core.act_write_bytes) == pytest.approx(3 * 64 * 153_600 * 2)
-    # an empty forward: density 0 (not 0/0), no traffic
+def test_mla_tiled_traffic_is_each_tensor_once():
+    # 25-token prompt, any SRAM: per head Q 25 x 192 + K, V 25 x 320 read = 12,800 elements,
+    # O 25 x 128 = 3,200 written (FlashAttention-2 order, K/V blocks shared through L2).
+    for sram in (25_600, 2.0):
+        core = MLA.ops(_fw(DSV3, "prefill", 25, 25, sram=sram))[5]
+        assert float(core.act_read_bytes) == 3 * 64 * 12_800 * 2
+        assert float(core.act_write_bytes) == 3 * 64 * 3_200 * 2
+    # a chunk of 10 new tokens at context 40 reads all 40 keys: 10 x 192 + 40 x 320 = 14,720
+    core = MLA.ops(_fw(DSV3, "prefill", 10, 40))[5]
+    assert float(core.act_read_bytes) == 3 * 64 * 14_720 * 2
+    # an empty forward: no traffic
     core = MLA.ops(_fw(DSV3, "prefill", 0, 0))[5]
     assert float(core.act_read_bytes) == 0.0
 

@@ -75,20 +75,23 @@ def test_the_speed_of_light_is_a_bound_below_every_rung():
             assert sol.time_s <= auto.low_s <= auto.time_s <= auto.high_s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="descriptor, not pricing: a model's prefill attention streams FlashAttention's tiled "
-    "I/O (Q, O re-read per key block) and a decode step appends the new token's KV, while the "
-    "registered attention kernels count the ideal I/O (issue 17: one I/O model for both)",
-)
 def test_attention_kernel_calls_have_the_model_paths_descriptor():
+    """One I/O model (hwsim.model.attention_io): a model's attention core that is a whole
+    kernel call has the registered kernel's FLOPs and bytes, and the two paths price it alike
+    (the cache append is its own op on the model path, as in the engines)."""
     dep = make_deployment("llama-3.1-8b", "h100-sxm")
+    seen = set()
     for cost in _phases(dep).values():
         for t in cost.op_times:
             if t.op.op_class == "attention" and t.op.kernel is not None:
                 name, params = t.op.kernel
                 standalone = kernel_op(name, **_whole(params))
+                assert standalone.flops == pytest.approx(float(t.op.flops), rel=1e-12)
                 assert standalone.hbm_bytes == pytest.approx(float(t.op.hbm_bytes), rel=1e-12)
+                k = kernel_time(dep.hardware, name, **_whole(params))
+                assert k.time_s == pytest.approx(float(t.time_s), rel=1e-12), name
+                seen.add(name)
+    assert seen == {"attention_prefill", "attention_decode"}
 
 
 @pytest.mark.xfail(

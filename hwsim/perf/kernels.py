@@ -19,6 +19,7 @@ import numpy as np
 
 from hwsim.dtypes import DTYPES
 from hwsim.errors import HwsimError
+from hwsim.model.attention_io import tiled_attention_bytes
 from hwsim.model.ops import Op
 
 
@@ -145,15 +146,15 @@ def _decode_name(params: dict[str, Any]) -> str:
 def _attention_prefill(batch: int, heads: int, kv_heads: int, seq_len: int, head_dim: int,
                        causal: bool = True, dtype: str = "bf16") -> Op:  # fmt: skip
     """Fused attention over a whole prompt: 4 d_h FLOPs per scored query-key pair per head
-    (QK^T and PV), S(S+1)/2 pairs when causal; ideal I/O reads Q, K, V once and writes O
-    (FlashAttention, Dao et al. 2022, arXiv 2205.14135). GQA: K and V have ``kv_heads``."""
+    (QK^T and PV), S(S+1)/2 pairs when causal; reads Q, K, V once and writes O, the I/O a
+    model's attention layer has (:mod:`hwsim.model.attention_io`). GQA: K and V have
+    ``kv_heads``."""
     _check_gqa(heads, kv_heads)
     b, s, d, e = batch, float(seq_len), head_dim, _elem_bytes(dtype)
     pairs = s * (s + 1) / 2 if causal else s * s
-    name = _prefill_name({"causal": causal})
-    return Op(name, "attention", flops=4.0 * b * heads * d * pairs,
-              act_read_bytes=b * heads * s * d * e, act_write_bytes=b * heads * s * d * e,
-              kv_read_bytes=2.0 * b * kv_heads * s * d * e, compute_dtype=dtype,
+    q, o, kv = tiled_attention_bytes(b, heads, kv_heads, s, s, d, e, e)
+    return Op(_prefill_name({"causal": causal}), "attention", flops=4.0 * b * heads * d * pairs,
+              act_read_bytes=q, act_write_bytes=o, kv_read_bytes=kv, compute_dtype=dtype,
               meta={"head_dim": head_dim})  # fmt: skip
 
 
@@ -165,10 +166,10 @@ def _attention_decode(batch: int, heads: int, kv_heads: int, context_len: int, h
     group of queries per KV head) is its own op name: kernels batch the group very differently."""
     _check_gqa(heads, kv_heads)
     b, c, d, e = batch, float(context_len), head_dim, _elem_bytes(dtype)
-    name = _decode_name({"heads": heads, "kv_heads": kv_heads})
-    return Op(name, "attention", flops=4.0 * b * heads * d * c, act_read_bytes=b * heads * d * e,
-              act_write_bytes=b * heads * d * e, kv_read_bytes=2.0 * b * kv_heads * c * d * e,
-              compute_dtype=dtype, meta={"head_dim": head_dim})  # fmt: skip
+    q, o, kv = tiled_attention_bytes(b, heads, kv_heads, 1.0, c, d, e, e)
+    return Op(_decode_name({"heads": heads, "kv_heads": kv_heads}), "attention",
+              flops=4.0 * b * heads * d * c, act_read_bytes=q, act_write_bytes=o,
+              kv_read_bytes=kv, compute_dtype=dtype, meta={"head_dim": head_dim})  # fmt: skip
 
 
 @register_kernel("copy", axis="bytes", variant="torch.copy")

@@ -7,8 +7,10 @@ accounting below is shared.
 FLOPs: each scored query-key pair costs 2*d_h for QK^T and 2*d_h for PV (multiply-adds
 count 2), so attention core FLOPs = 4 * d_h * pairs per head (Kaplan et al. 2020, Table 1,
 forward ~ 2*n_ctx*d_attn per token per layer for full non-causal context).
-HBM bytes: naive attention materialises the scores: Theta(N*d + N^2) accesses; the tiled
-(FlashAttention) kernel moves Theta(N^2 d^2 / M) (Dao et al. 2022, arXiv 2205.14135, Thm 2).
+HBM bytes: a tiled (FlashAttention-2 order) kernel reads Q and the keys/values it meets and
+writes O once (:mod:`hwsim.model.attention_io`, shared with the registered kernels); a naive
+kernel also materialises the scores, Theta(N*d + N^2) accesses. The new tokens' K and V are
+written into the cache by a separate op (``attn.kv_append``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from hwsim.model.attention_io import kv_append_bytes, tiled_attention_bytes
 from hwsim.model.forward import Forward
 from hwsim.model.mixers.base import Mixer, register
 from hwsim.model.ops import Op
@@ -74,51 +77,78 @@ class AttentionMixer(Mixer):
         h, hk = fw.heads_per_rank, fw.kv_heads_per_rank
         qkv = fw.linear("attn.qkv_proj", m.d_model, (h + 2 * hk) * dh, shard=False)
         out = fw.linear("attn.o_proj", h * dh, m.d_model, shard=False)
-        return [qkv, self.core_op(fw), out]
+        caches = m.architecture == "decoder"  # an encoder keeps no cache
+        return [qkv, *([self.kv_append_op(fw)] if caches else []), self.core_op(fw), out]
 
     def new_pairs_per_head(self, fw: Forward) -> np.ndarray:
         """Pairs scored by the new tokens of this forward: pairs(c) - pairs(c - new)."""
         return self.pairs_per_head(fw.context) - self.pairs_per_head(fw.context - fw.new_tokens)
+
+    def keys_read(self, fw: Forward) -> np.ndarray:
+        """Distinct keys the new queries of this forward meet: the newest query's keys plus one
+        per earlier new query, at most the context (a window caps the span)."""
+        newest = self.keys_per_decode_step(fw.context)
+        return np.minimum(fw.context, newest + np.maximum(fw.new_tokens - 1.0, 0.0))
+
+    def kv_append_op(self, fw: Forward) -> Op:
+        """The new tokens' keys and values written into the cache, a kernel of its own in the
+        engines (see :mod:`hwsim.model.attention_io`)."""
+        read, written = kv_append_bytes(
+            fw.batch,
+            fw.kv_heads_per_rank,
+            fw.new_tokens,
+            fw.model.head_size,
+            fw.act.bytes_per_element,
+            fw.kv.bytes_per_element,
+        )
+        return Op(
+            name="attn.kv_append",
+            op_class="elementwise",
+            act_read_bytes=read,
+            kv_write_bytes=written,
+            on_vector_units=True,
+        )
 
     def core_op(self, fw: Forward) -> Op:
         m, dh = fw.model, fw.model.head_size
         h, hk = fw.heads_per_rank, fw.kv_heads_per_rank
         b, new = fw.batch, fw.new_tokens
         pairs = self.new_pairs_per_head(fw)
-        act = fw.act.bytes_per_element
-        q_o_bytes = 2.0 * b * h * new * dh * act  # read Q, write O
+        # every path reads Q and the keys/values it meets and writes O (attention_io); a
+        # decoder reads them from its cache, an encoder's are activations
         caches = m.architecture == "decoder"
-        kv_write = b * new * 2 * hk * dh * fw.kv.bytes_per_element if caches else 0.0
-        if fw.phase == "decode":
-            keys = self.keys_per_decode_step(fw.context) * new
-            kv_read = b * hk * 2 * dh * keys * fw.kv.bytes_per_element
-            extra = self._naive_score_bytes(fw) if fw.attention_impl == "naive" else 0.0
-            act_read, act_write = q_o_bytes / 2 + extra / 2, q_o_bytes / 2 + extra / 2
-        else:
-            kv_read = 0.0
-            if fw.attention_impl == "naive":
-                io = self._naive_io_bytes(fw)
-            else:
-                io = self._tiled_io_bytes(fw, pairs)
-            act_read, act_write = io / 2, io / 2
-        held = self._held_bytes(fw)
+        act = fw.act.bytes_per_element
+        kv = fw.kv.bytes_per_element if caches else act
+        q_read, o_write, kv_read = tiled_attention_bytes(
+            b, h, hk, new, self.keys_read(fw), dh, act, kv
+        )
+        act_read, act_write = q_read, o_write
+        if not caches:
+            act_read, kv_read = act_read + kv_read, 0.0
+        if fw.attention_impl == "naive":  # ... and a materialising kernel passes over S and P
+            extra = self._naive_score_bytes(fw)
+            act_read, act_write = act_read + extra / 2, act_write + extra / 2
         return Op(
             name="attn.core",
             op_class="attention",
-            flops=4.0 * b * h * dh * pairs,
+            flops=4.0 * b * h * dh * self.computed_pairs_per_head(fw),
             act_read_bytes=act_read,
             act_write_bytes=act_write,
             kv_read_bytes=kv_read,
-            kv_write_bytes=kv_write,
             compute_dtype=fw.compute_dtype if fw.act.float_like else "bf16",
             kernels=1 if fw.attention_impl == "flash" else 3,
             meta={
                 "pairs_per_head": pairs,
-                "workspace_bytes": held,
+                "workspace_bytes": self._held_bytes(fw),
                 "kernel_name": self._kernel_family(fw),
                 "head_dim": dh,  # a calibration shape factor (hwsim.perf.corrections)
             },
         )
+
+    def computed_pairs_per_head(self, fw: Forward) -> np.ndarray:
+        """Query-key pairs the kernel computes: the scored pairs, unless a block-sparse
+        variant computes whole blocks (it overrides this)."""
+        return self.new_pairs_per_head(fw)
 
     def _kernel_family(self, fw: Forward) -> str:
         """The registered kernel this layer's core runs as, for its calibration group, whether
@@ -144,28 +174,6 @@ class AttentionMixer(Mixer):
         (4 passes over new_tokens x context scores per head)."""
         scores = fw.new_tokens * fw.context
         return 4.0 * fw.batch * fw.heads_per_rank * scores * fw.act.bytes_per_element
-
-    def _naive_io_bytes(self, fw: Forward) -> np.ndarray:
-        """Standard attention, Theta(N d + N^2): read Q, K, V, write O, plus the score passes."""
-        dh, act = fw.model.head_size, fw.act.bytes_per_element
-        b, h, hk = fw.batch, fw.heads_per_rank, fw.kv_heads_per_rank
-        qkvo = b * (2 * h * fw.new_tokens + 2 * hk * fw.context) * dh * act
-        return qkvo + self._naive_score_bytes(fw)
-
-    def _tiled_io_bytes(self, fw: Forward, pairs: np.ndarray) -> np.ndarray:
-        """FlashAttention Algorithm 1 (Dao et al. 2022): K and V are read once; for each of the
-        T_c = ceil(N_k / B_c) key blocks, B_c = ceil(M / 4d), the Q, O (read and write) rows
-        of the query blocks it meets are streamed: 3 * N_q * d per visited block column.
-        The visited fraction is the density of the pattern, pairs / (N_q * N_k)."""
-        dh, act = fw.model.head_size, fw.act.bytes_per_element
-        b, h = fw.batch, fw.heads_per_rank
-        sram_elements = fw.sram_bytes / act
-        block_cols = max(1.0, math.ceil(sram_elements / (4 * dh)))
-        n_q, n_k = fw.new_tokens, fw.context
-        t_c = np.ceil(n_k / block_cols)
-        density = np.divide(pairs, n_q * n_k, out=np.zeros_like(pairs * 1.0), where=n_q * n_k > 0)
-        per_head = 2 * n_k * dh + 3 * n_q * dh * np.maximum(t_c * density, 1.0)
-        return b * h * per_head * act
 
 
 @register

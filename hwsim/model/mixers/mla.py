@@ -189,10 +189,11 @@ class MultiHeadLatentAttention(AttentionMixer):
             k_v = keys * (self.qk_nope_head_dim + dv)
             act_read = b * h * (k_v + fw.new_tokens * dqk) * act
             act_write = b * h * fw.new_tokens * dv * act
-        else:
+        else:  # FlashAttention-2 order (hwsim.model.attention_io): Q, K, V read, O written once
             kv_read = 0.0
-            io = _tiled_io_bytes(fw, pairs, dqk, dv)
-            act_read, act_write = io / 2, io / 2
+            keys = self.keys_read(fw)
+            act_read = b * h * (fw.new_tokens * dqk + keys * (dqk + dv)) * act
+            act_write = b * h * fw.new_tokens * dv * act
         return Op(
             name="attn.core",
             op_class="attention",
@@ -226,6 +227,17 @@ class MultiHeadLatentAttention(AttentionMixer):
             compute_dtype=fw.compute_dtype if fw.act.float_like else "bf16",
             meta={"pairs_per_head": pairs, "mla_form": "absorbed"},
         )
+
+
+def _times_heads(op: Op, heads: int, fw: Forward) -> Op:
+    """A per-head projection (batched GEMM over heads): FLOPs, weights and activations x heads."""
+    return replace(
+        op,
+        flops=op.flops * heads,
+        weight_bytes=op.weight_bytes * heads,
+        act_read_bytes=op.act_read_bytes * heads,
+        act_write_bytes=op.act_write_bytes * heads,
+    )
 
 
 def _times_heads(op: Op, heads: int, fw: Forward) -> Op:
