@@ -5,7 +5,9 @@ Scale overhead follows the common group-quantisation layouts: int4 weights in gr
 per 128 elements = 0.25 bit/element; int8 KV with one fp16 scale per token per head of
 head_dim 128 adds 16/128 = 0.125 bit/element; int4 KV likewise with groups of 64
 (KIVI, arXiv 2402.02750, uses groups of 32-128) adds 0.5 bit. fp8 uses per-tensor scales
-(negligible).
+(negligible). fp6 is the OCP Microscaling format MXFP6 (OCP MX specification v1.0, 2023,
+§5.3: E2M3 or E3M2 elements, one shared 8-bit E8M0 scale per block of 32): 8/32 = 0.25 bit
+per element, 6.25 bits in all; the ~6-bit caches MLA and KV-quantisation papers assume.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ KV_DTYPES: dict[str, DType] = {
     "bf16": DTYPES["bf16"],
     "fp16": DTYPES["fp16"],
     "fp8": DTYPES["fp8"],
+    "fp6": DType("fp6", 6, 0.25),
     "int8": DType("int8", 8, 0.125, float_like=False),
     "int4": DType("int4", 4, 0.5, float_like=False),
 }

@@ -30,8 +30,8 @@ class DeploymentSpec(BaseModel):
     tp: int = Field(default=1, ge=1, description="tensor-parallel degree")
     pp: int = Field(default=1, ge=1, description="pipeline-parallel degree")
     dp: int = Field(default=1, ge=1, description="data-parallel replicas")
-    weight_dtype: str = Field(default="bf16", description="fp32|bf16|fp16|fp8|int8|int4")
-    kv_dtype: str = Field(default="bf16", description="fp32|bf16|fp16|fp8|int8|int4")
+    weight_dtype: str = Field(default="bf16", description="fp32|bf16|fp16|fp8|fp6|int8|int4")
+    kv_dtype: str = Field(default="bf16", description="fp32|bf16|fp16|fp8|fp6|int8|int4")
     activation_dtype: str = Field(default="bf16", description="fp32|bf16|fp16")
     attention_impl: AttentionImpl = Field(
         default="flash", description="flash (tiled, IO-aware) or naive (materialised scores)"

@@ -124,7 +124,7 @@ class AttentionMixer(Mixer):
         )
         act_read, act_write = q_read, o_write
         if not caches:
-            act_read, kv_read = act_read + kv_read, 0.0
+            act_read, kv_read = act_read + kv_read, np.zeros_like(kv_read)
         if fw.attention_impl == "naive":  # ... and a materialising kernel passes over S and P
             extra = self._naive_score_bytes(fw)
             act_read, act_write = act_read + extra / 2, act_write + extra / 2

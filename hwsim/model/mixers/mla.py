@@ -46,7 +46,6 @@ o_proj is row-parallel.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import ClassVar
 
@@ -238,32 +237,3 @@ def _times_heads(op: Op, heads: int, fw: Forward) -> Op:
         act_read_bytes=op.act_read_bytes * heads,
         act_write_bytes=op.act_write_bytes * heads,
     )
-
-
-def _times_heads(op: Op, heads: int, fw: Forward) -> Op:
-    """A per-head projection (batched GEMM over heads): FLOPs, weights and activations x heads."""
-    return replace(
-        op,
-        flops=op.flops * heads,
-        weight_bytes=op.weight_bytes * heads,
-        act_read_bytes=op.act_read_bytes * heads,
-        act_write_bytes=op.act_write_bytes * heads,
-    )
-
-
-def _tiled_io_bytes(fw: Forward, pairs: np.ndarray, d_qk: int, d_v: int) -> np.ndarray:
-    """FlashAttention Algorithm 1 traffic (Dao et al. 2022) with unequal key and value widths:
-    K and V are read once (n_k (d_qk + d_v) per head); per visited key block column the query
-    rows are read and the output rows read and written (n_q (d_qk + 2 d_v)). Block width
-    B_c = M / (4 d) becomes M / (2 (d_qk + d_v)); it reduces to the attention module's formula
-    when d_qk = d_v."""
-    act = fw.act.bytes_per_element
-    b, h = fw.batch, fw.heads_per_rank
-    sram_elements = fw.sram_bytes / act
-    block_cols = max(1.0, math.ceil(sram_elements / (2 * (d_qk + d_v))))
-    n_q, n_k = fw.new_tokens, fw.context
-    t_c = np.ceil(n_k / block_cols)
-    nq_nk = n_q * n_k
-    density = np.divide(pairs, nq_nk, out=np.zeros_like(pairs * 1.0), where=nq_nk > 0)
-    per_head = n_k * (d_qk + d_v) + n_q * (d_qk + 2 * d_v) * np.maximum(t_c * density, 1.0)
-    return b * h * per_head * act
