@@ -1,4 +1,10 @@
-"""Shared CLI plumbing: error reporting, JSON output, the rich console."""
+"""Shared CLI plumbing: error reporting, JSON output, the rich consoles, -q/-v settings.
+
+Three consoles: :data:`console` (stdout: results), :data:`err_console` (stderr: progress and
+"wrote FILE" chatter, silenced by ``hwsim -q``) and :data:`error_console` (stderr: errors,
+never silenced). Written to a pipe or a file rather than a terminal, the consoles are
+:data:`PIPE_WIDTH` columns wide, so tables and long lines are not wrapped or cut at 80.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,63 @@ from typing import Any, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 
 from hwsim.errors import HwsimError
 
-console = Console()
-err_console = Console(stderr=True)
+PIPE_WIDTH = 4096  # columns when not writing to a terminal: nothing is wrapped or cut with '…'
+SCHEMA_VERSION = 1  # the "schema_version" of every JSON output (see `hwsim schema`)
+
+
+class _Console(Console):
+    """A rich console that is :data:`PIPE_WIDTH` wide when its file is not a terminal (a pipe,
+    a file, a test runner): rich would otherwise wrap text and shorten table cells to 80."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = super().size
+        isatty = getattr(self.file, "isatty", None)
+        try:
+            tty = bool(isatty()) if isatty is not None else False
+        except ValueError:  # a closed file
+            tty = False
+        return size if tty else ConsoleDimensions(max(size.width, PIPE_WIDTH), size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+console: Console = _Console()
+err_console: Console = _Console(stderr=True)  # chatter: `hwsim -q` sets err_console.quiet
+error_console: Console = _Console(stderr=True)  # errors: always shown
 
 EXIT_USAGE = 2
+
+
+class Settings:
+    """The global options of the ``hwsim`` callback, set once per invocation."""
+
+    quiet: bool = False
+    verbose: bool = False
+
+
+settings = Settings()
+
+
+def configure(*, quiet: bool = False, verbose: bool = False) -> None:
+    """Apply ``-q/--quiet`` and ``-v/--verbose`` (every invocation sets both, so nothing is
+    left over from a previous one in the same process)."""
+    settings.quiet = quiet
+    settings.verbose = verbose and not quiet
+    err_console.quiet = quiet
+
+
+def info(message: str) -> None:
+    """Extra detail on stderr, shown only with ``hwsim -v``."""
+    if settings.verbose:
+        err_console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 MAX_MESSAGE_CHARS = 1500  # an error fits on one screen, whatever value it quotes
@@ -30,8 +84,20 @@ def fail(message: str) -> None:
     """Print ``error: message`` to stderr (cut to one screen) and exit 2."""
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[: MAX_MESSAGE_CHARS - 40] + f" ... ({len(message):,} characters, cut)"
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USAGE)
+
+
+def _origin(exc: BaseException) -> str:
+    """Where an error was raised: ``ProfileError from hwsim.profiles.loader:58 (validate)``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__name__
+    frame = tb.tb_frame
+    module = frame.f_globals.get("__name__", "?")
+    return f"{type(exc).__name__} from {module}:{tb.tb_lineno} ({frame.f_code.co_name})"
 
 
 def handle_errors(func: Callable) -> Callable:
@@ -42,13 +108,21 @@ def handle_errors(func: Callable) -> Callable:
         try:
             return func(*args, **kwargs)
         except HwsimError as exc:
+            _explain(exc)
             fail(str(exc))
         except FileNotFoundError as exc:
+            _explain(exc)
             fail(f"file not found: {exc.filename}")
         except KeyboardInterrupt:  # pragma: no cover
             sys.exit(130)
 
     return wrapper
+
+
+def _explain(exc: BaseException) -> None:
+    """``hwsim -v``: which error, raised where (no traceback)."""
+    if settings.verbose:
+        error_console.print(f"({_origin(exc)})", markup=False, highlight=False, soft_wrap=True)
 
 
 def to_jsonable(value: Any) -> Any:
@@ -66,8 +140,10 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(to_jsonable(data), indent=2))
+def print_json(data: dict[str, Any]) -> None:
+    """One JSON object on stdout, led by ``"schema_version"`` (:data:`SCHEMA_VERSION`; the
+    schemas: ``hwsim schema``)."""
+    typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, **to_jsonable(data)}, indent=2))
 
 
 def parse_int_list(text: str, what: str) -> list[int]:

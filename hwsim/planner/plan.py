@@ -19,6 +19,7 @@ import numpy as np
 from hwsim.errors import HwsimError, ProfileError
 from hwsim.inference.deployment import make_deployment
 from hwsim.model.load import load_model
+from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
@@ -67,6 +68,7 @@ class PlanResult:
                 "sentence": self.recommendation_sentence(),
                 "candidate": best.to_dict() if best else None,
             },
+            "model": param_summary(load_model(self.scenario.model)),
             "workload": self.workload.__dict__,
             "candidates": [r.to_dict() for r in self.feasible + self.pruned],
             "pareto": self.pareto,
