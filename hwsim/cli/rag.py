@@ -25,8 +25,16 @@ def build_rag_spec(
     chunk_tokens: int | None = None,
     index: str | None = None,
     search_hardware: str | None = None,
+    index_params: dict | None = None,
+    rerank_model: str | None = None,
+    rerank_top: int | None = None,
+    rounds: int | None = None,
+    followup_tokens: int | None = None,
 ) -> RagSpec:
-    """Flags over the scenario's ``rag:`` section; hardware paths are relative to the file."""
+    """Flags over the scenario's ``rag:`` section; hardware paths are relative to the file.
+
+    ``index_params``: index fields (nlist, nprobe, pq_m, m, ef_search) set over the file's
+    ``index:`` (None values skipped); a field the index kind lacks is an error naming it."""
     data = dict(rag or {})
     if rag is None and corpus_tokens is None:
         raise ProfileError(
@@ -41,6 +49,8 @@ def build_rag_spec(
         ("top_k", top_k),
         ("chunk_tokens", chunk_tokens),
         ("search_hardware", search_hardware),
+        ("rounds", rounds),
+        ("followup_tokens", followup_tokens),
     ):
         if value is not None:
             data[key] = value
@@ -50,6 +60,20 @@ def build_rag_spec(
         if old.get("kind", "flat") != index:  # a new kind keeps only the vector dtype
             old = {k: v for k, v in old.items() if k == "vector_dtype"}
         data["index"] = {**old, "kind": index}
+    params = {k: v for k, v in (index_params or {}).items() if v is not None}
+    if params:
+        given = data.get("index")
+        data["index"] = {**(given if isinstance(given, dict) else {}), **params}
+    if rerank_model is not None or rerank_top is not None:
+        given = data.get("rerank")
+        rr: dict = dict(given) if isinstance(given, dict) else {}
+        if rerank_model is not None:
+            rr["model"] = rerank_model
+        if rerank_top is not None:
+            rr["top"] = rerank_top
+        if "model" not in rr:
+            raise ProfileError("--rerank-top needs --rerank-model (or rag.rerank.model)")
+        data["rerank"] = rr
     if base is not None:
         data = _resolve_paths(data, base)
     return parse_rag_section(data, where)
@@ -88,6 +112,25 @@ def register(app: typer.Typer) -> None:
         search_hardware: str | None = typer.Option(
             None, help="device running the vector search (hardware id or YAML; default cpu)"
         ),
+        nlist: int | None = typer.Option(None, help="IVF: inverted lists (default 1024)"),
+        nprobe: int | None = typer.Option(None, help="IVF: lists probed (default 20)"),
+        pq_m: int | None = typer.Option(
+            None, help="IVF-PQ: sub-quantisers, bytes per vector at 8 bits (default: IVF-Flat)"
+        ),
+        hnsw_m: int | None = typer.Option(None, help="HNSW: links per node (default 32)"),
+        ef_search: int | None = typer.Option(None, help="HNSW: search beam (default 16)"),
+        rerank_model: str | None = typer.Option(
+            None, help="cross-encoder that re-ranks the candidates (model id, YAML, config.json)"
+        ),
+        rerank_top: int | None = typer.Option(
+            None, help="candidates retrieved and re-ranked down to top-k (default 32)"
+        ),
+        rounds: int | None = typer.Option(
+            None, help="retrieval rounds (iterative / multi-hop retrieval; default 1)"
+        ),
+        followup_tokens: int | None = typer.Option(
+            None, help="tokens of each LLM-generated follow-up query (rounds > 1; default 32)"
+        ),
         gen_len: int | None = typer.Option(None, help="generated tokens per answer"),
         batch: int | None = typer.Option(None, help="concurrent sequences on the LLM"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
@@ -115,6 +158,17 @@ def register(app: typer.Typer) -> None:
             chunk_tokens=chunk_tokens,
             index=index,
             search_hardware=search_hardware,
+            index_params={
+                "nlist": nlist,
+                "nprobe": nprobe,
+                "pq_m": pq_m,
+                "m": hnsw_m,
+                "ef_search": ef_search,
+            },
+            rerank_model=rerank_model,
+            rerank_top=rerank_top,
+            rounds=rounds,
+            followup_tokens=followup_tokens,
         )
         result = compare_rag(
             sc.model,

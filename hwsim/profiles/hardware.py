@@ -27,6 +27,12 @@ class Memory(BaseModel):
     model_config = STRICT
     capacity_bytes: SourcedBytes
     bandwidth_bytes_per_s: SourcedBytesPerS
+    random_access_latency_s: SourcedSeconds | None = Field(
+        default=None,
+        description="load-to-use latency of one dependent access to a random address in "
+        "device memory (a pointer chase past the caches), for graph-index search "
+        "(hwsim.rag.search_cost); unset: a documented default per device kind",
+    )
 
 
 class OnChip(BaseModel):

@@ -1,15 +1,21 @@
 """Whole corpus in context vs retrieval (RAG), priced per query with ``hwsim.estimate``.
 
 Long context: prompt = corpus tokens + question tokens.
-RAG: embed the question, search the index, prompt = min(top_k, D) x chunk_tokens + question
-tokens; TTFT = embedding + search + prefill (run one after the other).
+RAG: embed the question, search the index (latency model per index kind,
+``search_cost.LATENCY_MODELS``), optionally re-rank the candidates with a cross-encoder and
+repeat for ``rounds`` rounds with LLM-generated follow-up queries (``retrieval``); prompt =
+min(top_k, D) x chunk_tokens + question tokens; TTFT = retrieval + prefill (one after the
+other).
 
 Per query, with the workload's batch B of concurrent sequences on one replica of G GPUs:
     LLM GPU-seconds = e2e x G / B   (the search and embedding devices are separate and
                                      overlap with other requests' decoding)
-    cost = GPU-seconds x price_per_hour / 3600 + search and embedding device-seconds priced
-           the same way with their own profiles' prices (NaN where a profile has no price).
-Search and embedding are priced per query (no batching of queries), which is conservative.
+    (+ the follow-up generations' decode seconds x G / B)
+    cost = GPU-seconds x price_per_hour / 3600 + search, embedding and rerank device-seconds
+           priced the same way with their own profiles' prices (NaN where a profile has no
+           price).
+Search, embedding and re-ranking are priced per query at their one-query latency (no
+batching of queries), which is conservative; the search's batched throughput is reported.
 
 Fit: weights + KV cache of the batch at prompt + generated tokens within the usable memory
 (``memory_utilization`` x capacity), as in ``Estimate.memory``, and the request within the
@@ -32,8 +38,16 @@ from hwsim.profiles.hardware import HardwareProfile
 from hwsim.profiles.loader import load_hardware
 from hwsim.rag.embedding import embedding_cost
 from hwsim.rag.limits import find_limits
-from hwsim.rag.results import Approach, EmbeddingSummary, RagComparison, SearchSummary
-from hwsim.rag.search_cost import time_search
+from hwsim.rag.results import (
+    Approach,
+    EmbeddingSummary,
+    RagComparison,
+    RerankSummary,
+    RetrievalSummary,
+    SearchSummary,
+)
+from hwsim.rag.retrieval import rerank_s, retrieval_total_s
+from hwsim.rag.search_cost import search_latency, time_search
 from hwsim.rag.spec import RagSpec, parse_rag_section
 
 
@@ -48,6 +62,7 @@ class RagSetup:
     batch: int
     gen_len: int
     tpot_slo_s: float | None
+    rerank_dep: Deployment | None = None
 
     @property
     def search_usable_bytes(self) -> float:
@@ -66,6 +81,7 @@ class Evaluation:
     rag: Approach
     search: SearchSummary
     embedding: EmbeddingSummary
+    retrieval: RetrievalSummary
     long_estimate: Estimate
     rag_estimate: Estimate
 
@@ -83,6 +99,10 @@ def make_setup(
 ) -> RagSetup:
     rag_spec = rag if isinstance(rag, RagSpec) else parse_rag_section(rag, "rag argument")
     dep = make_deployment(model, hardware, spec, **settings)
+    rr = rag_spec.rerank
+    rerank_dep = (
+        None if rr is None else make_deployment(rr.model, rr.hardware or dep.hardware.id, None)
+    )
     return RagSetup(
         dep=dep,
         spec=rag_spec,
@@ -91,6 +111,7 @@ def make_setup(
         batch=int(batch),
         gen_len=int(gen_len),
         tpot_slo_s=tpot_slo_s,
+        rerank_dep=rerank_dep,
     )
 
 
@@ -126,6 +147,7 @@ def compare_setup(setup: RagSetup, corpus_tokens=None) -> RagComparison:
         rag=ev.rag,
         search=ev.search,
         embedding=ev.embedding,
+        retrieval=ev.retrieval,
         limits=find_limits(setup, evaluate),
         long_context_estimate=ev.long_estimate,
         rag_estimate=ev.rag_estimate,
@@ -143,21 +165,68 @@ def evaluate(setup: RagSetup, corpus_tokens) -> Evaluation:
     long_prompt = corpus + q
     rag_prompt = np.minimum(spec.top_k, chunks) * spec.chunk_tokens + q
 
-    cost = spec.index.cost(chunks, spec.embedding.dim)
-    search_t = time_search(setup.search_hw, cost)
+    candidates = spec.candidates
+    cost = spec.index.cost(chunks, spec.embedding.dim, candidates)
+    search_t = search_latency(setup.search_hw, cost)
+    streamed = time_search(setup.search_hw, cost)
     emb = spec.embedding
     query = embedding_cost(setup.embed_hw, emb.params, q, emb.dtype, emb.layers)
     corpus_emb = embedding_cost(setup.embed_hw, emb.params, corpus, emb.dtype, emb.layers)
 
     search_bytes = cost.index_bytes + (query.weight_bytes if setup.embedder_on_search_device else 0)
     index_fits = search_bytes <= setup.search_usable_bytes
-    extra_usd = (
-        search_t.time_s * _price(setup.search_hw) + query.time_s * _price(setup.embed_hw)
-    ) / 3600.0
 
     long_est = _estimate(setup, long_prompt)
     rag_est = _estimate(setup, rag_prompt)
     zero = 0.0 * corpus
+
+    rr, rerank_summary = spec.rerank, None
+    rerank_t = zero
+    rerank_usd_s = zero  # rerank device-seconds x price per hour, one round
+    if rr is not None and setup.rerank_dep is not None:
+        rdep = setup.rerank_dep
+        scored = np.minimum(rr.top, chunks)
+        pair = q + spec.chunk_tokens
+        rerank_t = rerank_s(rdep, scored, pair, rr.batch) + zero
+        rerank_usd_s = rerank_t * rdep.gpus_per_replica * _price(rdep.hardware)
+        rerank_summary = RerankSummary(
+            model=rdep.model.id,
+            device=rdep.hardware.id,
+            top=rr.top,
+            batch=rr.batch,
+            candidates=_out(scored),
+            pair_tokens=pair,
+            time_s=_out(rerank_t),
+        )
+    rounds = spec.rounds
+    followup_one = spec.followup_tokens * np.asarray(rag_est.latency.tpot_s, dtype=float) + zero
+    round_s = query.time_s + search_t.time_s + rerank_t
+    device_usd = (
+        rounds
+        * (
+            search_t.time_s * _price(setup.search_hw)
+            + query.time_s * _price(setup.embed_hw)
+            + rerank_usd_s
+        )
+        / 3600.0
+    )
+    retrieval = RetrievalSummary(
+        rounds=rounds,
+        followup_tokens=spec.followup_tokens,
+        round_embedding_s=_out(query.time_s + zero),
+        round_search_s=_out(search_t.time_s + zero),
+        round_rerank_s=_out(rerank_t),
+        round_s=_out(round_s),
+        followup_s=_out(followup_one),
+        embedding_s=_out(rounds * query.time_s + zero),
+        search_s=_out(rounds * search_t.time_s + zero),
+        rerank_s=_out(rounds * rerank_t),
+        followups_s=_out((rounds - 1) * followup_one),
+        total_s=_out(retrieval_total_s(rounds, round_s, followup_one)),
+        device_usd=_out(device_usd),
+        rerank=rerank_summary,
+    )
+
     long_ctx = _approach(
         setup,
         "long context",
@@ -165,6 +234,8 @@ def evaluate(setup: RagSetup, corpus_tokens) -> Evaluation:
         long_prompt,
         embedding_s=zero,
         search_s=zero,
+        rerank_s=zero,
+        followup_s=zero,
         extra_usd=zero,
         search_bytes=zero,
         index_fits=np.full(corpus.shape, True),
@@ -174,22 +245,34 @@ def evaluate(setup: RagSetup, corpus_tokens) -> Evaluation:
         "RAG",
         rag_est,
         rag_prompt,
-        embedding_s=query.time_s + zero,
-        search_s=search_t.time_s,
-        extra_usd=extra_usd,
+        embedding_s=rounds * query.time_s + zero,
+        search_s=rounds * search_t.time_s + zero,
+        rerank_s=rounds * rerank_t,
+        followup_s=(rounds - 1) * followup_one,
+        extra_usd=device_usd,
         search_bytes=search_bytes,
         index_fits=index_fits,
     )
+    ra = search_t.random_access
     search = SearchSummary(
         device=setup.search_hw.id,
         index=cost.index,
         n_chunks=_out(chunks),
+        candidates=candidates,
         distance_evaluations=_out(cost.distance_evaluations + zero),
+        searched_fraction=_out(cost.searched_fraction + zero),
         flops=_out(cost.flops + zero),
         bytes_scanned=_out(cost.bytes_scanned + zero),
         index_bytes=_out(cost.index_bytes + zero),
-        time_s=_out(search_t.time_s),
+        time_s=_out(search_t.time_s + zero),
         bound=_out(search_t.bound),
+        breakdown={k: _out(v + zero) for k, v in search_t.breakdown.items()},
+        streamed_time_s=_out(streamed.time_s + zero),
+        throughput_qps=_out(search_t.throughput_qps + zero),
+        dependent_accesses=_out(search_t.dependent_accesses + zero),
+        random_access_latency_s=None if ra is None else ra.latency_s,
+        random_access_latency_source=None if ra is None else ra.source,
+        random_access_latency_default=ra is not None and not ra.from_profile,
     )
     embedding = EmbeddingSummary(
         device=setup.embed_hw.id,
@@ -201,7 +284,7 @@ def evaluate(setup: RagSetup, corpus_tokens) -> Evaluation:
         corpus_flops=_out(corpus_emb.flops),
         corpus_time_s=_out(corpus_emb.time_s),
     )
-    return Evaluation(long_ctx, rag, search, embedding, long_est, rag_est)
+    return Evaluation(long_ctx, rag, search, embedding, retrieval, long_est, rag_est)
 
 
 def _estimate(setup: RagSetup, prompt: np.ndarray) -> Estimate:
@@ -219,6 +302,8 @@ def _approach(
     *,
     embedding_s,
     search_s,
+    rerank_s,
+    followup_s,
     extra_usd,
     search_bytes,
     index_fits,
@@ -227,17 +312,21 @@ def _approach(
     llm_bytes = mem.weights_bytes + np.asarray(mem.kv_cache_bytes)
     fits_memory = llm_bytes <= mem.usable_bytes
     within_context = ~np.asarray(est.context.extrapolation, dtype=bool)
-    gpu_s = np.asarray(est.latency.e2e_s) * dep.gpus_per_replica / setup.batch
+    retrieval_s = embedding_s + search_s + rerank_s + followup_s
+    gpu_s = (np.asarray(est.latency.e2e_s) + followup_s) * dep.gpus_per_replica / setup.batch
     usd = gpu_s * _price(dep.hardware) / 3600.0 + extra_usd
     return Approach(
         name=name,
         prompt_tokens=_out(prompt),
         embedding_s=_out(embedding_s),
         search_s=_out(search_s),
+        rerank_s=_out(rerank_s),
+        followup_s=_out(followup_s),
+        retrieval_s=_out(retrieval_s),
         prefill_s=_out(est.prefill.time_s),
-        ttft_s=_out(embedding_s + search_s + est.latency.ttft_s),
+        ttft_s=_out(retrieval_s + est.latency.ttft_s),
         tpot_s=_out(est.latency.tpot_s),
-        e2e_s=_out(embedding_s + search_s + est.latency.e2e_s),
+        e2e_s=_out(retrieval_s + est.latency.e2e_s),
         weights_bytes=float(mem.weights_bytes),
         kv_cache_bytes=_out(mem.kv_cache_bytes),
         llm_memory_bytes=_out(llm_bytes),

@@ -47,18 +47,77 @@ def _title(c: RagComparison) -> str:
     )
 
 
+def _rounds(n: int) -> str:
+    return "" if n == 1 else f", {n} rounds"
+
+
+def retrieval_rows(c: RagComparison) -> list[tuple[str, str, str]]:
+    """The retrieval stages of one query (all rounds), each with its device."""
+    rag, s, e, r = c.rag, c.search, c.embedding, c.retrieval
+    rounds = _rounds(r.rounds)
+    rows = [
+        (f"query embedding ({e.device}{rounds})", "-", fmt_time(rag.embedding_s)),
+        (
+            f"vector search ({s.index}, {s.device}{rounds})",
+            "-",
+            f"{fmt_time(rag.search_s)} ({s.bound}-bound)",
+        ),
+    ]
+    if r.rerank is not None:
+        rr = r.rerank
+        rows.append(
+            (
+                f"rerank ({rr.model} on {rr.device}, top {rr.top}{rounds})",
+                "-",
+                fmt_time(rag.rerank_s),
+            )
+        )
+    if r.rounds > 1:
+        rows.append(
+            (
+                f"follow-up queries ({r.rounds - 1} x {r.followup_tokens} tokens, {c.hardware})",
+                "-",
+                fmt_time(rag.followup_s),
+            )
+        )
+    rows.append(("retrieval total", "-", fmt_time(rag.retrieval_s)))
+    return rows
+
+
+def search_table(c: RagComparison) -> Table:
+    """One round's vector search: the latency model's parts and the random-access latency."""
+    s = c.search
+    t = Table(
+        title=f"Vector search, one round ({s.index} on {s.device}, {s.candidates} candidates)",
+        show_header=False,
+        title_justify="left",
+    )
+    t.add_column("quantity", style="cyan")
+    t.add_column("value", justify="right")
+    t.add_row("latency (one query)", f"{fmt_time(s.time_s)} ({s.bound}-bound)")
+    for part, seconds in s.breakdown.items():
+        t.add_row(f"  {part}", fmt_time(seconds))
+    t.add_row("streamed-bandwidth price of the same bytes", fmt_time(s.streamed_time_s))
+    t.add_row(
+        "distance evaluations",
+        f"{fmt_count(s.distance_evaluations)} ({s.searched_fraction:.3g} of the vectors)",
+    )
+    if s.random_access_latency_s is not None:
+        t.add_row(
+            "dependent random accesses",
+            f"{fmt_count(s.dependent_accesses)} x {fmt_time(s.random_access_latency_s)}",
+        )
+    t.add_row("throughput (queries batched)", f"{s.throughput_qps:,.3g} queries/s")
+    return t
+
+
 def comparison_table(c: RagComparison) -> Group:
     lc, rag, s, e = c.long_context, c.rag, c.search, c.embedding
     max_ctx = c.long_context_estimate.context.max_supported_tokens
     slo = f" (TPOT <= {fmt_time(c.tpot_slo_s)})" if c.tpot_slo_s else ""
     rows = [
         ("prompt tokens", f"{lc.prompt_tokens:,.0f}", f"{rag.prompt_tokens:,.0f}"),
-        (f"query embedding ({e.device})", "-", fmt_time(rag.embedding_s)),
-        (
-            f"vector search ({s.index}, {s.device})",
-            "-",
-            f"{fmt_time(rag.search_s)} ({s.bound}-bound)",
-        ),
+        *retrieval_rows(c),
         (f"prefill ({c.hardware})", fmt_time(lc.prefill_s), fmt_time(rag.prefill_s)),
         ("TTFT", fmt_time(lc.ttft_s), fmt_time(rag.ttft_s)),
         ("TPOT (mean)", fmt_time(lc.tpot_s), fmt_time(rag.tpot_s)),
@@ -103,10 +162,10 @@ def comparison_table(c: RagComparison) -> Group:
     limits.add_row("RAG TTFT <= long context from", fmt_tokens(lim.break_even_ttft_corpus_tokens))
     limits.add_row("RAG cost <= long context from", fmt_tokens(lim.break_even_cost_corpus_tokens))
     limits.add_row(f"one-off: embed the corpus ({e.device})", fmt_time(e.corpus_time_s))
-    return Group(
-        f"[bold]{_title(c)}[/]",
-        side,
-        limits,
+    notes = [
         "[dim]fit = weights + KV cache within usable memory and within the model's context; "
-        "cost = device-seconds x each profile's price per hour[/]",
-    )
+        "cost = device-seconds x each profile's price per hour[/]"
+    ]
+    if s.random_access_latency_default:
+        notes.append(f"[yellow]random-access latency: {s.random_access_latency_source}[/]")
+    return Group(f"[bold]{_title(c)}[/]", side, search_table(c), limits, *notes)
