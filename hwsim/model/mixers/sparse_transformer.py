@@ -9,6 +9,13 @@ and it is an upper bound on the interleaved variant (which scores one of the two
 
 Positions are 0-based; both kinds are causal only (the paper defines A(i) within j <= i).
 Closed forms use n = Q*l + r with Q = floor(n/l), 0 <= r < l.
+
+Pairs are the pattern's; FLOPs are the kernel's: block-sparse kernels compute whole
+``block_size`` x ``block_size`` tiles (:mod:`hwsim.model.mixers.blocks`). The strided columns
+touch about half the tiles or more (every tile when l < 2B), so at n = 16,384, l = 128, B = 64
+a prefill computes 22x the pairs it scores, unless the kernel permutes the layout so each
+residue class is contiguous (``permuted: true``, the paper's §5.5 implementation note).
+``block_size: 1`` computes exactly the scored pairs. Decode steps read exactly the keys.
 """
 
 from __future__ import annotations
@@ -18,14 +25,35 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
+from hwsim.model.forward import Forward
 from hwsim.model.mixers.attention import AttentionMixer
 from hwsim.model.mixers.base import register
+from hwsim.model.mixers.blocks import (
+    fixed_block_pairs,
+    permuted_strided_block_pairs,
+    strided_block_pairs,
+)
+
+# Tile edge of the block-sparse kernels (OpenAI blocksparse, which the paper used, takes 8 to
+# 64; FlashAttention's tiles are 64-128 rows).
+DEFAULT_BLOCK = 64
 
 
 def _require_causal(kind: str, causal: bool) -> bool:
     if not causal:
         raise ValueError(f"{kind!r} is defined for causal attention only (set causal: true)")
     return causal
+
+
+def _prefill_tiles(fw: Forward, count) -> np.ndarray:
+    """Pairs a prefill computes in tiles: count(context) - count(context - new), once per
+    distinct shape (a chunk of new tokens computes the tiles of its rows)."""
+    context, new = np.broadcast_arrays(
+        np.asarray(fw.context, dtype=float), np.asarray(fw.new_tokens, dtype=float)
+    )
+    pairs = {(c, m): count(c) - count(c - m) for c, m in set(zip(context.flat, new.flat))}
+    out = np.array([pairs[(c, m)] for c, m in zip(context.flat, new.flat)], dtype=float)
+    return out.reshape(context.shape)
 
 
 def _last_query(context) -> tuple[np.ndarray, np.ndarray]:
@@ -51,11 +79,19 @@ class StridedSparseAttention(AttentionMixer):
 
     kind_name: ClassVar[str] = "sparse_strided"
     stride: int = Field(ge=1, description="stride l (window length and column spacing)")
+    block_size: int = Field(default=DEFAULT_BLOCK, ge=1, description="kernel tile edge")
+    permuted: bool = Field(default=False, description="columns on a permuted layout (§5.5)")
 
     @field_validator("causal")
     @classmethod
     def _causal(cls, v: bool) -> bool:
         return _require_causal(cls.kind_name, v)
+
+    def computed_pairs_per_head(self, fw: Forward) -> np.ndarray:
+        if fw.phase == "decode":
+            return self.new_pairs_per_head(fw)
+        tiles = permuted_strided_block_pairs if self.permuted else strided_block_pairs
+        return _prefill_tiles(fw, lambda n: tiles(n, self.stride, self.block_size))
 
     def pairs_per_head(self, n):
         n = np.asarray(n, dtype=float)
@@ -91,6 +127,14 @@ class FixedSparseAttention(AttentionMixer):
     kind_name: ClassVar[str] = "sparse_fixed"
     stride: int = Field(ge=1, description="block length l")
     summary: int = Field(ge=1, description="summary positions c at the end of each block")
+    block_size: int = Field(default=DEFAULT_BLOCK, ge=1, description="kernel tile edge")
+
+    def computed_pairs_per_head(self, fw: Forward) -> np.ndarray:
+        if fw.phase == "decode":
+            return self.new_pairs_per_head(fw)
+        return _prefill_tiles(
+            fw, lambda n: fixed_block_pairs(n, self.stride, self.summary, self.block_size)
+        )
 
     @field_validator("causal")
     @classmethod
