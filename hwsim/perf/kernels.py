@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -109,8 +109,11 @@ def calibration_name(op: Op) -> str:
 
 
 def kernel_op(name: str, **params: Any) -> Op:
-    """The cost descriptor of one kernel call (FLOPs and bytes; no time)."""
-    return kernel_spec(name).build(**kernel_params(name, params))
+    """The cost descriptor of one kernel call (FLOPs and bytes; no time), tagged with its
+    kernel call as the ladder tags it (a shape-dependent cost, e.g. MXU padding, reads it)."""
+    spec = kernel_spec(name)
+    full = kernel_params(name, params)
+    return replace(spec.build(**full), kernel=(spec.name, full))
 
 
 # -- kernels ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ block keep the alpha-beta ring of formulas.md's collectives section).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -79,6 +80,8 @@ def efficiency_times_s(
     f_compute, f_memory, f_overhead = factors
     if f_compute != 1.0:
         flops = flops * f_compute
+    if hw.on_chip.matrix_unit is not None:
+        flops = flops * tile_padding(hw, op)
     if f_memory != 1.0:
         nbytes = nbytes * f_memory
     if with_half and curve.compute_half_flops:  # (a zero ramp adds nothing: skip the pass)
@@ -88,6 +91,23 @@ def efficiency_times_s(
     compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
     memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
     return compute_s, memory_s
+
+
+def tile_padding(hw: HardwareProfile, op: Op) -> float:
+    """Padded over real FLOPs of a GEMM on a weight-stationary systolic unit (TPU MXU): the
+    weight tile k x n is rounded up to multiples of the unit's size, while the m rows stream
+    through the array (their rounding to 8 sublanes only matters for a few rows, where the
+    GEMM is memory-bound: ignored); 1 for every other op and on devices without a unit.
+    Constant per op (k and n are the weights'), so the compiled step model folds it."""
+    unit = hw.on_chip.matrix_unit
+    if unit is None or op.kernel is None or op.kernel[0] != "gemm":
+        return 1.0
+    factor = 1.0
+    for dim in ("n", "k"):
+        x = float(np.max(op.kernel[1][dim]))
+        if x > 0:
+            factor *= math.ceil(x / unit.size) * unit.size / x
+    return factor
 
 
 def _floats(x) -> np.ndarray:

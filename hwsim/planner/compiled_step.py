@@ -44,7 +44,7 @@ from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
 from hwsim.perf.collectives import CollectiveModel, collective_model
 from hwsim.perf.corrections import side_factors
-from hwsim.perf.roofline import peak_flops_per_s
+from hwsim.perf.roofline import peak_flops_per_s, tile_padding
 from hwsim.planner.step_fit import (
     CONTEXT_QUANTUM,
     MAX_CHUNK_TOKENS,
@@ -103,7 +103,7 @@ class _Statics:
             cm = op.count / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
             half_c[j] = curve.compute_half_flops * f_overhead * cf
             half_m[j] = curve.memory_half_bytes * f_overhead * cm
-            self.cf[j], self.cm[j] = cf * f_compute, cm * f_memory
+            self.cf[j], self.cm[j] = cf * f_compute * tile_padding(hw, op), cm * f_memory
             if curve.overlap < 1.0:
                 self.overlap_rest[j] = 1.0 - curve.overlap
             self.const += op.count * op.kernels * curve.launch_overhead_s * f_overhead

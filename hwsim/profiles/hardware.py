@@ -35,6 +35,17 @@ class Memory(BaseModel):
     )
 
 
+class MatrixUnit(BaseModel):
+    """A systolic matrix unit's tile: a GEMM's contracting (k) and output (n) dimensions are
+    padded to multiples of ``size`` and its rows (m) to multiples of ``sublanes`` (TPU MXUs:
+    XLA pads operands to these tiles), so small or odd shapes waste the padding."""
+
+    model_config = STRICT
+    size: int = Field(ge=1, description="the MXU is size x size (128 on TPU v4/v5, 256 on v6e)")
+    sublanes: int = Field(default=8, ge=1, description="row granularity of the vector registers")
+    source: str
+
+
 class OnChip(BaseModel):
     """On-chip memory: the L2 (or equivalent) and the SRAM a single tiled kernel can use."""
 
@@ -42,6 +53,7 @@ class OnChip(BaseModel):
     l2_bytes: SourcedBytes | None = None
     sram_per_core_bytes: SourcedBytes
     cores: SourcedNumber
+    matrix_unit: MatrixUnit | None = None
 
 
 class Link(BaseModel):
