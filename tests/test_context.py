@@ -144,9 +144,20 @@ def test_more_context_never_costs_less(model):
         for key in ("tpot_s", "users_per_gpu", "kv_state_bytes_per_sequence"):
             assert np.all(np.isnan(r[key]))
         return
-    assert np.all(np.diff(r["tpot_s"]) >= -1e-15)
     assert np.all(np.diff(r["kv_state_bytes_per_sequence"]) >= 0)
+    if _resets_each_segment(m):  # the cache holds the current segment: TPOT cycles, bounded
+        assert np.ptp(r["tpot_s"]) <= 0.01 * np.min(r["tpot_s"])
+    else:
+        assert np.all(np.diff(r["tpot_s"]) >= -1e-15)
     assert np.all(np.diff(r["users_per_gpu"]) <= 0)
+
+
+def _resets_each_segment(m) -> bool:
+    """Segment-recurrent memories (Infini-attention, RMT memory tokens): a decode step reads
+    the keys of the current segment, which restart at every segment boundary."""
+    from hwsim.model.layers import model_layers
+
+    return any(x.kind in ("infini", "memory_tokens") for x in model_layers(m).pattern)
 
 
 def test_vectorised_sweep_equals_one_length_at_a_time():

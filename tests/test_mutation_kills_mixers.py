@@ -265,8 +265,8 @@ def test_registering_a_kind_twice_is_refused():
 
 
 # -- the registry front end -------------------------------------------------------------------
-KINDS = "attention, bigbird, longformer, mamba, mamba2, mla, rwkv, sliding_window, sparse_fixed"
-KINDS += ", sparse_strided, streaming"
+KINDS = "attention, bigbird, compressive, infini, knn_memory, longformer, mamba, mamba2"
+KINDS += ", memory_tokens, mla, rwkv, sliding_window, sparse_fixed, sparse_strided, streaming"
 
 
 def test_registered_kinds_lists_every_module():

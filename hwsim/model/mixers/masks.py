@@ -122,3 +122,78 @@ def mask_for(mixer: Mixer, n: int) -> np.ndarray:
     if kind == "streaming":
         return streaming(n, p.n_sink, p.window)
     raise ValueError(f"no reference mask for mixer kind {kind!r}")
+
+
+# -- memory mixers: references with extra key columns (memory slots, memory tokens) ---------
+# These return n x (n + extra) incidence matrices: columns 0..n-1 are the n real tokens,
+# the rest the keys that are not tokens of the text (compressed slots, memory tokens).
+
+
+def compressive(n: int, memory: int, compressed: int, rate: int) -> np.ndarray:
+    """Compressive Transformer, simulated token by token: the query at position i sees the
+    last ``memory`` tokens (itself included); the tokens before them are evicted in order,
+    token j into slot j // rate; the query sees the newest ``compressed`` slots opened so far.
+    Columns n + s are slot s."""
+    evicted_total = max(n - memory, 0)
+    n_slots = -(-evicted_total // rate)
+    mask = np.zeros((n, n + n_slots), dtype=bool)
+    for i in range(n):
+        lo = max(i + 1 - memory, 0)
+        mask[i, lo : i + 1] = True
+        opened = sorted({j // rate for j in range(lo)})  # slots of the evicted tokens 0..lo-1
+        for s in opened[-compressed:] if compressed else []:
+            mask[i, n + s] = True
+    return mask
+
+
+def memory_tokens(n: int, segment: int, m: int) -> np.ndarray:
+    """RMT, real-token rows: the query at i sees its segment's real tokens j <= i and the m
+    read-memory tokens of its segment (columns n + g m + t, segment g, token t)."""
+    n_seg = -(-n // segment)
+    i, j = _grid(n)
+    mask = np.zeros((n, n + n_seg * m), dtype=bool)
+    mask[:, :n] = (j <= i) & (j // segment == i // segment)
+    for row in range(n):
+        g = row // segment
+        mask[row, n + g * m : n + (g + 1) * m] = True
+    return mask
+
+
+def infini(n: int, segment: int) -> np.ndarray:
+    """Infini-attention's local part: causal within the query's own segment."""
+    i, j = _grid(n)
+    return (j <= i) & (j // segment == i // segment)
+
+
+def knn_memory(
+    n: int, window: int, top_k: int, memory_size: int, seed: int = 0, dim: int = 8
+) -> np.ndarray:
+    """Memorizing Transformers on random queries and keys: the query at i sees the last
+    ``window`` tokens and the ``top_k`` keys nearest to it (largest dot product) among the
+    memory, the newest ``memory_size`` tokens that have left its window (n x n)."""
+    rng = np.random.default_rng(seed)
+    q, k = rng.standard_normal((n, dim)), rng.standard_normal((n, dim))
+    mask = sliding_window(n, window)
+    for i in range(n):
+        hi = i - window + 1  # tokens 0..hi-1 have left the window
+        lo = max(hi - memory_size, 0)
+        if hi <= 0:
+            continue
+        scores = k[lo:hi] @ q[i]
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        mask[i, lo + best] = True
+    return mask
+
+
+def memory_mask_for(mixer: Mixer, n: int) -> np.ndarray:
+    """The reference incidence of a registered memory mixer at n tokens (see above)."""
+    kind, p = mixer.kind_name, cast(Any, mixer)
+    if kind == "compressive":
+        return compressive(n, p.memory, p.compressed_memory, p.compression_rate)
+    if kind == "memory_tokens":
+        return memory_tokens(n, p.segment, p.memory_tokens)
+    if kind == "infini":
+        return infini(n, p.segment)
+    if kind == "knn_memory":
+        return knn_memory(n, p.window, p.top_k, p.memory_size)
+    raise ValueError(f"no reference memory mask for mixer kind {kind!r}")
