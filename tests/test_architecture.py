@@ -28,7 +28,7 @@ LAYERS = [
     {"hwsim.perf"},
     {"hwsim.inference", "hwsim.serving"},
     {"hwsim.planner", "hwsim.rag"},
-    {"hwsim.report"},
+    {"hwsim.report", "hwsim.deploy"},
     {"hwsim.cli"},
 ]
 

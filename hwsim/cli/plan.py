@@ -42,6 +42,29 @@ def build_scenario(scenario_path: Path | None, deployment: dict | None = None, *
     return validate(Scenario, data, str(scenario_path) if scenario_path else "command line")
 
 
+def _emit_request(
+    emit: list[str] | None, out: Path | None, rank: int | None, json_out: bool, force: bool
+):
+    """``--emit`` parsed and its companions checked before any work; None without --emit."""
+    if not emit:
+        given = [
+            f for f, used in (("--out", out is not None), ("--rank", rank is not None)) if used
+        ]
+        if given:
+            fail(f"{', '.join(given)} only apply with --emit")
+        return None
+    from hwsim.deploy import check_out, parse_emit
+
+    request = parse_emit(emit)
+    if rank is not None and rank < 1:
+        fail(f"--rank {rank}: ranks start at 1 (the cheapest feasible candidate)")
+    if out is None and json_out:
+        fail("--emit prints the artifacts on stdout, --json prints JSON there: pass --out DIR")
+    if out is not None:
+        check_out(out, request, force)  # fail before minutes of planning, not after
+    return request
+
+
 def run_estimate(sc: Scenario):
     return estimate(
         sc.model,
@@ -70,7 +93,9 @@ def register(app: typer.Typer) -> None:
         report: Path | None = typer.Option(
             None, help="capacity planning: write report.html + report.md into this folder"
         ),
-        force: bool = typer.Option(False, help="allow --report to replace existing files"),
+        force: bool = typer.Option(
+            False, help="allow --report and --out to replace existing files"
+        ),
         workers: int | None = typer.Option(
             None, help="local worker processes for the candidate search (default: cores)"
         ),
@@ -80,12 +105,26 @@ def register(app: typer.Typer) -> None:
         simulate_top: int | None = typer.Option(
             None, help="confirm this many top candidates with the serving simulator"
         ),
+        emit: list[str] | None = typer.Option(
+            None,
+            "--emit",
+            metavar="ARTIFACTS",
+            help="launch artifacts for the plan: vllm, sglang, trtllm (a launch script each), "
+            "k8s (Deployment + Service); repeat or comma-separate",
+        ),
+        out: Path | None = typer.Option(
+            None, help="with --emit: write the artifacts into this folder (default: stdout)"
+        ),
+        rank: int | None = typer.Option(
+            None, help="with --emit: the feasible candidate to emit, cheapest = 1 (default)"
+        ),
         deployment: dict | None = None,
     ) -> None:
         """Price one deployment, or, when the scenario has a `traffic:` section, plan capacity:
         how many GPUs of which kind, configured how, at what cost."""
         if scenario is not None and not scenario.exists():
             raise ProfileError("scenario file not found", file=str(scenario))
+        request = _emit_request(emit, out, rank, json_out, force)
         sc = build_scenario(
             scenario,
             deployment,
@@ -107,6 +146,9 @@ def register(app: typer.Typer) -> None:
                 workers=workers,
                 ray_address=ray_address,
                 simulate_top=simulate_top,
+                emit=request,
+                out=out,
+                rank=rank or 1,
             )
             return
         planning_only = {
@@ -116,11 +158,20 @@ def register(app: typer.Typer) -> None:
             "--ray-address": ray_address is not None,
             "--simulate-top": simulate_top is not None,
         }
+        if request is not None:
+            planning_only["--force"] = False  # --force also lets --out replace files
         if given := [flag for flag, used in planning_only.items() if used]:
             fail(
                 f"{', '.join(given)} only apply to capacity planning: a scenario with a "
                 "'traffic:' section (this run prices one deployment)"
             )
+        if request is not None:
+            from hwsim.cli.plan_capacity import emit_artifacts
+            from hwsim.deploy import from_scenario
+
+            emit_artifacts(request, from_scenario(sc, rank or 1), out=out, force=force)
+            if out is None:  # stdout holds the artifacts alone, ready for a pipe
+                return
         est = run_estimate(sc)
         if json_out:
             print_json(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -19,6 +21,9 @@ from hwsim.report.plan_report import (
     write_report,
 )
 
+if TYPE_CHECKING:
+    from hwsim.deploy import EmitRequest, LaunchTarget
+
 
 def run_capacity_plan(
     sc: Scenario,
@@ -29,6 +34,9 @@ def run_capacity_plan(
     workers: int | None,
     ray_address: str | None,
     simulate_top: int | None,
+    emit: EmitRequest | None = None,
+    out: Path | None = None,
+    rank: int = 1,
 ) -> None:
     if report is not None:
         check_writable(report, force)  # fail before minutes of work, not after
@@ -56,13 +64,36 @@ def run_capacity_plan(
     if result.best is None:
         reasons = "; ".join(f"{r.candidate.label}: {r.reason}" for r in result.pruned[:5])
         fail(f"no candidate meets the SLOs ({len(result.pruned)} pruned). {reasons}")
-    if json_out:
+    target = None
+    if emit is not None:
+        from hwsim.deploy import from_plan
+
+        target = from_plan(result, rank)
+    if target is not None and out is None:  # stdout holds the artifacts alone
+        err_console.print(f"{target.summary}\n{target.label}", markup=False, highlight=False)
+    elif json_out:
         print_json(result.to_dict())
     else:
         _print_summary(result)
+    if emit is not None and target is not None:
+        emit_artifacts(emit, target, out=out, force=force)
     if report is not None:
         paths = write_report(result, report, overwrite=force)
         err_console.print(f"report: {paths['html']} and {paths['markdown']}")
+
+
+def emit_artifacts(
+    request: EmitRequest, target: LaunchTarget, *, out: Path | None, force: bool
+) -> None:
+    """``--emit``: the artifacts on stdout, or written into ``out``."""
+    from hwsim.deploy import for_stdout, render, write
+
+    files = render(request, target)
+    if out is None:
+        typer.echo(for_stdout(files), nl=False)
+        return
+    paths = write(out, files, overwrite=force)
+    err_console.print(f"launch artifacts ({target.label}): " + ", ".join(str(p) for p in paths))
 
 
 def _print_summary(result) -> None:
