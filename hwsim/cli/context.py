@@ -282,7 +282,7 @@ def plot_sweep(sweep: ContextSweep, path: Path) -> None:
         plt.close(fig)
 
 
-def _check_plot_path(path: Path, force: bool) -> None:
+def check_plot_path(path: Path, force: bool) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -333,7 +333,7 @@ def register(app: typer.Typer) -> None:
         """Price context lengths: pairs, FLOPs, KV/state, score bytes, TTFT, TPOT, users/GPU."""
         n = parse_int_list(lengths, "--lengths")
         if plot is not None:
-            _check_plot_path(plot, force)
+            check_plot_path(plot, force)
         if tpot_slo_ms is not None and not 0 < tpot_slo_ms < float("inf"):
             fail(f"--tpot-slo-ms must be a finite number > 0, got {tpot_slo_ms}")
         sweep = context_sweep(

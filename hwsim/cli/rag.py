@@ -6,10 +6,18 @@ from pathlib import Path
 
 import typer
 
-from hwsim.cli.common import console, deployment_flags, handle_errors, print_json
+from hwsim.cli.common import (
+    console,
+    deployment_flags,
+    err_console,
+    fail,
+    handle_errors,
+    print_json,
+)
+from hwsim.cli.context import check_plot_path
 from hwsim.cli.plan import build_scenario
 from hwsim.errors import ProfileError
-from hwsim.rag.pipeline import compare_rag
+from hwsim.rag.pipeline import compare_setup, make_setup
 from hwsim.rag.spec import RagSpec, parse_rag_section
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
@@ -30,6 +38,8 @@ def build_rag_spec(
     rerank_top: int | None = None,
     rounds: int | None = None,
     followup_tokens: int | None = None,
+    recent_tokens: str | None = None,
+    window: int | None = None,
 ) -> RagSpec:
     """Flags over the scenario's ``rag:`` section; hardware paths are relative to the file.
 
@@ -74,6 +84,14 @@ def build_rag_spec(
         if "model" not in rr:
             raise ProfileError("--rerank-top needs --rerank-model (or rag.rerank.model)")
         data["rerank"] = rr
+    if recent_tokens is not None or window is not None:
+        given = data.get("working_memory")
+        wm: dict = dict(given) if isinstance(given, dict) else {}
+        if recent_tokens is not None:
+            wm["recent_tokens"] = recent_tokens
+        if window is not None:
+            wm["window"] = window
+        data["working_memory"] = wm
     if base is not None:
         data = _resolve_paths(data, base)
     return parse_rag_section(data, where)
@@ -131,8 +149,20 @@ def register(app: typer.Typer) -> None:
         followup_tokens: int | None = typer.Option(
             None, help="tokens of each LLM-generated follow-up query (rounds > 1; default 32)"
         ),
+        recent_tokens: str | None = typer.Option(
+            None,
+            help="working + long-term memory: the most recent tokens kept in the prompt, the "
+            "older part retrieved from (adds a third approach)",
+        ),
+        window: int | None = typer.Option(
+            None, help="working + long-term memory: serve the model with a sliding window"
+        ),
         gen_len: int | None = typer.Option(None, help="generated tokens per answer"),
         batch: int | None = typer.Option(None, help="concurrent sequences on the LLM"),
+        plot: Path | None = typer.Option(
+            None, help="write TTFT, cost and memory against corpus size (e.g. FILE.png)"
+        ),
+        force: bool = typer.Option(False, help="overwrite an existing --plot file"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
         deployment: dict | None = None,
     ) -> None:
@@ -169,8 +199,12 @@ def register(app: typer.Typer) -> None:
             rerank_top=rerank_top,
             rounds=rounds,
             followup_tokens=followup_tokens,
+            recent_tokens=recent_tokens,
+            window=window,
         )
-        result = compare_rag(
+        if plot is not None:
+            check_plot_path(plot, force)
+        setup = make_setup(
             sc.model,
             sc.hardware,
             spec,
@@ -179,7 +213,16 @@ def register(app: typer.Typer) -> None:
             tpot_slo_s=sc.slo.tpot_p95_s,
             spec=sc.deployment,
         )
+        result = compare_setup(setup)
         if json_out:
             print_json(result.to_dict())
-            return
-        console.print(result)
+        else:
+            console.print(result)
+        if plot is not None:
+            from hwsim.rag.plot import plot_approaches
+
+            try:
+                plot_approaches(setup, float(spec.total_corpus_tokens), plot)
+            except OSError as exc:
+                fail(f"--plot {plot}: cannot write ({exc.strerror or exc})")
+            err_console.print(f"wrote {plot}", highlight=False)

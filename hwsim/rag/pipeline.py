@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.errors import InfeasibleError
+from hwsim.inference.context import with_mixer
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.estimate import estimate_deployment
 from hwsim.inference.results import Estimate
@@ -63,6 +64,7 @@ class RagSetup:
     gen_len: int
     tpot_slo_s: float | None
     rerank_dep: Deployment | None = None
+    working_dep: Deployment | None = None  # the LLM as the working-memory approach serves it
 
     @property
     def search_usable_bytes(self) -> float:
@@ -84,6 +86,8 @@ class Evaluation:
     retrieval: RetrievalSummary
     long_estimate: Estimate
     rag_estimate: Estimate
+    working: Approach | None = None
+    working_estimate: Estimate | None = None
 
 
 def make_setup(
@@ -103,6 +107,14 @@ def make_setup(
     rerank_dep = (
         None if rr is None else make_deployment(rr.model, rr.hardware or dep.hardware.id, None)
     )
+    wm = rag_spec.working_memory
+    working_dep = None
+    if wm is not None:
+        working_dep = dep
+        if wm.window is not None:
+            label = f"{dep.model.id}[sliding_window:window={wm.window}]"
+            windowed = with_mixer(dep.model, {"kind": "sliding_window", "window": wm.window}, label)
+            working_dep = make_deployment(windowed, hardware, spec, **settings)
     return RagSetup(
         dep=dep,
         spec=rag_spec,
@@ -112,6 +124,7 @@ def make_setup(
         gen_len=int(gen_len),
         tpot_slo_s=tpot_slo_s,
         rerank_dep=rerank_dep,
+        working_dep=working_dep,
     )
 
 
@@ -151,6 +164,8 @@ def compare_setup(setup: RagSetup, corpus_tokens=None) -> RagComparison:
         limits=find_limits(setup, evaluate),
         long_context_estimate=ev.long_estimate,
         rag_estimate=ev.rag_estimate,
+        working_memory=ev.working,
+        working_memory_estimate=ev.working_estimate,
     )
 
 
@@ -284,7 +299,75 @@ def evaluate(setup: RagSetup, corpus_tokens) -> Evaluation:
         corpus_flops=_out(corpus_emb.flops),
         corpus_time_s=_out(corpus_emb.time_s),
     )
-    return Evaluation(long_ctx, rag, search, embedding, retrieval, long_est, rag_est)
+    working, working_est = (None, None)
+    if setup.working_dep is not None:
+        embedder_bytes = query.weight_bytes if setup.embedder_on_search_device else 0.0
+        working, working_est = _working_memory(setup, corpus, query.time_s, embedder_bytes)
+    return Evaluation(
+        long_ctx, rag, search, embedding, retrieval, long_est, rag_est, working, working_est
+    )
+
+
+def _working_memory(
+    setup: RagSetup, corpus: np.ndarray, embed_s, embedder_bytes: float
+) -> tuple[Approach, Estimate]:
+    """Recent context in the prompt (working memory) plus retrieval from the older part
+    (long-term memory): prompt = min(recent, corpus) + min(top_k, older chunks) x chunk +
+    question; the older chunks alone are indexed, searched and re-ranked (none when the whole
+    corpus is recent)."""
+    spec, wm = setup.spec, setup.spec.working_memory
+    assert wm is not None and setup.working_dep is not None
+    recent = np.minimum(float(wm.recent_tokens), corpus)
+    older = spec.chunks_for(corpus - recent)
+    retrieves = older > 0
+    prompt = recent + np.minimum(spec.top_k, older) * spec.chunk_tokens + spec.question_tokens
+    cost = spec.index.cost(np.maximum(older, 1.0), spec.embedding.dim, spec.candidates)
+    search_s = np.where(retrieves, search_latency(setup.search_hw, cost).time_s, 0.0)
+    embed = np.where(retrieves, embed_s, 0.0)
+    rerank = 0.0 * corpus
+    rerank_usd_s = 0.0 * corpus
+    rr = spec.rerank
+    if rr is not None and setup.rerank_dep is not None:
+        rdep = setup.rerank_dep
+        scored = np.minimum(rr.top, np.maximum(older, 1.0))
+        rerank = np.where(
+            retrieves,
+            rerank_s(rdep, scored, spec.question_tokens + spec.chunk_tokens, rr.batch),
+            0.0,
+        )
+        rerank_usd_s = rerank * rdep.gpus_per_replica * _price(rdep.hardware)
+    est = estimate_deployment(
+        setup.working_dep, setup.batch, _scalar(prompt), setup.gen_len, setup.tpot_slo_s
+    )
+    rounds = spec.rounds
+    followup = np.where(
+        retrieves, spec.followup_tokens * np.asarray(est.latency.tpot_s, dtype=float), 0.0
+    )
+    device_usd = (
+        rounds
+        * (search_s * _price(setup.search_hw) + embed * _price(setup.embed_hw) + rerank_usd_s)
+        / 3600.0
+    )
+    search_bytes = np.where(retrieves, cost.index_bytes + embedder_bytes, 0.0)
+    approach = _approach(
+        setup,
+        "working + long-term memory",
+        est,
+        prompt,
+        embedding_s=rounds * embed,
+        search_s=rounds * search_s,
+        rerank_s=rounds * rerank,
+        followup_s=(rounds - 1) * followup,
+        extra_usd=device_usd,
+        search_bytes=search_bytes,
+        index_fits=search_bytes <= setup.search_usable_bytes,
+        dep=setup.working_dep,
+    )
+    return approach, est
+
+
+def _scalar(x: np.ndarray):
+    return x.item() if np.ndim(x) == 0 else x
 
 
 def _estimate(setup: RagSetup, prompt: np.ndarray) -> Estimate:
@@ -307,8 +390,9 @@ def _approach(
     extra_usd,
     search_bytes,
     index_fits,
+    dep: Deployment | None = None,
 ) -> Approach:
-    dep, mem = setup.dep, est.memory
+    dep, mem = dep or setup.dep, est.memory
     llm_bytes = mem.weights_bytes + np.asarray(mem.kv_cache_bytes)
     fits_memory = llm_bytes <= mem.usable_bytes
     within_context = ~np.asarray(est.context.extrapolation, dtype=bool)
@@ -340,7 +424,7 @@ def _approach(
         search_device_s_per_query=_out(search_s + embedding_s),
         cost_per_query_usd=_out(usd),
         search_device_bytes=_out(search_bytes),
-        search_device_usable_bytes=setup.search_usable_bytes if name == "RAG" else 0.0,
+        search_device_usable_bytes=setup.search_usable_bytes if name != "long context" else 0.0,
     )
 
 

@@ -51,36 +51,34 @@ def _rounds(n: int) -> str:
     return "" if n == 1 else f", {n} rounds"
 
 
-def retrieval_rows(c: RagComparison) -> list[tuple[str, str, str]]:
-    """The retrieval stages of one query (all rounds), each with its device."""
-    rag, s, e, r = c.rag, c.search, c.embedding, c.retrieval
+def _working_label(c: RagComparison) -> str:
+    wm = c.working_memory_estimate
+    window = "" if wm is None or wm.config.model == c.model else ", windowed"
+    return f"recent + retrieved{window}"
+
+
+def retrieval_rows(c: RagComparison) -> list[tuple[str, ...]]:
+    """The retrieval stages of one query (all rounds), each with its device: (label, long
+    context, RAG[, working memory])."""
+    s, e, r = c.search, c.embedding, c.retrieval
     rounds = _rounds(r.rounds)
+    retrieving = [a for a in c.approaches if a is not c.long_context]
+
+    def row(label: str, show) -> tuple[str, ...]:
+        return (label, "-", *(show(a) for a in retrieving))
+
     rows = [
-        (f"query embedding ({e.device}{rounds})", "-", fmt_time(rag.embedding_s)),
-        (
-            f"vector search ({s.index}, {s.device}{rounds})",
-            "-",
-            f"{fmt_time(rag.search_s)} ({s.bound}-bound)",
-        ),
+        row(f"query embedding ({e.device}{rounds})", lambda a: fmt_time(a.embedding_s)),
+        row(f"vector search ({s.index}, {s.device}{rounds})", lambda a: fmt_time(a.search_s)),
     ]
     if r.rerank is not None:
         rr = r.rerank
-        rows.append(
-            (
-                f"rerank ({rr.model} on {rr.device}, top {rr.top}{rounds})",
-                "-",
-                fmt_time(rag.rerank_s),
-            )
-        )
+        label = f"rerank ({rr.model} on {rr.device}, top {rr.top}{rounds})"
+        rows.append(row(label, lambda a: fmt_time(a.rerank_s)))
     if r.rounds > 1:
-        rows.append(
-            (
-                f"follow-up queries ({r.rounds - 1} x {r.followup_tokens} tokens, {c.hardware})",
-                "-",
-                fmt_time(rag.followup_s),
-            )
-        )
-    rows.append(("retrieval total", "-", fmt_time(rag.retrieval_s)))
+        label = f"follow-up queries ({r.rounds - 1} x {r.followup_tokens} tokens, {c.hardware})"
+        rows.append(row(label, lambda a: fmt_time(a.followup_s)))
+    rows.append(row("retrieval total", lambda a: fmt_time(a.retrieval_s)))
     return rows
 
 
@@ -111,39 +109,47 @@ def search_table(c: RagComparison) -> Table:
     return t
 
 
+def _index_bytes(c: RagComparison, a: Approach) -> str:
+    if a is c.long_context:
+        return "-"
+    return f"{fmt_bytes(a.search_device_bytes)} of {fmt_bytes(a.search_device_usable_bytes)}"
+
+
 def comparison_table(c: RagComparison) -> Group:
-    lc, rag, s, e = c.long_context, c.rag, c.search, c.embedding
+    s, e = c.search, c.embedding
+    approaches = c.approaches
     max_ctx = c.long_context_estimate.context.max_supported_tokens
     slo = f" (TPOT <= {fmt_time(c.tpot_slo_s)})" if c.tpot_slo_s else ""
+
+    def row(label: str, show) -> tuple[str, ...]:
+        return (label, *(show(a) for a in approaches))
+
     rows = [
-        ("prompt tokens", f"{lc.prompt_tokens:,.0f}", f"{rag.prompt_tokens:,.0f}"),
+        row("prompt tokens", lambda a: f"{a.prompt_tokens:,.0f}"),
         *retrieval_rows(c),
-        (f"prefill ({c.hardware})", fmt_time(lc.prefill_s), fmt_time(rag.prefill_s)),
-        ("TTFT", fmt_time(lc.ttft_s), fmt_time(rag.ttft_s)),
-        ("TPOT (mean)", fmt_time(lc.tpot_s), fmt_time(rag.tpot_s)),
-        ("end to end", fmt_time(lc.e2e_s), fmt_time(rag.e2e_s)),
-        ("KV cache (batch)", fmt_bytes(lc.kv_cache_bytes), fmt_bytes(rag.kv_cache_bytes)),
-        ("weights + KV per GPU", fmt_bytes(lc.llm_memory_bytes), fmt_bytes(rag.llm_memory_bytes)),
-        (
-            f"index + embedder ({s.device})",
-            "-",
-            f"{fmt_bytes(rag.search_device_bytes)} of {fmt_bytes(rag.search_device_usable_bytes)}",
-        ),
-        ("fits", _fits(lc, max_ctx), _fits(rag, max_ctx)),
-        ("users per GPU" + slo, fmt_count(lc.users_per_gpu), fmt_count(rag.users_per_gpu)),
-        (
-            "GPU-seconds per query",
-            f"{lc.llm_gpu_s_per_query:,.3g}",
-            f"{rag.llm_gpu_s_per_query:,.3g}",
-        ),
-        ("cost per query", fmt_usd(lc.cost_per_query_usd), fmt_usd(rag.cost_per_query_usd)),
+        row(f"prefill ({c.hardware})", lambda a: fmt_time(a.prefill_s)),
+        row("TTFT", lambda a: fmt_time(a.ttft_s)),
+        row("TPOT (mean)", lambda a: fmt_time(a.tpot_s)),
+        row("end to end", lambda a: fmt_time(a.e2e_s)),
+        row("KV cache (batch)", lambda a: fmt_bytes(a.kv_cache_bytes)),
+        row("weights + KV per GPU", lambda a: fmt_bytes(a.llm_memory_bytes)),
+        row(f"index + embedder ({s.device})", lambda a: _index_bytes(c, a)),
+        row("fits", lambda a: _fits(a, max_ctx)),
+        row("users per GPU" + slo, lambda a: fmt_count(a.users_per_gpu)),
+        row("GPU-seconds per query", lambda a: f"{a.llm_gpu_s_per_query:,.3g}"),
+        row("cost per query", lambda a: fmt_usd(a.cost_per_query_usd)),
     ]
-    side = Table(title="Long context vs RAG (per query)", title_justify="left")
+    title = "Long context vs RAG" + (
+        " vs working + long-term memory" if len(approaches) > 2 else ""
+    )
+    side = Table(title=f"{title} (per query)", title_justify="left")
     side.add_column("quantity", style="cyan")
     side.add_column("long context", justify="right")
     side.add_column(f"RAG (top {c.top_k} x {c.chunk_tokens})", justify="right")
-    for row in rows:
-        side.add_row(*row)
+    if c.working_memory is not None:
+        side.add_column(_working_label(c), justify="right")
+    for r in rows:
+        side.add_row(*r)
 
     lim = c.limits
     limits = Table(title="Corpus size limits", show_header=False, title_justify="left")

@@ -169,13 +169,24 @@ class RagComparison(_Record):
     limits: Limits
     long_context_estimate: Estimate
     rag_estimate: Estimate
+    working_memory: Approach | None = None  # recent context + retrieval of the older part
+    working_memory_estimate: Estimate | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON: every record, estimates without their per-op rows."""
-        out = self.model_dump(exclude={"long_context_estimate", "rag_estimate"})
-        for key in ("long_context_estimate", "rag_estimate"):
-            out[key] = getattr(self, key).model_dump(exclude={"prefill_ops", "decode_ops"})
+        estimates = ("long_context_estimate", "rag_estimate", "working_memory_estimate")
+        out = self.model_dump(exclude=set(estimates))
+        for key in estimates:
+            est = getattr(self, key)
+            if est is not None:
+                out[key] = est.model_dump(exclude={"prefill_ops", "decode_ops"})
         return out
+
+    @property
+    def approaches(self) -> list[Approach]:
+        """Long context, RAG and (when asked for) working + long-term memory."""
+        extra = [self.working_memory] if self.working_memory is not None else []
+        return [self.long_context, self.rag, *extra]
 
     def __rich__(self):
         from hwsim.rag.report import comparison_table
