@@ -111,3 +111,53 @@ def test_a_bounded_model_is_capped_by_memory_only():
     """Mistral 7B's 4,096-key windows hold at most 4,096 tokens a layer: memory never runs out,
     and positions never exceed the window, so the cap is the search's 2^30 tokens."""
     assert estimate("mistral-7b", HW).capacity.max_context_tokens == 2.0**30
+
+
+EMBEDDING_TRAFFIC = {
+    "model": "llama-3.1-8b",
+    "hardware": HW,
+    "traffic": {
+        "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 20}},
+        "prompt_tokens": {"kind": "lognormal", "mean": 1000, "p95": 2000},
+        "output_tokens": 0,
+    },
+    "slo": {"ttft_p95_s": 0.5},
+    "candidates": {"hardware": [HW], "tp": [1]},
+    "serving": {"simulate_top": 1},
+}
+
+
+def test_a_capacity_plan_sizes_a_prefill_only_service():
+    """output_tokens 0: each request is one prefill, the replica an M/G/1 prefill server;
+    the simulator (which finishes such requests at their prefill) agrees on TTFT p95."""
+    from hwsim.planner.plan import plan
+
+    result = plan(EMBEDDING_TRAFFIC)
+    best = result.best
+    assert best is not None and best.replicas == 1
+    assert math.isnan(best.tpot_s)
+    assert best.e2e_s == best.ttft_p95_s
+    # at the planned rate the prefill server is below saturation: rho = lambda t_pf < 1
+    t_pf = estimate("llama-3.1-8b", HW, prompt_len=1000, gen_len=0).latency.ttft_s
+    assert best.per_replica_rate_per_s * t_pf < 1
+    simulated = best.simulated["ttft_p95_s"]
+    assert simulated == pytest.approx(best.ttft_p95_at_load_s, rel=0.15)
+
+
+def test_simulate_finishes_prefill_only_requests_at_their_prefill():
+    from hwsim.planner.plan import simulate
+
+    result, _summary = simulate(EMBEDDING_TRAFFIC, 300)
+    records = result.records
+    assert (records.output_tokens == 0).all()
+    assert np.allclose(records.finish_s, records.first_token_s)
+    assert np.isnan(records.tpot_s).all()
+
+
+def test_a_prompt_of_zero_tokens_is_refused():
+    from hwsim.errors import ProfileError
+    from hwsim.planner.plan import plan
+
+    bad = {**EMBEDDING_TRAFFIC, "traffic": {**EMBEDDING_TRAFFIC["traffic"], "prompt_tokens": 0}}
+    with pytest.raises(ProfileError, match="prompt has at least 1 token"):
+        plan(bad)

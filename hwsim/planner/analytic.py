@@ -139,6 +139,8 @@ def _steady_state(
     if limit < 1:
         base.reason = f"KV cache for one {context:.0f}-token sequence does not fit"
         return base
+    if g == 0:
+        return _prefill_only(dep, work, slo, base, (t_pf, t_pf_p95, t_pf_p99))
     b = np.arange(1, limit + 1, dtype=float)
     step = decode_step_cost(dep, b, work.prompt_mean + g / 2)
     t_dec = step.time_s
@@ -204,3 +206,58 @@ def _steady_state(
         pricing=pricing_label(step, i),
         load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
     )
+
+
+PREFILL_ONLY_LOADS = np.linspace(0.005, 0.995, 199)  # prefill server utilisations searched
+
+
+def _prefill_only(
+    dep: Deployment, work: Workload, slo: SLO, base: CandidateResult, t_pfs: tuple
+) -> CandidateResult:
+    """No output tokens (embedding, scoring, reranking, an encoder): a request is one prefill,
+    so a replica is the M/G/1 prefill server alone (module docstring): lambda = rho / t_pf,
+    TTFT_q = t_pf(q-quantile prompt) + wait_q(rho) = end to end. The planner takes the
+    largest rho that meets the TTFT and e2e SLOs; a TPOT SLO does not apply (no decode)."""
+    t_pf, t_pf_p95, t_pf_p99 = t_pfs
+    rho = PREFILL_ONLY_LOADS
+    lam = rho / t_pf
+    ttft = t_pf_p95 + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
+    ttft_p99 = t_pf_p99 + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
+    checks = {
+        "ttft_p95": (slo.ttft_p95_s, ttft),
+        "ttft_p99": (slo.ttft_p99_s, ttft_p99),
+        "e2e_p95": (slo.e2e_p95_s, ttft),
+    }
+    checks = {k: v for k, v in checks.items() if v[0] is not None}
+    ok = np.logical_and.reduce([v <= t for t, v in checks.values()] or [np.ones_like(rho, bool)])
+    if not ok[0]:
+        name = next(k for k, (t, v) in checks.items() if v[0] > t)
+        base.reason = f"{name} SLO unreachable even at an idle replica: {ttft[0] * 1e3:.1f} ms"
+        return base
+    i = int(np.argmin(ok)) - 1 if not ok.all() else len(rho) - 1
+    binding = (
+        "prefill utilisation"
+        if ok.all()
+        else next(f"{k} SLO" for k, (t, v) in checks.items() if v[i + 1] > t)
+    )
+    rate = float(lam[i]) * (1 - slo.headroom_fraction)
+    replicas = math.ceil(work.peak_rate_per_s / rate)
+    gpus = replicas * dep.gpus_per_replica
+    load = work.peak_rate_per_s / replicas
+    mean_wait = rho * t_pf * (1.0 + work.prefill_scv) / (2.0 * (1.0 - rho))
+    in_flight = lam * (t_pf + mean_wait)  # Little's law: requests waiting or in prefill
+    nan = np.full_like(rho, np.nan)
+    prefill = prefill_cost(dep, 1.0, work.prefill_mean)
+    base.feasible, base.reason = True, ""
+    base.replicas, base.gpus = replicas, gpus
+    base.cost_per_hour_usd = gpus * base.price_per_gpu_hour_usd
+    base.per_replica_rate_per_s = rate
+    base.batch_at_slo = 1
+    base.users_per_gpu = float(in_flight[i]) / dep.gpus_per_replica
+    base.ttft_p95_s, base.e2e_s = float(ttft[i]), float(ttft[i])
+    base.binding_constraint = binding
+    base.load_rate_per_s = load
+    base.ttft_p95_at_load_s = float(np.interp(load, lam, ttft))
+    base.pricing = pricing_label(prefill)
+    base.load_curve = {"rate_per_s": lam, "ttft_s": ttft, "tpot_s": nan, "batch": rho * 0 + 1}
+    return base

@@ -48,9 +48,12 @@ def lognormal_params(mean: float, p95: float) -> tuple[float, float]:
 
 
 class Fixed(BaseModel):
+    """Every request the same; 0 is allowed for output tokens (a prefill-only job: embedding,
+    scoring, reranking), not for prompts (the traffic spec checks)."""
+
     model_config = SPEC_CONFIG
     kind: Literal["fixed"] = "fixed"
-    value: int = Field(ge=1)
+    value: int = Field(ge=0)
 
     @property
     def mean(self) -> float:

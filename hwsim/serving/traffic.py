@@ -34,7 +34,7 @@ from hwsim.serving.arrivals import (
     TraceArrivals,
     time_change,
 )
-from hwsim.serving.distributions import IntDistribution, shorthand
+from hwsim.serving.distributions import Fixed, IntDistribution, shorthand
 from hwsim.serving.fields import SPEC_CONFIG, Seconds
 
 
@@ -64,6 +64,13 @@ class TrafficSpec(BaseModel):
     @classmethod
     def _shorthand(cls, raw: Any) -> Any:
         return shorthand(raw)
+
+    @field_validator("prompt_tokens")
+    @classmethod
+    def _prompts_have_tokens(cls, dist: Any) -> Any:
+        if isinstance(dist, Fixed) and dist.value < 1:
+            raise ValueError("a prompt has at least 1 token (output_tokens may be 0)")
+        return dist
 
     @model_validator(mode="after")
     def _consistent(self) -> TrafficSpec:
@@ -149,8 +156,10 @@ def _freeze_columns(obj: Any, label: str, columns: tuple[tuple[str, type], ...])
 
 
 def _check_lengths(obj: Any, label: str) -> None:
-    if np.any(obj.prompt_tokens < 1) or np.any(obj.output_tokens < 1):
-        raise HwsimError(f"{label}: prompt_tokens and output_tokens must be >= 1")
+    if np.any(obj.prompt_tokens < 1) or np.any(obj.output_tokens < 0):
+        raise HwsimError(
+            f"{label}: prompt_tokens must be >= 1 and output_tokens >= 0 (0: prefill only)"
+        )
     cached = obj.cached_prefix_tokens
     if np.any(cached < 0) or np.any(cached >= obj.prompt_tokens):
         raise HwsimError(f"{label}.cached_prefix_tokens must be in [0, prompt_tokens)")
