@@ -141,7 +141,8 @@ class _Sum:
         if len(parts) > 1 or self._scalar:
             out = out.copy()
         for part in parts[:-1]:
-            out = out + part if out.ndim < part.ndim else np.add(out, part, out=out)
+            fits = out.shape == np.broadcast_shapes(out.shape, part.shape)
+            out = np.add(out, part, out=out) if fits else out + part
         if self._scalar:
             out += self._scalar
         return out
@@ -248,6 +249,8 @@ def pricing_label(cost: PhaseCost, index: int | None = None) -> str:
     ranked = sorted(((s, r) for r, s in shares.items() if s > 0), reverse=True)
     if not ranked or total <= 0:
         return "-"
-    if len(ranked) == 1 or ranked[0][0] / total > 0.995:
-        return ranked[0][1]
-    return ", ".join(f"{rung} {share / total:.0%}" for share, rung in ranked)
+    shown = [(rung, f"{share / total:.0%}") for share, rung in ranked]
+    shown = [(rung, pct) for rung, pct in shown if pct != "0%"]  # what rounds away is noise
+    if len(shown) == 1 or shown[0][1] == "100%":
+        return shown[0][0]
+    return ", ".join(f"{rung} {pct}" for rung, pct in shown)

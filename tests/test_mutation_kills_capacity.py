@@ -1,0 +1,326 @@
+"""Tests written to kill mutants of ``hwsim/inference/engine.py`` and ``capacity.py`` that
+survived a mutation-testing run (docs/mutation-testing.md, last section). Each expected value
+comes from a hand count, a brute-force search or an invariant, never from the code's output."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hwsim.inference.capacity import (
+    MAX_CONTEXT_SEARCH_TOKENS,
+    _linear_cache,
+    _max_context_bisect,
+    capacity_section,
+    free_bytes_for_cache,
+    max_context,
+    prefill_workspace_bytes,
+)
+from hwsim.inference.deployment import make_deployment
+from hwsim.inference.engine import PhaseCost, _Sum, make_forward, pricing_label
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu
+from hwsim.model.ops import Op
+from hwsim.perf.roofline import BOUNDS, OpTime
+
+CAP = MAX_CONTEXT_SEARCH_TOKENS  # 2^30 tokens
+
+
+# --- engine.py: PhaseCost.bound -------------------------------------------------------------
+def _phase(compute, memory, comm) -> PhaseCost:
+    z = np.zeros(np.shape(compute))
+    times = tuple(np.asarray(x, dtype=float) for x in (compute, memory, comm))
+    return PhaseCost(z, z, z, times, ())  # type: ignore[arg-type]
+
+
+def test_phase_bound_is_the_first_largest_share_as_argmax_picks_it():
+    """The bound is the kind of op holding most of the time, the first of (compute, memory,
+    communication) on a tie (the comment's argmax convention): every triple over {0, 1, 2}
+    seconds, ties of two and of three included, against np.argmax."""
+    triples = np.array(list(itertools.product([0.0, 1.0, 2.0], repeat=3)))
+    got = _phase(triples[:, 0], triples[:, 1], triples[:, 2]).bound
+    want = [BOUNDS[i] for i in np.argmax(triples, axis=1)]
+    assert got.tolist() == want
+    # the ties the convention is about, spelled out
+    assert str(_phase(1.0, 1.0, 0.0).bound) == "compute"
+    assert str(_phase(0.0, 1.0, 1.0).bound) == "memory"
+    assert str(_phase(1.0, 0.0, 1.0).bound) == "compute"
+    assert str(_phase(0.0, 0.0, 0.0).bound) == "compute"
+
+
+# --- engine.py: _lengths ------------------------------------------------------------------
+def test_one_length_reaches_the_op_builders_as_a_numpy_scalar_and_a_sweep_as_an_array():
+    """make_forward hands the builders numpy scalars for single values (cheaper arithmetic
+    than 0-d arrays, the docstring's point) and float arrays for sweeps, 1-d ones included."""
+    dep = make_deployment("llama-2-7b", "h100-sxm")
+    one = make_forward(dep, "decode", 3, 1, 100)
+    for x in (one.batch, one.new_tokens, one.context):
+        assert isinstance(x, np.float64) and not isinstance(x, np.ndarray)
+    assert float(one.batch) == 3.0 and float(one.context) == 100.0
+    sweep = make_forward(dep, "decode", [1, 2, 4], 1.0, np.array([[10], [20]]))
+    assert isinstance(sweep.batch, np.ndarray) and sweep.batch.dtype == np.float64
+    assert sweep.batch.tolist() == [1.0, 2.0, 4.0]
+    assert isinstance(sweep.context, np.ndarray) and sweep.context.shape == (2, 1)
+
+
+# --- engine.py: _Sum ----------------------------------------------------------------------
+def test_a_sum_of_several_shapes_is_a_pure_query():
+    """_Sum.value() returns the broadcast total and leaves the sum as it was: asking twice,
+    or adding more afterwards, gives the total of everything added (numpy's own broadcast
+    sum is the reference)."""
+    row, grid = np.array([1.0, 2.0, 3.0]), np.arange(6.0).reshape(2, 3)
+    s = _Sum()
+    s.add(row)
+    s.add(grid)
+    s.add(0.5)
+    want = row + grid + 0.5
+    first = s.value()
+    np.testing.assert_array_equal(first, want)
+    np.testing.assert_array_equal(s.value(), want)
+    s.add(grid)
+    np.testing.assert_array_equal(s.value(), want + grid)
+    np.testing.assert_array_equal(first, want)  # an earlier total is not changed either
+    # two shapes and no scalar; one shape with a scalar
+    two = _Sum()
+    two.add(row)
+    two.add(grid)
+    np.testing.assert_array_equal(two.value(), row + grid)
+    np.testing.assert_array_equal(two.value(), row + grid)
+    one = _Sum()
+    one.add(row)
+    one.add(2.0)
+    np.testing.assert_array_equal(one.value(), row + 2.0)
+    np.testing.assert_array_equal(one.value(), row + 2.0)
+    # the largest part need not have the most dimensions: (4,) and (3, 1) broadcast to (3, 4)
+    wide = _Sum()
+    wide.add(np.arange(4.0))
+    wide.add(np.array([[10.0], [20.0], [30.0]]))
+    np.testing.assert_array_equal(wide.value(), np.arange(4.0) + np.array([[10.0], [20.0], [30.0]]))
+    # masked adds: only where the mask holds
+    m = _Sum()
+    m.add(row, where=np.array([True, False, True]))
+    m.add(4.0, where=False)
+    m.add(1.0, where=True)
+    np.testing.assert_array_equal(m.value(), [2.0, 1.0, 4.0])
+    assert float(_Sum().value()) == 0.0
+
+
+# --- engine.py: pricing_label -------------------------------------------------------------
+def _cost(rung_seconds) -> PhaseCost:
+    """A phase whose ops took the given seconds (scalars or equal-shape arrays) on the given
+    rungs."""
+    times = []
+    for i, (rung, s) in enumerate(rung_seconds):
+        s = np.asarray(s, dtype=float)
+        z = np.zeros_like(s)
+        times.append(OpTime(Op(f"op{i}", "matmul"), s, z, z, np.zeros(s.shape, int), rung))
+    total = np.sum([np.asarray(s, dtype=float) for _, s in rung_seconds], axis=0)
+    z = np.zeros_like(total)
+    return PhaseCost(total, z, z, (total, z, z), tuple(times))
+
+
+def test_pricing_label_leaves_out_rungs_that_took_no_time():
+    """A rung that priced ops taking 0 s has no share to report (30% / 70% by hand)."""
+    cost = _cost([("calibrated", 0.7), ("measured", 0.0), ("datasheet", 0.3)])
+    assert pricing_label(cost) == "calibrated 70%, datasheet 30%"
+
+
+def test_pricing_label_of_one_sweep_point_uses_that_point_only():
+    """``index`` picks one point of a sweep: at point 0 the datasheet rung took 3 of 4 s
+    (75% / 25%), at point 1 the only second was calibrated, and the whole sweep is 3 s of
+    datasheet against 2 s calibrated (60% / 40%)."""
+    cost = _cost([("datasheet", [3.0, 0.0]), ("calibrated", [1.0, 1.0])])
+    assert pricing_label(cost, 0) == "datasheet 75%, calibrated 25%"
+    assert pricing_label(cost, 1) == "calibrated"
+    assert pricing_label(cost) == "datasheet 60%, calibrated 40%"
+
+
+def test_pricing_label_never_prints_a_share_that_rounds_to_nothing():
+    """Finding 6: 0.995 s and 0.005 s print as 100% and 0% (Python rounds 99.5 up and 0.5 to
+    even), so the label is the first rung alone; a third rung of 0.3% of the time is left out
+    of a mixed label for the same reason."""
+    assert pricing_label(_cost([("calibrated", 0.995), ("datasheet", 0.005)])) == "calibrated"
+    mixed = _cost([("calibrated", 0.6), ("datasheet", 0.397), ("measured", 0.003)])
+    assert pricing_label(mixed) == "calibrated 60%, datasheet 40%"
+
+
+# --- capacity.py: max_context's closed form -------------------------------------------------
+@pytest.fixture(scope="module")
+def jamba():
+    """Jamba 1.5 Mini: a linear cache with a floor, its Mamba layers' state at context 0 plus
+    16,384 B a token (4 attention layers x 2 x 8 KV heads x 128 x 2 B)."""
+    dep = make_deployment("jamba-1.5-mini", "h100-sxm")
+    state = float(cache_bytes_per_sequence_per_gpu(dep, 0.0))
+    assert state > 0
+    per_token = 4 * 2 * 8 * 128 * 2
+    assert float(cache_bytes_per_sequence_per_gpu(dep, 1000.0)) == state + 1000 * per_token
+    return dep
+
+
+def _largest_fitting(dep, b, free, near):
+    """Brute force: the largest k in near - 3 .. near + 3 with b x cache(k) <= free (the
+    cache grows with k), 0 if none does, at most the 2^30 search cap."""
+    ks = np.clip(near[..., None] + np.arange(-3.0, 4.0), 0.0, CAP)
+    fits = b[..., None] * cache_bytes_per_sequence_per_gpu(dep, ks) <= free[..., None]
+    return np.where(fits, ks, 0.0).max(axis=-1)
+
+
+@pytest.mark.parametrize("model", ["jamba-1.5-mini", "deepseek-v3", "llama-2-7b"])
+def test_max_context_lands_on_the_exact_boundary_where_rounding_misleads_the_closed_form(model):
+    """free set to (one ulp either side of) b x cache(c) for random c up to 2^30 and fractional
+    batches: floor((free / b - base) / slope) is then off by one token in both directions for
+    some points, and max_context must still return the largest context whose cache fits."""
+    dep = make_deployment(model, "h100-sxm")
+    rng = np.random.default_rng(7)
+    c = np.concatenate([np.floor(rng.uniform(0, CAP, 1500)), np.floor(rng.uniform(0, 3000, 500))])
+    c = np.tile(c, 3)
+    b = np.repeat([0.3, 1.7, 12345.678], 2000)
+    exact = b * cache_bytes_per_sequence_per_gpu(dep, c)
+    base = float(cache_bytes_per_sequence_per_gpu(dep, 0.0))
+    slope = float(cache_bytes_per_sequence_per_gpu(dep, 1.0)) - base
+    low = high = False
+    for free in (exact, np.nextafter(exact, -np.inf), np.nextafter(exact, np.inf)):
+        want = _largest_fitting(dep, b, free, c)
+        np.testing.assert_array_equal(max_context(dep, b, free), want)
+        naive = np.clip(np.floor((free / b - base) / slope), 0.0, CAP)
+        low, high = low or bool(np.any(naive < want)), high or bool(np.any(naive > want))
+    assert low and high  # the points do exercise both corrections of the closed form
+
+
+def test_max_context_of_a_linear_cache_stops_at_the_search_cap():
+    """Llama 2 7B, 524,288 B a token: 1e15 B would hold 1.9e9 tokens, more than the 2^30-token
+    search cap, which max_context reports (as the bisection does), one token not more."""
+    dep = make_deployment("llama-2-7b", "h100-sxm")
+    assert float(cache_bytes_per_sequence_per_gpu(dep, CAP + 1)) == (CAP + 1) * 524_288 < 1e15
+    free = np.array([1e15, CAP * 524_288, CAP * 524_288 - 1])
+    np.testing.assert_array_equal(max_context(dep, 1.0, free), [CAP, CAP, CAP - 1])
+    np.testing.assert_array_equal(_max_context_bisect(dep, 1.0, free), [CAP, CAP, CAP - 1])
+
+
+def test_max_context_is_zero_when_not_even_the_state_fits(jamba):
+    """Jamba's cache is state + 16,384 B a token: with less free memory than the state no
+    context fits (0, as the bisection reports), also 1 .. 16,384 B short of it (where one token
+    less than none would fit); exactly the state fits context 0, one token more context 1."""
+    state = float(cache_bytes_per_sequence_per_gpu(jamba, 0.0))
+    free = np.array([0.0, 1e6, state - 16_385, state - 16_384, state - 1, state, state + 16_383])
+    np.testing.assert_array_equal(max_context(jamba, 1.0, free), np.zeros(7))
+    np.testing.assert_array_equal(max_context(jamba, 1.0, state + 16_384), 1.0)
+    np.testing.assert_array_equal(max_context(jamba, 2.0, 2 * (state + 5 * 16_384)), 5.0)
+    np.testing.assert_array_equal(_max_context_bisect(jamba, 1.0, free), np.zeros(7))
+
+
+@pytest.mark.parametrize("model", ["mamba-2.8b", "rwkv-7"])
+def test_a_cache_that_does_not_grow_fits_every_context_or_none(model):
+    """A pure state model holds the same bytes at every context: if that fits (exactly,
+    included), any context does (the 2^30 cap); one byte less and none does."""
+    dep = make_deployment(model, "h100-sxm")
+    contexts = np.array([0.0, 1.0, 4096.0, CAP])
+    state = cache_bytes_per_sequence_per_gpu(dep, contexts)
+    assert np.all(state == state[0]) and state[0] > 0
+    s = float(state[0])
+    with np.errstate(all="raise"):
+        got = max_context(dep, 1.0, np.array([s, s - 1, 2 * s, 1e12, 0.0]))
+    np.testing.assert_array_equal(got, [CAP, 0.0, CAP, CAP, 0.0])
+    np.testing.assert_array_equal(max_context(dep, 2.0, 2 * s), CAP)
+
+
+# --- capacity.py: the bisection, for caches that are not linear ---------------------------
+MISTRAL_KV = 2 * 32 * 8 * 128 * 2  # 131,072 B a token: 32 layers, 8 KV heads of 128, bf16
+
+
+@pytest.fixture(scope="module")
+def mistral():
+    """Mistral 7B v0.1: a 4096-token sliding window, so its cache stops growing there and
+    max_context bisects."""
+    dep = make_deployment("mistral-7b", "h100-sxm")
+    assert _linear_cache(dep) is None
+    assert float(cache_bytes_per_sequence_per_gpu(dep, 1000.0)) == 1000 * MISTRAL_KV
+    return dep
+
+
+def test_the_bisection_admits_a_context_whose_cache_fills_memory_exactly(mistral):
+    """Below the window the cache is c x 131,072 B: with exactly k tokens' worth free, k
+    tokens fit ("fits": <=), one byte less k - 1; two sequences need twice the bytes."""
+    k = np.array([1.0, 2.0, 3.0, 1000.0, 2047.0, 4095.0])
+    np.testing.assert_array_equal(max_context(mistral, 1.0, k * MISTRAL_KV), k)
+    np.testing.assert_array_equal(max_context(mistral, 1.0, k * MISTRAL_KV - 1), k - 1)
+    np.testing.assert_array_equal(max_context(mistral, 2.0, 2 * k * MISTRAL_KV), k)
+    np.testing.assert_array_equal(max_context(mistral, 3.0, 3 * k * MISTRAL_KV - 1), k - 1)
+
+
+def test_capacity_reports_the_max_context_of_one_sequence_for_a_windowed_cache(mistral):
+    """max_context_tokens is for one sequence: with weights sized to leave 2288.5 tokens'
+    worth of memory free (under the 4096-token window) floor(2288.5) = 2288 tokens fit, and
+    with more than the whole window (4096 x 131,072 B = 512 MiB) any context does (the 2^30
+    cap)."""
+    no_weights = float(free_bytes_for_cache(mistral, 1000.0, 0.0))
+    for free, want in ((2288.5 * MISTRAL_KV, 2288.0), (600e6, CAP)):
+        cap = capacity_section(mistral, 1000.0, 24.0, no_weights - free, None)
+        assert float(cap.max_context_tokens) == want
+
+
+# --- capacity.py: encoders and prefill-only points -----------------------------------------
+# BigBird-RoBERTa-large: d_model 1024, vocab 50,358, 4096 learned positions. Its largest op is
+# the LM head over every token: bf16 hidden states in (1024 x 2 B), fp32 logits out (4 B each,
+# the vocabulary split over the TP ranks): 203,480 B a token at tp = 1, 102,764 at tp = 2.
+BIGBIRD_HEAD = {1: 1024 * 2 + 50_358 * 4, 2: 1024 * 2 + 50_358 // 2 * 4}
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_an_encoder_holds_the_workspace_of_its_whole_sequence(tp):
+    """An encoder's bidirectional forward takes the whole sequence at once: no 8192-token
+    chunks, so 16,384 tokens hold four times the workspace of 4096."""
+    dep = make_deployment("bigbird-roberta-large", "h100-sxm", tp=tp)
+    s = np.array([1.0, 4096.0, 16_384.0])
+    np.testing.assert_array_equal(prefill_workspace_bytes(dep, s), s * BIGBIRD_HEAD[tp])
+
+
+def test_encoder_capacity_is_the_sequences_whose_forwards_fit_side_by_side():
+    """An encoder keeps nothing between requests: max batch = floor((usable - weights) /
+    workspace of one sequence's forward). At tp = 2 (two GPUs a replica), 4096 tokens:
+    W = 4096 x 102,764 B; with room for exactly 3 W three fit (1.5 users per GPU), exactly W
+    one, a byte less none, and weights beyond the device none. The context is the prompt and
+    the longest context the 4096-row position table allows."""
+    dep = make_deployment("bigbird-roberta-large", "h100-sxm", tp=2)
+    assert dep.usable_bytes == 72e9 and dep.gpus_per_replica == 2
+    w = 4096 * BIGBIRD_HEAD[2]
+    none = "memory (not even one sequence fits)"
+    cases = [(3 * w, 3.0, "memory"), (w, 1.0, "memory"), (w - 1, 0.0, none)]
+    for room, batch, binding in cases:
+        cap = capacity_section(dep, 4096.0, 0.0, 72e9 - room, None)
+        assert float(cap.max_batch) == batch
+        assert float(cap.users_per_gpu) == batch / 2
+        assert str(cap.binding_constraint) == binding
+        assert float(cap.context_tokens) == 4096.0
+        assert float(cap.max_context_tokens) == 4096.0
+    over = capacity_section(dep, 4096.0, 0.0, 72e9 + 5 * w, None)
+    assert float(over.max_batch) == 0.0
+    assert str(over.binding_constraint) == none
+    # a workspace given by the caller is the one used: twice W halves the batch
+    given = capacity_section(dep, 4096.0, 0.0, 72e9 - 4 * w, None, workspace_bytes=2.0 * w)
+    assert float(given.max_batch) == 2.0
+
+
+def test_a_prefill_only_point_is_not_held_to_the_tpot_slo():
+    """gen_len 0 has no decode step, so an unreachable 1 ns TPOT SLO leaves memory binding;
+    gen_len 1 does decode, and nothing meets 1 ns. Llama 2 7B on one H100: free = 72e9 - the
+    weights - the 1000-token prompt's SwiGLU workspace (1000 x 3 x 11008 x 2 B), and one
+    sequence of c tokens caches c x 524,288 B."""
+    dep = make_deployment("llama-2-7b", "h100-sxm")
+    weights = 6_738_415_616 * 2
+    free = 72e9 - weights - 1000 * 3 * 11008 * 2
+    cap = capacity_section(dep, 1000.0, np.array([0.0, 1.0]), weights, 1e-9)
+    fit = np.floor(free / (np.array([1000.0, 1001.0]) * 524_288))
+    np.testing.assert_array_equal(cap.max_batch, fit)
+    assert fit[0] > 1
+    np.testing.assert_array_equal(cap.users_per_gpu, [fit[0], 0.0])
+    assert cap.binding_constraint.tolist() == ["memory", "tpot_slo (unreachable even at batch 1)"]
+
+
+def test_sum_of_parts_that_only_broadcast_together():
+    """Finding 7: parts of shapes (4, 1) and (1, 3) sum to a (4, 3) total."""
+    s = _Sum()
+    s.add(np.ones((4, 1)))
+    s.add(np.full((1, 3), 2.0))
+    np.testing.assert_array_equal(s.value(), np.full((4, 3), 3.0))
