@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hwsim.cli.common import console, err_console, fail, print_json
-from hwsim.format import fmt_time
 from hwsim.planner.plan import plan
 from hwsim.profiles.scenario import Scenario
+from hwsim.report.first_screen import by_hardware, first_screen_rows
 from hwsim.report.plan_report import (
     COMPACT,
     HEADER,
@@ -97,21 +98,32 @@ def emit_artifacts(
 
 
 def _print_summary(result) -> None:
-    console.print(f"[bold green]{result.recommendation_sentence()}[/]")
+    """The first screen (recommendation, SLO margins, cost, price, launch command), then the
+    candidates grouped by hardware, the best few of each."""
+    first = Table(show_header=False, title_justify="left", box=None, pad_edge=False)
+    first.add_column("what", style="cyan", no_wrap=True)
+    first.add_column("value", overflow="fold")
+    for label, text in first_screen_rows(result):
+        first.add_row(label, escape(text), style="bold green" if label == "recommendation" else "")
+    console.print(first)
     w = result.workload
     console.print(
         f"workload: peak {w.peak_rate_per_s:g} req/s, prompt mean {w.prompt_mean:,.0f} "
         f"(p95 {w.prompt_p95:,.0f}), output mean {w.output_mean:,.0f} tokens"
     )
-    table = Table(title="feasible candidates, cheapest first", title_justify="left")
+    table = Table(title="feasible candidates by hardware, cheapest first", title_justify="left")
     keep = [HEADER.index(c) for c in COMPACT]
     for i in keep:
         table.add_column(HEADER[i], no_wrap=True)
-    for row in _candidate_rows(result, compact=True)[:15]:
-        table.add_row(*(row[i] for i in keep))
+    rows = _candidate_rows(result, compact=True)
+    hardware = [r.candidate.hardware for r in result.feasible]
+    for hw, shown, folded in by_hardware(rows, hardware):
+        for row in shown:
+            table.add_row(*(row[i] for i in keep))
+        if folded:
+            table.add_row(f"  + {len(folded)} more on {hw} (--json or --report)")
+        table.add_section()
     console.print(table)
-    if len(result.feasible) > 15:
-        console.print(f"... and {len(result.feasible) - 15} more (see --json or --report)")
     if result.pruned:
         pruned = Table(title="pruned", title_justify="left")
         pruned.add_column("candidate", no_wrap=True)
@@ -119,12 +131,5 @@ def _print_summary(result) -> None:
         for r in result.pruned[:15]:
             pruned.add_row(r.candidate.label, r.reason)
         console.print(pruned)
-    best = result.best
-    if best is not None and best.simulated:
-        s = best.simulated
-        console.print(
-            f"simulated at {s['rate_per_s']:.2f} req/s per replica ({s['n_requests']} requests): "
-            f"TTFT p95 {fmt_time(s['ttft_p95_s'])} vs analytic {fmt_time(best.ttft_p95_at_load_s)}"
-            f", TPOT p95 {fmt_time(s['tpot_p95_s'])} vs analytic mean "
-            f"{fmt_time(best.tpot_at_load_s)}, preemptions {s['preemptions']}"
-        )
+        if len(result.pruned) > 15:
+            console.print(f"... and {len(result.pruned) - 15} more pruned (see --json or --report)")

@@ -65,6 +65,9 @@ class CandidateResult:
     binding_constraint: str = ""
     load_rate_per_s: float = float("nan")
     ttft_p95_at_load_s: float = float("nan")
+    # Little's law at the planned load: requests in flight (queued, prefilling or decoding)
+    # per GPU = load x end-to-end time at that load / GPUs per replica
+    in_flight_per_gpu_at_load: float = float("nan")
     tpot_at_load_s: float = float("nan")
     tpot_at_load_low_s: float | None = None  # p10-p90 band on a calibrated profile
     tpot_at_load_high_s: float | None = None
@@ -177,7 +180,9 @@ def _steady_state(
     cost = gpus * price
     tokens_per_hour = work.peak_rate_per_s * g * 3600
     load = work.peak_rate_per_s / replicas  # what each replica actually serves at the peak
-    curves = {"ttft": ttft, "tpot": tpot}
+    mean_wait = rho * t_pf * (1.0 + work.prefill_scv) / (2.0 * (1.0 - rho))  # P-K mean
+    e2e_mean = t_pf + t_dec + mean_wait + (g - 1) * tpot
+    curves = {"ttft": ttft, "tpot": tpot, "e2e_mean": e2e_mean}
     if step.band_s is not None:
         curves |= {"tpot_low": step.band_s[0] / (1 - rho), "tpot_high": step.band_s[1] / (1 - rho)}
     at_load = {k: float(np.interp(load, lam, v)) for k, v in curves.items()}
@@ -200,6 +205,7 @@ def _steady_state(
         binding_constraint=binding,
         load_rate_per_s=load,
         ttft_p95_at_load_s=at_load["ttft"],
+        in_flight_per_gpu_at_load=load * at_load["e2e_mean"] / dep.gpus_per_replica,
         tpot_at_load_s=at_load["tpot"],
         tpot_at_load_low_s=at_load.get("tpot_low"),
         tpot_at_load_high_s=at_load.get("tpot_high"),
@@ -258,6 +264,8 @@ def _prefill_only(
     base.binding_constraint = binding
     base.load_rate_per_s = load
     base.ttft_p95_at_load_s = float(np.interp(load, lam, ttft))
+    wait_at_load = float(np.interp(load, lam, mean_wait))
+    base.in_flight_per_gpu_at_load = load * (t_pf + wait_at_load) / dep.gpus_per_replica
     base.pricing = pricing_label(prefill)
     base.load_curve = {"rate_per_s": lam, "ttft_s": ttft, "tpot_s": nan, "batch": rho * 0 + 1}
     return base

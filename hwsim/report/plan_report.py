@@ -18,13 +18,17 @@ from hwsim.format import fmt_band, fmt_bytes, fmt_time
 from hwsim.inference.deployment import make_deployment
 from hwsim.model.load import load_model
 from hwsim.profiles.loader import load_hardware
+from hwsim.report.first_screen import by_hardware, first_screen_rows
 from hwsim.safe_write import check_targets, folder_lock, write_atomic
 
 PLOTS = ("latency_vs_load", "users_vs_context", "cost_by_hardware", "memory_breakdown", "roofline")
 
 
 def _money(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"${x:,.2f}"
+    """Dollars: cents from $1 up, three significant digits below (one format everywhere)."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"${x:,.2f}" if x >= 1 else f"${x:.3g}"
 
 
 def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
@@ -49,6 +53,7 @@ def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
                 _money(r.cost_per_hour_usd),
                 _money(r.cost_per_million_output_tokens_usd),
                 f"{r.users_per_gpu:,.0f}",
+                f"{r.in_flight_per_gpu_at_load:,.1f}",
                 fmt_time(r.ttft_p95_at_load_s),
                 fmt_time(r.tpot_at_load_s)
                 + ("" if compact else fmt_band(r.tpot_at_load_low_s, r.tpot_at_load_high_s)),
@@ -66,13 +71,21 @@ HEADER = [
     "GPUs",
     "cost/hour",
     "cost/1M out tokens",
-    "users/GPU",
-    "TTFT p95 (analytic)",
-    "TPOT (analytic)",
+    "max seqs/GPU at SLO",
+    "in flight/GPU at peak",
+    "TTFT p95 at peak (analytic)",
+    "TPOT mean at peak (analytic)",
     "bound by",
     "priced by",
     "simulated",
 ]
+COLUMNS = (
+    "Columns: max seqs/GPU at SLO = the largest batch per GPU that meets every SLO and fits "
+    "(capped by max_num_seqs); in flight/GPU at peak = requests queued, prefilling or decoding "
+    "per GPU at each replica's share of the peak (Little's law: rate x mean end-to-end time); "
+    "TTFT and TPOT at peak: the analytic model at that share; simulated: the serving "
+    "simulator's p95s against the p95 SLOs."
+)
 PRICED_BY = (
     "Priced by: every candidate's ops go through the same pricing ladder (hwsim.perf.ladder). "
     "'calibrated': the profile's curves were fitted on measurements of that device, with "
@@ -84,9 +97,9 @@ COMPACT = (
     "candidate (* Pareto)",
     "GPUs",
     "cost/hour",
-    "users/GPU",
-    "TTFT p95 (analytic)",
-    "TPOT (analytic)",
+    "in flight/GPU at peak",
+    "TTFT p95 at peak (analytic)",
+    "TPOT mean at peak (analytic)",
     "priced by",
     "simulated",
 )
@@ -187,9 +200,11 @@ def _html(result, figs: dict[str, bytes]) -> str:
         "padding:1em;border-left:5px solid #3a3}img{max-width:100%}</style></head><body>",
         f"<h1>Capacity plan: {esc(sc.name or sc.model)}</h1>",
         f"<p class='rec'>{esc(result.recommendation_sentence())}</p>",
+        _html_first_screen(result),
         f"<p>{esc(sc.description or '')}</p>",
-        "<h2>Feasible candidates (cheapest first)</h2>",
-        _html_table(HEADER, _candidate_rows(result)),
+        "<h2>Feasible candidates by hardware (cheapest first)</h2>",
+        *_html_groups(result),
+        f"<p>{esc(COLUMNS)}</p>",
         f"<p>{esc(PRICED_BY)}</p>",
         "<h2>Pruned candidates</h2>",
         _html_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "<p>none</p>",
@@ -211,6 +226,60 @@ def _html(result, figs: dict[str, bytes]) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _html_first_screen(result) -> str:
+    """The SLOs with their margins, the cost, the price and the launch command."""
+    esc = html.escape
+    rows = first_screen_rows(result)[1:]  # the recommendation is the banner above
+    cells = []
+    for label, text in rows:
+        shown = f"<code>{esc(text)}</code>" if label.startswith("launch") else esc(text)
+        cells.append(f"<tr><th>{esc(label)}</th><td style='text-align:left'>{shown}</td></tr>")
+    return "<table class='first'>" + "".join(cells) + "</table>"
+
+
+def _groups(result) -> list[tuple[str, list, list]]:
+    hardware = [r.candidate.hardware for r in result.feasible]
+    return by_hardware(_candidate_rows(result), hardware)
+
+
+def _html_groups(result) -> list[str]:
+    out = []
+    for hw, shown, folded in _groups(result):
+        out += [f"<h3>{html.escape(hw)}</h3>", _html_table(HEADER, shown)]
+        if folded:
+            out.append(
+                f"<details><summary>{len(folded)} more on {html.escape(hw)}</summary>"
+                f"{_html_table(HEADER, folded)}</details>"
+            )
+    return out
+
+
+def _md_groups(result) -> list[str]:
+    out: list[str] = []
+    for hw, shown, folded in _groups(result):
+        out += [f"### {md_escape(hw)}", "", _md_table(HEADER, shown), ""]
+        if folded:
+            out += [
+                f"<details><summary>{len(folded)} more on {html.escape(hw)}</summary>",
+                "",
+                _md_table(HEADER, folded),
+                "",
+                "</details>",
+                "",
+            ]
+    return out
+
+
+def _md_first_screen(result) -> list[str]:
+    lines = []
+    for label, text in first_screen_rows(result)[1:]:
+        if label.startswith("launch"):
+            lines += [f"- **{md_escape(label)}**:", "", "  ```sh", f"  {text}", "  ```"]
+        else:
+            lines.append(f"- **{md_escape(label)}**: {md_escape(text)}")
+    return lines
 
 
 def _html_table(header: list[str], rows: list[list[str]]) -> str:
@@ -244,14 +313,17 @@ def _markdown(result, figs: dict[str, bytes]) -> str:
         "",
         f"**{md_escape(result.recommendation_sentence())}**",
         "",
+        *_md_first_screen(result),
+        "",
         md_escape(sc.description or ""),
         "",
         f"Workload: peak {w.peak_rate_per_s:g} requests/s, mean prompt {w.prompt_mean:,.0f} "
         f"tokens (p95 {w.prompt_p95:,.0f}), mean output {w.output_mean:,.0f}.",
         "",
-        "## Feasible candidates (cheapest first)",
+        "## Feasible candidates by hardware (cheapest first)",
         "",
-        _md_table(HEADER, _candidate_rows(result)),
+        *_md_groups(result),
+        COLUMNS,
         "",
         PRICED_BY,
         "",
