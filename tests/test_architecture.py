@@ -22,6 +22,7 @@ LAYERS = [
         "hwsim.labels",
         "hwsim.safe_read",
         "hwsim.safe_write",
+        "hwsim.tables",
     },
     {"hwsim.profiles"},
     {"hwsim.model"},
@@ -29,7 +30,7 @@ LAYERS = [
     {"hwsim.inference", "hwsim.serving"},
     {"hwsim.planner", "hwsim.rag"},
     {"hwsim.report", "hwsim.deploy"},
-    {"hwsim.cli"},
+    {"hwsim.cli", "hwsim.web"},  # the web page sits beside the CLI and uses its helpers
 ]
 
 

@@ -29,6 +29,8 @@ COMMAND_MODULES = (
     "validate",
     "kernel",
     "schema",
+    "serve",
+    "sweep",
 )
 
 

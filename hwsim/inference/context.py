@@ -89,6 +89,20 @@ PRICED_FIELDS = (
     "cost_per_million_output_tokens_usd",
 )
 
+# What a notebook shows of a sweep (to_records() has every row field).
+_HTML_COLUMNS = (
+    "variant",
+    "length_tokens",
+    "prefill_flops",
+    "kv_state_bytes_per_sequence",
+    "ttft_s",
+    "tpot_s",
+    "users_per_gpu",
+    "fits",
+    "position_status",
+    "cost_per_million_output_tokens_usd",
+)
+
 
 @dataclass(frozen=True)
 class ContextSweep:
@@ -234,6 +248,36 @@ class ContextSweep:
         for name in ROW_FIELDS:
             out[name] = getattr(self, name).tolist()
         return out
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per (variant, length) row, in row order: the row fields
+        (:data:`ROW_FIELDS`), then the sweep's settings (``hardware``, ``batch``, ``gen_len``,
+        ``tpot_slo_s``, ``predictor``, ``words_per_token``, ``price_per_gpu_hour_usd``,
+        ``price_source``) and its layout (``deployment.tp``, ``deployment.kv_dtype``, ...),
+        repeated on every row; plain Python values."""
+        from hwsim.tables import broadcast_records, flatten
+
+        columns: dict[str, Any] = {name: np.asarray(getattr(self, name)) for name in ROW_FIELDS}
+        for f in dataclasses.fields(self):
+            if f.name not in ROW_FIELDS and f.name != "deployment":
+                columns[f.name] = getattr(self, f.name)
+        columns.update(flatten(self.deployment.model_dump(), "deployment."))
+        return broadcast_records(columns)
+
+    def to_frame(self):
+        """A pandas DataFrame of :meth:`to_records`, one row per (variant, length)."""
+        from hwsim.tables import to_frame
+
+        return to_frame(self.to_records())
+
+    def _repr_html_(self) -> str:  # notebooks
+        from hwsim.tables import html_table
+
+        caption = (
+            f"context sweep on {self.hardware} ({self.deployment.label}), batch {self.batch:g}, "
+            f"gen_len {self.gen_len:g}: {len(self.variant)} rows"
+        )
+        return html_table(self.to_records(), _HTML_COLUMNS, caption=caption, notes=self.notes()[1:])
 
 
 def _tokens(rows: dict[str, np.ndarray], where: np.ndarray) -> str:

@@ -6,6 +6,7 @@ broadcast together). Dotted JSON keys such as ``memory.kv_cache_bytes`` are a st
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, Union
@@ -183,12 +184,96 @@ class Estimate(_Section):
         walk("", self.model_dump(exclude={"prefill_ops", "decode_ops"}))
         return out
 
-    def _repr_html_(self) -> str:  # notebooks
-        from hwsim.inference.display import estimate_html
+    @property
+    def is_sweep(self) -> bool:
+        """True when some field is an array (batch, prompt_len or gen_len given as arrays)."""
+        return any(isinstance(v, np.ndarray) for v in self.flat().values())
 
-        return estimate_html(self)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape batch, prompt_len and gen_len broadcast to (``()`` for a scalar call)."""
+        shapes = [np.shape(v) for v in self.flat().values() if isinstance(v, np.ndarray)]
+        return tuple(np.broadcast_shapes(*shapes)) if shapes else ()
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per point of :attr:`shape` (C order: the last axis fastest; a scalar
+        call gives one), keyed like :meth:`flat` (``config.batch``, ``latency.ttft_s``, ...):
+        the point's inputs (``config.batch``, ``config.prompt_len``, ``config.gen_len``), the
+        deployment (``config.deployment.tp``, ...) and every result field, as plain Python
+        values (the pipeline split ``config.layers_per_stage`` as "16+16")."""
+        from hwsim.tables import broadcast_records
+
+        return broadcast_records(self.flat())
+
+    def to_frame(self):
+        """A pandas DataFrame of :meth:`to_records`, one row per point (needs pandas; built
+        column by column, so a sweep of millions of points is quick)."""
+        from hwsim.tables import broadcast_frame
+
+        return broadcast_frame(self.flat())
+
+    def _head(self) -> list[dict[str, Any]]:
+        """The first points' records, the columns a notebook shows (a large sweep is not
+        turned into records whole to show 50 rows)."""
+        from hwsim.tables import MAX_HTML_ROWS, broadcast_records
+
+        flat = self.flat()
+        return broadcast_records({k: flat[k] for k in _SWEEP_COLUMNS}, limit=MAX_HTML_ROWS)
+
+    def _repr_html_(self) -> str:  # notebooks
+        if not self.is_sweep:
+            from hwsim.inference.display import estimate_html
+
+            return estimate_html(self)
+        from hwsim.tables import html_table
+
+        return html_table(
+            self._head(), _SWEEP_COLUMNS, caption=self._sweep_title(), total=math.prod(self.shape)
+        )
+
+    def _sweep_title(self) -> str:
+        c = self.config
+        points = "x".join(map(str, self.shape))
+        return (
+            f"{c.model} on {c.hardware}  {c.deployment.label}: {points} points "
+            f"({math.prod(self.shape):,}) of batch x prompt_len x gen_len"
+        )
 
     def __rich__(self):  # rich console
-        from hwsim.inference.display import estimate_tables
+        if not self.is_sweep:
+            from hwsim.inference.display import estimate_tables
 
-        return estimate_tables(self)
+            return estimate_tables(self)
+        from rich.table import Table
+
+        from hwsim.tables import fmt_cell
+
+        table = Table(title=self._sweep_title(), title_justify="left")
+        short = [name.rsplit(".", 1)[-1] for name in _SWEEP_COLUMNS]
+        for name, head in zip(_SWEEP_COLUMNS, short):
+            table.add_column(head if short.count(head) == 1 else name, justify="right")
+        records = self._head()
+        for r in records:
+            table.add_row(*(fmt_cell(name, r[name]) for name in _SWEEP_COLUMNS))
+        total = math.prod(self.shape)
+        if total > len(records):
+            table.caption = f"first {len(records)} of {total:,} points (to_records() has all)"
+        return table
+
+
+# What a notebook shows of a sweep, one row per point (to_records() has every field).
+_SWEEP_COLUMNS = (
+    "config.batch",
+    "config.prompt_len",
+    "config.gen_len",
+    "latency.ttft_s",
+    "latency.tpot_s",
+    "latency.e2e_s",
+    "throughput.output_tokens_per_s",
+    "memory.total_bytes",
+    "memory.fits",
+    "capacity.max_batch",
+    "capacity.users_per_gpu",
+    "prefill.bound",
+    "decode.bound",
+)

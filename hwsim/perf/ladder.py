@@ -62,6 +62,46 @@ class KernelTime:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict (a list of one, like every result's ``to_records``): ``kernel``,
+        ``hardware``, ``params.<name>`` per kernel parameter, ``time_s``, ``low_s``,
+        ``high_s``, ``rung``, ``bound``, ``flops``, ``bytes_moved`` and
+        ``refused.<rung>`` (why each rung above the answering one refused)."""
+        from hwsim.tables import flatten, plain
+
+        row: dict[str, Any] = {"kernel": self.kernel, "hardware": self.hardware}
+        row.update(flatten({"params": self.params}))
+        row.update(
+            time_s=self.time_s,
+            low_s=self.low_s,
+            high_s=self.high_s,
+            rung=self.rung,
+            bound=self.bound,
+            flops=self.flops,
+            bytes_moved=self.bytes_moved,
+        )
+        row.update(flatten({"refused": self.refused}))
+        return [{k: plain(v) for k, v in row.items()}]
+
+    def to_frame(self):
+        """A one-row pandas DataFrame of :meth:`to_records` (needs pandas)."""
+        from hwsim.tables import to_frame
+
+        return to_frame(self.to_records())
+
+    def _repr_html_(self) -> str:  # notebooks
+        from hwsim.tables import html_table
+
+        row = self.to_records()[0]
+        shown = [k for k in row if not k.startswith("refused.")]
+        notes = [
+            f"{k.partition('.')[2]} refused: {v}"
+            for k, v in row.items()
+            if k.startswith("refused.")
+        ]
+        caption = f"{self.kernel} on {self.hardware}: {self.rung} rung"
+        return html_table([row], shown, caption=caption, notes=notes)
+
 
 def kernel_time(
     hardware: str | Path | HardwareProfile,

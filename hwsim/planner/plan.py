@@ -8,6 +8,7 @@ the simulated percentiles and the analytic answer differ.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError, ProfileError
 from hwsim.inference.deployment import make_deployment
+from hwsim.inference.results import Estimate
 from hwsim.model.load import load_model
 from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
@@ -74,6 +76,145 @@ class PlanResult:
             "pareto": self.pareto,
             "assumptions": self.assumptions,
         }
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """One flat dict per candidate: the feasible ones cheapest first (``rank`` 1, 2, ...),
+        then the pruned ones (``rank`` None) with ``reason`` saying why. Keys: ``rank``,
+        ``feasible``, ``reason``, ``pareto`` (on the cost-TPOT front), ``candidate.hardware``,
+        ``candidate.<deployment field>``, ``candidate.label``, every
+        :class:`~hwsim.planner.analytic.CandidateResult` number (``gpus``,
+        ``cost_per_hour_usd``, ``tpot_s``, ...) and, for the candidates the simulator replayed,
+        ``simulated.*``. A candidate's operating-point estimate stays in ``to_dict()``."""
+        from hwsim.tables import flatten, plain
+
+        rows = []
+        for i, r in enumerate(self.feasible + self.pruned):
+            data = r.to_dict()
+            row: dict[str, Any] = {
+                "rank": i + 1 if r.feasible else None,
+                "feasible": r.feasible,
+                "reason": r.reason,
+                "pareto": r.candidate.label in self.pareto,
+            }
+            row.update(flatten({"candidate": data.pop("candidate")}))
+            simulated = data.pop("simulated")
+            for key in ("feasible", "reason", "estimate"):
+                data.pop(key)
+            row.update(data)
+            row.update(flatten({"simulated": simulated}))
+            rows.append({k: plain(v) for k, v in row.items()})
+        return rows
+
+    def to_frame(self):
+        """A pandas DataFrame of :meth:`to_records` (needs pandas)."""
+        from hwsim.tables import to_frame
+
+        return to_frame(self.to_records())
+
+    def _repr_html_(self) -> str:  # notebooks
+        from hwsim.tables import html_table
+
+        caption = (
+            f"{self.scenario.model}: {len(self.feasible)} feasible, {len(self.pruned)} pruned "
+            "candidates (feasible cheapest first)"
+        )
+        head = f"<p><b>{html.escape(self.recommendation_sentence())}</b></p>"
+        table = html_table(self.to_records(), _PLAN_COLUMNS, caption=caption)
+        return head + "\n" + table
+
+
+# What a notebook shows of a plan, one row per candidate (to_records() has every number).
+_PLAN_COLUMNS = (
+    "rank",
+    "candidate.label",
+    "feasible",
+    "pareto",
+    "replicas",
+    "gpus",
+    "cost_per_hour_usd",
+    "cost_per_million_output_tokens_usd",
+    "batch_at_slo",
+    "ttft_p95_s",
+    "tpot_s",
+    "binding_constraint",
+    "reason",
+)
+
+
+@dataclass
+class DeploymentPlan(PlanResult):
+    """What :func:`plan` returns for a scenario without a ``traffic:`` section: nothing to
+    plan, so its one deployment priced by :func:`hwsim.estimate` at the scenario's
+    ``workload:`` (batch, prompt_len, gen_len) with its TPOT SLO, the numbers ``hwsim plan
+    FILE`` prints for such a file. ``estimate`` holds them and every attribute of an
+    :class:`~hwsim.inference.results.Estimate` reads through (``result.latency.ttft_s``);
+    no candidates are searched (``feasible``, ``pruned`` and ``pareto`` are empty, ``best`` is
+    None) and ``to_dict()`` is the JSON of ``hwsim plan FILE --json``."""
+
+    estimate: Estimate = field(kw_only=True)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "estimate" or name.startswith("__"):  # unset while copying or unpickling
+            raise AttributeError(name)
+        return getattr(self.estimate, name)
+
+    def recommendation_sentence(self) -> str:
+        est, d = self.estimate, self.estimate.config.deployment
+        return (
+            f"One deployment priced (the scenario has no 'traffic:' section to plan for): "
+            f"{est.config.model} on {est.config.hardware} (tp={d.tp}, pp={d.pp}, dp={d.dp}): "
+            f"TTFT {est.latency.ttft_s * 1e3:,.2f} ms, TPOT {est.latency.tpot_s * 1e3:,.2f} ms, "
+            f"{'fits' if est.memory.fits else 'does NOT fit'} in memory."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        est = self.estimate
+        return {
+            **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
+            "model": param_summary(load_model(self.scenario.model)),
+            "ops": {
+                "prefill": [r.model_dump() for r in est.prefill_ops],
+                "decode": [r.model_dump() for r in est.decode_ops],
+            },
+        }
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The estimate's one record (:meth:`Estimate.to_records`)."""
+        return self.estimate.to_records()
+
+    def _repr_html_(self) -> str:  # notebooks
+        return self.estimate._repr_html_()
+
+
+def plan_deployment(sc: Scenario) -> DeploymentPlan:
+    """A scenario without traffic: its deployment priced at its workload (see
+    :class:`DeploymentPlan`)."""
+    from hwsim.inference.estimate import estimate
+
+    w = sc.workload
+    est = estimate(
+        sc.model,
+        sc.hardware,
+        sc.deployment,
+        batch=w.batch,
+        prompt_len=w.prompt_len,
+        gen_len=w.gen_len,
+        tpot_slo_s=sc.slo.tpot_p95_s,
+    )
+    work = Workload(
+        peak_rate_per_s=float("nan"),  # no traffic, no rate
+        prompt_mean=float(w.prompt_len),
+        prompt_p95=float(w.prompt_len),
+        output_mean=float(w.gen_len),
+        prefill_mean=float(w.prompt_len),
+        longest_tokens=float(w.prompt_len + w.gen_len),
+    )
+    notes = [
+        "No 'traffic:' section: one deployment priced by hwsim.estimate at the scenario's "
+        f"workload (batch {w.batch}, prompt {w.prompt_len}, generate {w.gen_len} tokens); "
+        "add traffic to plan capacity."
+    ]
+    return DeploymentPlan(sc, work, [], [], [], notes, estimate=est)
 
 
 def as_scenario(scenario: str | Path | dict | Scenario) -> Scenario:
@@ -144,7 +285,30 @@ def plan(
     progress: Callable[[int, int], None] | None = None,
     simulate_top: int | None = None,
 ) -> PlanResult:
+    """Plan capacity for a scenario (file, dict or :class:`Scenario`) with a ``traffic:``
+    section: every candidate priced, ranked by cost, the best confirmed in the simulator.
+
+    A scenario without ``traffic:`` describes one deployment, as ``hwsim plan FILE`` reads it:
+    the result is then a :class:`DeploymentPlan` (a :class:`PlanResult` with no candidates)
+    whose ``estimate`` is :func:`hwsim.estimate` of that deployment at the scenario's workload.
+    ``workers``, ``ray_address`` and ``simulate_top`` apply to capacity planning only."""
     sc = as_scenario(scenario)
+    if sc.traffic is None:
+        given = [
+            name
+            for name, value in (
+                ("workers", workers),
+                ("ray_address", ray_address),
+                ("simulate_top", simulate_top),
+            )
+            if value is not None
+        ]
+        if given:
+            raise HwsimError(
+                f"{', '.join(given)} only apply to capacity planning: a scenario with a "
+                "'traffic:' section (this one describes one deployment)"
+            )
+        return plan_deployment(sc)
     traffic, cands, serving = traffic_of(sc), candidates_of(sc), serving_of(sc)
     work = summarise_workload(traffic, serving.seed)
     require_runnable(load_model(sc.model), work.longest_tokens, LONGEST_SAMPLED)
