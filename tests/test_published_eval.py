@@ -94,10 +94,11 @@ def test_serving_poisson_row_on_a_few_requests(rows):
 
 
 def test_serving_offline_row_counts_input_and_output_tokens(rows):
-    row = rows["serve-azure-h100-llama-8b-tp1-128-128-total-tps"]
+    stored = rows["serve-azure-h100-llama-8b-tp1-128-128-total-tps"]
+    assert stored.metric == "output_token_throughput"  # trtllm-bench 0.15's 'Token Throughput'
+    row = stored.model_copy(update={"metric": "token_throughput_input_plus_output"})
     total = pe.evaluate_row(row, max_requests=8)
-    output_only = row.model_copy(update={"metric": "output_token_throughput"})
-    out = pe.evaluate_row(output_only, max_requests=8)
+    out = pe.evaluate_row(stored, max_requests=8)
     assert total.ok and out.ok
     # 128 in + 128 out per request: total throughput is twice the output throughput
     assert total.predicted == pytest.approx(2 * out.predicted)

@@ -32,6 +32,11 @@ Each row is priced through hwsim's public paths, for exactly the workload the ro
   -> Poisson arrivals at that rate; fixed concurrency -> closed-loop clients (``arrivals:
   {kind: concurrency}``, where this hwsim has it); offline / fixed batch -> every request at
   t = 0 (a trace).
+  The vLLM launch flags a row's notes quote (``--kv-cache-dtype``, ``--gpu-memory-utilization``,
+  ``--max-num-batched-tokens``, ``--max-num-seqs``, ``--enable-chunked-prefill``) become the
+  matching deployment settings. A ShareGPT row prices fixed lengths at the paper's means
+  below, except that a row's ``mean_output_len_tokens`` (the run's own mean, from the
+  source's numbers) replaces the output mean.
   At most ``max_requests`` requests (default 1000) are simulated per row. The metrics follow
   sglang.bench_serving / vLLM benchmark_serving: median TTFT, and median TPOT where TPOT =
   (e2e - TTFT) / (output tokens - 1) over requests with more than one output token. Output
@@ -278,6 +283,40 @@ def _engine_settings(row: PublishedRow) -> dict[str, float]:
     return out
 
 
+# vLLM engine flags, as the row's notes quote the source's command line -> hwsim settings
+_VLLM_FLAGS = {
+    "kv_dtype": r"--kv-cache-dtype\s+(fp8\w*|bf16|fp16|auto)",
+    "memory_utilization": r"--gpu-memory-utilization\s+(\d+(?:\.\d+)?)",
+    "max_num_batched_tokens": r"--max-num-batched-tokens\s+(\d+)",
+    "max_num_seqs": r"--max-num-seqs\s+(\d+)",
+    "chunked_prefill": r"--enable-chunked-prefill\s+(false|true)",
+}
+
+
+def _vllm_settings(row: PublishedRow) -> dict[str, Any]:
+    """The vLLM launch flags the row's notes quote, as hwsim deployment settings (only the
+    ones given; a value the notes leave symbolic, such as ``{from config}``, is skipped)."""
+    if row.engine != "vLLM":
+        return {}
+    notes = row.notes or ""
+    out: dict[str, Any] = {}
+    for name, pattern in _VLLM_FLAGS.items():
+        m = re.search(pattern, notes)
+        if m is None:
+            continue
+        raw = m.group(1)
+        if name == "kv_dtype":
+            if raw != "auto":  # auto: the model dtype, hwsim's default already
+                out[name] = _DTYPES.get(raw, raw)
+        elif name == "memory_utilization":
+            out[name] = float(raw)
+        elif name == "chunked_prefill":
+            out[name] = raw == "true"
+        else:
+            out[name] = int(raw)
+    return out
+
+
 def _model(row: PublishedRow, out: Prediction) -> str:
     if row.model_profile:
         return row.model_profile
@@ -294,7 +333,16 @@ def _lengths(row: PublishedRow, out: Prediction) -> tuple[int, int]:
         return w.input_len_tokens, w.output_len_tokens
     if (w.dataset or "").lower() == "sharegpt":
         out.notes.append(SHAREGPT_SOURCE)
-        return SHAREGPT_LENGTHS["prompt_tokens"], SHAREGPT_LENGTHS["output_tokens"]
+        prompt, output = SHAREGPT_LENGTHS["prompt_tokens"], SHAREGPT_LENGTHS["output_tokens"]
+        if w.mean_output_len_tokens:
+            # the source's own mean output length for its run (the row's notes say how it
+            # follows from the published numbers) replaces the paper's mean
+            output = max(1, round(w.mean_output_len_tokens))
+            out.notes.append(
+                f"output length {output} tokens: the run's own mean "
+                f"({w.mean_output_len_tokens:g}, see the row's notes), not the paper's"
+            )
+        return prompt, output
     raise NotPredictable("input/output lengths (or a dataset with published lengths) not stated")
 
 
@@ -314,6 +362,12 @@ def _deployment(
             raise NotPredictable("fixed batch without a batch size")
         dep["max_num_seqs"] = w.batch_size
     settings = _engine_settings(row)
+    if vllm := _vllm_settings(row):
+        dep.update(vllm)
+        out.notes.append(
+            "vLLM flags from the row's notes: "
+            + ", ".join(f"{k}={v}" for k, v in sorted(vllm.items()))
+        )
     if "sglang_mem_fraction" in settings:
         # SGLang's mem_fraction_static: the share of memory for weights and KV cache
         dep["memory_utilization"] = settings["sglang_mem_fraction"]

@@ -133,6 +133,9 @@ class Workload(_Strict):
     request_rate_per_s: float | None = Field(default=None, gt=0)
     concurrency: int | None = Field(default=None, gt=0)
     num_requests: int | None = Field(default=None, gt=0)
+    # mean output length of a variable-length dataset run, when the source's own numbers give
+    # it (e.g. output token throughput / request throughput of the same run); notes say how
+    mean_output_len_tokens: float | None = Field(default=None, gt=0)
 
 
 class PublishedRow(_Strict):
