@@ -5,3 +5,23 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=30, deadline=None)
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# Slower than about a second each on 2 cores, or driving a browser / a notebook kernel / a Ray
+# cluster: left out of the contributor loop (`pytest -m "not slow"`), always run by .ci/run.
+SLOW = (
+    "test_planner.py::test_ray_path_matches_local",
+    "test_web.py::test_the_page_plans_in_a_browser",
+    "test_tables.py::test_the_example_notebook_runs_without_errors",
+    "test_validation_fit.py",
+    "test_validation_cli.py",
+    "test_fuzz_inputs.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    for item in items:
+        if any(key in item.nodeid for key in SLOW):
+            item.add_marker(pytest.mark.slow)
