@@ -131,16 +131,23 @@ def load_hardware(ref: str | Path | HardwareProfile) -> HardwareProfile:
 
 
 def load_model_profile(ref: str | Path | ModelProfile, check: Check | None = None) -> ModelProfile:
-    """A shipped model id, a YAML path, or a Hugging Face ``config.json`` path (no network),
+    """A shipped model id, a YAML path, a Hugging Face ``config.json`` path, or a Hub
+    repository id (``owner/name``, through huggingface_hub: :mod:`hwsim.profiles.hf_hub`),
     validated as data; ``check`` runs on the profile (errors name the file). Most callers want
     :func:`hwsim.model.load.load_model`, which checks the layers too."""
     if isinstance(ref, ModelProfile):
         return ref
     ref = str(ref)
-    if ref.endswith(".json"):
-        from hwsim.profiles.hf_config import model_from_hf_config
+    hub = False
+    if ref not in shipped_ids("model"):
+        from hwsim.profiles.hf_hub import looks_like_repo_id
 
-        profile = model_from_hf_config(ref)
+        hub = looks_like_repo_id(ref)
+    if ref.endswith(".json") or hub:
+        from hwsim.profiles.hf_config import model_from_hf_config
+        from hwsim.profiles.hf_hub import model_from_hub
+
+        profile = model_from_hub(ref) if hub else model_from_hf_config(ref)
         if check is not None:
             try:
                 check(profile)
