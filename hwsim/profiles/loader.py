@@ -139,7 +139,7 @@ def load_model_profile(ref: str | Path | ModelProfile, check: Check | None = Non
         return ref
     ref = str(ref)
     hub = False
-    if ref not in shipped_ids("model"):
+    if "/" in ref:  # shipped ids have no slash: only owner/name strings can be a Hub repository
         from hwsim.profiles.hf_hub import looks_like_repo_id
 
         hub = looks_like_repo_id(ref)
