@@ -223,17 +223,23 @@ def _common_notes(engine: Engine, t: LaunchTarget) -> list[str]:
     return notes + list(t.notes)
 
 
+def _dtype_args(engine: Engine, t: LaunchTarget) -> list[str]:
+    """--dtype (and --quantization fp8 for fp8 weights), the same flags in vLLM and SGLang;
+    int8/int4 weights come pre-quantised in the checkpoint, so only --dtype is set."""
+    s = t.spec
+    if s.weight_dtype == "fp8":
+        return ["--dtype", _act_dtype(engine, t), "--quantization", "fp8"]
+    if s.weight_dtype in PREQUANTISED:
+        return ["--dtype", _act_dtype(engine, t)]
+    return ["--dtype", _unquantised_dtype(engine, t)]
+
+
 def vllm_command(t: LaunchTarget) -> EngineCommand:
     engine = ENGINES["vllm"]
     s = t.spec
     argv = [*engine.entry, t.model_id]
     argv += ["--tensor-parallel-size", str(s.tp), "--pipeline-parallel-size", str(s.pp)]
-    if s.weight_dtype == "fp8":
-        argv += ["--dtype", _act_dtype(engine, t), "--quantization", "fp8"]
-    elif s.weight_dtype in PREQUANTISED:
-        argv += ["--dtype", _act_dtype(engine, t)]
-    else:
-        argv += ["--dtype", _unquantised_dtype(engine, t)]
+    argv += _dtype_args(engine, t)
     kv_allowed = "auto (the model dtype), fp8, fp8_e5m2, fp8_e4m3"
     if s.kv_dtype == "fp8":
         argv += ["--kv-cache-dtype", "fp8"]
@@ -263,12 +269,7 @@ def sglang_command(t: LaunchTarget) -> EngineCommand:
     s = t.spec
     argv = [*engine.entry, "--model-path", t.model_id]
     argv += ["--tp-size", str(s.tp), "--pp-size", str(s.pp)]
-    if s.weight_dtype == "fp8":
-        argv += ["--dtype", _act_dtype(engine, t), "--quantization", "fp8"]
-    elif s.weight_dtype in PREQUANTISED:
-        argv += ["--dtype", _act_dtype(engine, t)]
-    else:
-        argv += ["--dtype", _unquantised_dtype(engine, t)]
+    argv += _dtype_args(engine, t)
     kv_allowed = "auto (the model dtype), fp8_e5m2, fp8_e4m3"
     if s.kv_dtype == "fp8":
         argv += ["--kv-cache-dtype", "fp8_e4m3"]  # OCP FP8 E4M3, the format hwsim's fp8 means

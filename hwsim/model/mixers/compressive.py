@@ -48,11 +48,11 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hwsim.model.forward import Forward
-from hwsim.model.mixers.attention import AttentionMixer
 from hwsim.model.mixers.base import register
+from hwsim.model.mixers.memory_base import DecoderMemoryMixer
 from hwsim.model.ops import Op
 from hwsim.profiles.model import ModelProfile
 
@@ -62,7 +62,7 @@ def _ceil_div(a: np.ndarray, c: float) -> np.ndarray:
 
 
 @register
-class CompressiveAttention(AttentionMixer):
+class CompressiveAttention(DecoderMemoryMixer):
     kind_name: ClassVar[str] = "compressive"
     memory: int = Field(ge=1, description="n_m, recent tokens kept raw, the query included")
     compressed_memory: int = Field(ge=0, description="n_cm, compressed slots kept")
@@ -70,18 +70,6 @@ class CompressiveAttention(AttentionMixer):
     compression: Literal["conv", "mean"] = Field(
         default="conv", description="f_c: 1D conv (kernel = stride = c) or mean pooling"
     )
-
-    @field_validator("causal")
-    @classmethod
-    def _causal(cls, v: bool) -> bool:
-        if not v:
-            raise ValueError("'compressive' attention is causal only (set causal: true)")
-        return v
-
-    def check_model(self, model: ModelProfile) -> None:
-        super().check_model(model)
-        if model.architecture != "decoder":
-            raise ValueError(f"mixer {self.kind!r} needs a decoder (a causal cache)")
 
     @property
     def cache_tokens(self) -> int:

@@ -46,35 +46,23 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hwsim.model.forward import Forward
-from hwsim.model.mixers.attention import AttentionMixer
 from hwsim.model.mixers.base import register
+from hwsim.model.mixers.memory_base import DecoderMemoryMixer
 from hwsim.model.ops import Op
 from hwsim.profiles.model import ModelProfile
 
 
 @register
-class InfiniAttention(AttentionMixer):
+class InfiniAttention(DecoderMemoryMixer):
     kind_name: ClassVar[str] = "infini"
     segment: int = Field(ge=1, description="N, tokens per segment (local attention span)")
     update: Literal["linear", "delta"] = Field(
         default="delta", description="memory update rule (the paper's Linear or Linear + Delta)"
     )
     state_dtype_bits: int = Field(default=32, ge=1, description="M and z storage, 32 = fp32")
-
-    @field_validator("causal")
-    @classmethod
-    def _causal(cls, v: bool) -> bool:
-        if not v:
-            raise ValueError("'infini' attention is causal only (set causal: true)")
-        return v
-
-    def check_model(self, model: ModelProfile) -> None:
-        super().check_model(model)
-        if model.architecture != "decoder":
-            raise ValueError(f"mixer {self.kind!r} needs a decoder (a causal cache)")
 
     # -- counting --------------------------------------------------------------------------
     def pairs_per_head(self, n):

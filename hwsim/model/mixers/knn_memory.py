@@ -39,17 +39,17 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hwsim.model.forward import Forward
-from hwsim.model.mixers.attention import AttentionMixer
 from hwsim.model.mixers.base import register
+from hwsim.model.mixers.memory_base import DecoderMemoryMixer
 from hwsim.model.ops import Op
 from hwsim.profiles.model import ModelProfile
 
 
 @register
-class KnnMemoryAttention(AttentionMixer):
+class KnnMemoryAttention(DecoderMemoryMixer):
     kind_name: ClassVar[str] = "knn_memory"
     window: int = Field(ge=1, description="w, local keys, the query included")
     top_k: int = Field(default=32, ge=1, description="keys retrieved per query and head")
@@ -60,18 +60,6 @@ class KnnMemoryAttention(AttentionMixer):
     scan_fraction: float = Field(
         default=1.0, gt=0.0, le=1.0, description="share of entries a search scores (1: exact)"
     )
-
-    @field_validator("causal")
-    @classmethod
-    def _causal(cls, v: bool) -> bool:
-        if not v:
-            raise ValueError("'knn_memory' attention is causal only (set causal: true)")
-        return v
-
-    def check_model(self, model: ModelProfile) -> None:
-        super().check_model(model)
-        if model.architecture != "decoder":
-            raise ValueError(f"mixer {self.kind!r} needs a decoder (a causal cache)")
 
     # -- counting --------------------------------------------------------------------------
     def entries(self, context) -> np.ndarray:

@@ -37,32 +37,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from hwsim.model.forward import Forward
-from hwsim.model.mixers.attention import AttentionMixer
 from hwsim.model.mixers.base import register
+from hwsim.model.mixers.memory_base import DecoderMemoryMixer
 from hwsim.model.ops import Op
-from hwsim.profiles.model import ModelProfile
 
 
 @register
-class MemoryTokenAttention(AttentionMixer):
+class MemoryTokenAttention(DecoderMemoryMixer):
     kind_name: ClassVar[str] = "memory_tokens"
     segment: int = Field(ge=1, description="s, real tokens per segment")
     memory_tokens: int = Field(ge=1, description="m, memory tokens carried between segments")
-
-    @field_validator("causal")
-    @classmethod
-    def _causal(cls, v: bool) -> bool:
-        if not v:
-            raise ValueError("'memory_tokens' is the causal (decoder) RMT only (causal: true)")
-        return v
-
-    def check_model(self, model: ModelProfile) -> None:
-        super().check_model(model)
-        if model.architecture != "decoder":
-            raise ValueError(f"mixer {self.kind!r} needs a decoder (a causal cache)")
 
     # -- counting --------------------------------------------------------------------------
     def pairs_per_head(self, n):
