@@ -34,7 +34,11 @@ Each row is priced through hwsim's public paths, for exactly the workload the ro
   t = 0 (a trace).
   The vLLM launch flags a row's notes quote (``--kv-cache-dtype``, ``--gpu-memory-utilization``,
   ``--max-num-batched-tokens``, ``--max-num-seqs``, ``--enable-chunked-prefill``) become the
-  matching deployment settings. A ShareGPT row prices fixed lengths at the paper's means
+  matching deployment settings. The row's engine picks the deployment's ``runtime:`` section
+  (:mod:`hwsim.profiles.runtime`: multi-step scheduling, host overheads, CUDA graphs, each
+  engine's sourced defaults); the runtime flags its notes quote for that engine
+  (vLLM ``--num-scheduler-steps``, ``--enforce-eager``; SGLang ``--disable-cuda-graph``)
+  override the defaults. A ShareGPT row prices fixed lengths at the paper's means
   below, except that a row's ``mean_output_len_tokens`` (the run's own mean, from the
   source's numbers) replaces the output mean.
   At most ``max_requests`` requests (default 1000) are simulated per row. The metrics follow
@@ -317,6 +321,41 @@ def _vllm_settings(row: PublishedRow) -> dict[str, Any]:
     return out
 
 
+# The row's engine -> hwsim's runtime model (hwsim.profiles.runtime: each engine's defaults,
+# every one with its source); the flags a row's notes quote for its own engine override them.
+_RUNTIME_ENGINES = {"vLLM": "vllm", "SGLang": "sglang", "TensorRT-LLM": "trtllm"}
+_RUNTIME_FLAGS = {
+    "vLLM": {
+        "num_scheduler_steps": r"--num-scheduler-steps[\s=]+(\d+)",
+        "cuda_graphs": r"(--enforce-eager)\b",  # eager mode: no CUDA graphs
+    },
+    "SGLang": {"cuda_graphs": r"(--disable-cuda-graph)\b"},
+}
+
+
+def _runtime(row: PublishedRow, out: Prediction) -> dict[str, Any]:
+    """The ``runtime:`` section for the row: its engine's defaults, with the runtime flags the
+    row's notes quote for that engine (a note naming another engine's flag is skipped: only
+    the row's own engine's flags are looked for)."""
+    engine = _RUNTIME_ENGINES.get(row.engine or "")
+    if engine is None:
+        return {}
+    runtime: dict[str, Any] = {"engine": engine}
+    notes = row.notes or ""
+    for name, pattern in _RUNTIME_FLAGS.get(row.engine or "", {}).items():
+        m = re.search(pattern, notes)
+        if m is None:
+            continue
+        runtime[name] = int(m.group(1)) if name == "num_scheduler_steps" else False
+    stated = {k: v for k, v in runtime.items() if k != "engine"}
+    out.notes.append(
+        f"runtime: {engine} defaults"
+        + (" with " + ", ".join(f"{k}={v}" for k, v in sorted(stated.items())) if stated else "")
+        + " (hwsim.profiles.runtime)"
+    )
+    return runtime
+
+
 def _model(row: PublishedRow, out: Prediction) -> str:
     if row.model_profile:
         return row.model_profile
@@ -384,6 +423,8 @@ def _deployment(
             f"TensorRT-LLM kv_cache_free_gpu_mem_fraction {f} -> memory_utilization "
             f"{dep['memory_utilization']:.3f}"
         )
+    if runtime := _runtime(row, out):
+        dep["runtime"] = runtime
     return dep
 
 

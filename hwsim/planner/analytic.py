@@ -12,6 +12,14 @@ exponential tail for the wait, P(wait > t) = rho exp(-rho t / W), so that
 wait_q = (W / rho) ln(rho / (1 - q)) when rho > 1 - q, else 0.
 The planner takes the largest b that meets every SLO and fits in memory, then sizes
 replicas = ceil(peak / (lambda(b) (1 - headroom))).
+
+The engine runtime (``DeploymentSpec.runtime``, :mod:`hwsim.profiles.runtime`): with CUDA
+graphs a decode step drops its per-kernel launch overhead; the host overhead h of a scheduling
+decision is paid once per k = ``num_scheduler_steps`` steps, t_dec = kernels + h / k (without
+chunked prefill a prefill iteration is a decision of its own: t_pf + h). For k > 1 a new
+request waits for the running block to end, ~k t_dec / 2 on average (an iteration with prefill
+tokens is a block of its own, so its first token comes out at its end). Every TTFT adds the
+per-request overhead (HTTP, tokenization).
 """
 
 from __future__ import annotations
@@ -24,9 +32,12 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.inference.capacity import free_bytes_for_cache, max_batch
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import decode_step_cost, prefill_cost, pricing_label
+from hwsim.inference.engine import decode_step_cost, make_forward, prefill_cost, pricing_label
 from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+from hwsim.model.graph import forward_ops
 from hwsim.planner.spec import Candidate
+from hwsim.planner.step_fit import CONTEXT_QUANTUM
+from hwsim.planner.step_model import launch_overhead_s
 from hwsim.profiles.scenario import SLO
 
 
@@ -119,13 +130,50 @@ def prefill_wait_quantile_s(rho, t_pf: float, scv: float, q: float) -> np.ndarra
     return np.where(rho > tail, wait, 0.0)
 
 
+@dataclass(frozen=True)
+class RuntimeTerms:
+    """What the deployment's engine runtime adds to the analytic times (module docstring)."""
+
+    graph_saving_s: float  # per decode step, with CUDA graphs
+    decode_overhead_s: float  # per decode step: h / k
+    prefill_overhead_s: float  # per prefill: h without chunked prefill, else 0
+    steps: int  # k
+    chunked: bool
+    request_overhead_s: float
+
+    def decode_step_s(self, kernels_s):
+        """A decode step as the engine runs it: its kernels (less the launches a graph
+        replay saves) plus its share of the host overhead."""
+        return kernels_s - self.graph_saving_s + self.decode_overhead_s
+
+    def ttft_extra_s(self, t_dec):
+        """Added to the TTFT: the mean wait for a block boundary (k > 1) and the per-request
+        overhead."""
+        extra = self.request_overhead_s
+        if self.steps > 1:
+            extra = extra + self.steps * t_dec / 2
+        return extra
+
+
+def runtime_terms(dep: Deployment) -> RuntimeTerms:
+    rt = dep.spec.runtime
+    saving = 0.0
+    if rt.cuda_graphs:
+        ops = forward_ops(make_forward(dep, "decode", 1.0, 1.0, float(CONTEXT_QUANTUM)), dep.pp)
+        saving = launch_overhead_s(dep.hardware, ops)
+    h, k, chunked = rt.iteration_overhead_s, rt.num_scheduler_steps, dep.spec.chunked_prefill
+    return RuntimeTerms(saving, h / k, 0.0 if chunked else h, k, chunked, rt.request_overhead_s)
+
+
 def _steady_state(
     dep: Deployment, cand: Candidate, work: Workload, slo: SLO, price: float, weights: float
 ) -> CandidateResult:
     g = work.output_mean
-    t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s)
-    t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s)
-    t_pf_p99 = float(prefill_cost(dep, 1.0, work.prompt_p99 or work.prompt_p95).time_s)
+    rt = runtime_terms(dep)
+    pf = rt.prefill_overhead_s
+    t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s) + pf
+    t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s) + pf
+    t_pf_p99 = float(prefill_cost(dep, 1.0, work.prompt_p99 or work.prompt_p95).time_s) + pf
     context = work.prompt_mean + g
     free = free_bytes_for_cache(dep, min(work.prompt_p95, dep.spec.max_num_batched_tokens), weights)
     by_memory = int(max_batch(dep, context, free))
@@ -143,15 +191,18 @@ def _steady_state(
         base.reason = f"KV cache for one {context:.0f}-token sequence does not fit"
         return base
     if g == 0:
-        return _prefill_only(dep, work, slo, base, (t_pf, t_pf_p95, t_pf_p99))
+        h = rt.decode_overhead_s * rt.steps if rt.chunked else 0.0  # every prefill decides
+        t_pfs = (t_pf + h, t_pf_p95 + h, t_pf_p99 + h)
+        return _prefill_only(dep, work, slo, base, t_pfs, rt.request_overhead_s)
     b = np.arange(1, limit + 1, dtype=float)
     step = decode_step_cost(dep, b, work.prompt_mean + g / 2)
-    t_dec = step.time_s
+    t_dec = rt.decode_step_s(step.time_s)
     lam = b / (g * t_dec + b * t_pf)
     rho = lam * t_pf
     tpot = t_dec / (1 - rho)
-    ttft = t_pf_p95 + t_dec + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
-    ttft_p99 = t_pf_p99 + t_dec + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
+    extra = rt.ttft_extra_s(t_dec)
+    ttft = t_pf_p95 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
+    ttft_p99 = t_pf_p99 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
     e2e = ttft + (g - 1) * tpot
     checks = {
         "tpot_p95": (slo.tpot_p95_s, tpot),
@@ -181,10 +232,11 @@ def _steady_state(
     tokens_per_hour = work.peak_rate_per_s * g * 3600
     load = work.peak_rate_per_s / replicas  # what each replica actually serves at the peak
     mean_wait = rho * t_pf * (1.0 + work.prefill_scv) / (2.0 * (1.0 - rho))  # P-K mean
-    e2e_mean = t_pf + t_dec + mean_wait + (g - 1) * tpot
+    e2e_mean = t_pf + t_dec + extra + mean_wait + (g - 1) * tpot
     curves = {"ttft": ttft, "tpot": tpot, "e2e_mean": e2e_mean}
     if step.band_s is not None:
-        curves |= {"tpot_low": step.band_s[0] / (1 - rho), "tpot_high": step.band_s[1] / (1 - rho)}
+        low, high = (rt.decode_step_s(x) for x in step.band_s)
+        curves |= {"tpot_low": low / (1 - rho), "tpot_high": high / (1 - rho)}
     at_load = {k: float(np.interp(load, lam, v)) for k, v in curves.items()}
     return CandidateResult(
         cand,
@@ -218,7 +270,12 @@ PREFILL_ONLY_LOADS = np.linspace(0.005, 0.995, 199)  # prefill server utilisatio
 
 
 def _prefill_only(
-    dep: Deployment, work: Workload, slo: SLO, base: CandidateResult, t_pfs: tuple
+    dep: Deployment,
+    work: Workload,
+    slo: SLO,
+    base: CandidateResult,
+    t_pfs: tuple,
+    ttft_extra_s: float = 0.0,
 ) -> CandidateResult:
     """No output tokens (embedding, scoring, reranking, an encoder): a request is one prefill,
     so a replica is the M/G/1 prefill server alone (module docstring): lambda = rho / t_pf,
@@ -227,8 +284,8 @@ def _prefill_only(
     t_pf, t_pf_p95, t_pf_p99 = t_pfs
     rho = PREFILL_ONLY_LOADS
     lam = rho / t_pf
-    ttft = t_pf_p95 + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
-    ttft_p99 = t_pf_p99 + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
+    ttft = t_pf_p95 + ttft_extra_s + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
+    ttft_p99 = t_pf_p99 + ttft_extra_s + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
     checks = {
         "ttft_p95": (slo.ttft_p95_s, ttft),
         "ttft_p99": (slo.ttft_p99_s, ttft_p99),

@@ -363,6 +363,10 @@ def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfi
         kv_tokens = 1e12
     engine = {k: v for k, v in d.model_dump().items() if k in SchedulerConfig.model_fields}
     engine["max_num_batched_tokens"] = max(d.max_num_batched_tokens, d.max_num_seqs)
+    rt = d.runtime  # the engine runtime the simulator applies (hwsim.profiles.runtime)
+    engine["num_scheduler_steps"] = rt.num_scheduler_steps
+    engine["iteration_overhead_s"] = rt.iteration_overhead_s
+    engine["request_overhead_s"] = rt.request_overhead_s
     return SchedulerConfig(
         kv_capacity_tokens=int(kv_tokens), block_size_tokens=serving.block_size_tokens, **engine
     )

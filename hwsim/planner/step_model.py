@@ -25,6 +25,7 @@ from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_pe
 from hwsim.model.ffn import expected_distinct_experts
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
+from hwsim.perf.corrections import side_factors
 from hwsim.perf.roofline import time_op
 from hwsim.planner.compiled_step import FastPricer
 from hwsim.planner.step_fit import CONTEXT_QUANTUM, SUMMED
@@ -33,15 +34,40 @@ _INT64 = np.dtype(np.int64)
 _ONES: dict[int, bytes] = {}  # size -> bytes of that many int64 ones
 
 
+def launch_overhead_s(hw, ops) -> float:
+    """The per-kernel launch overhead ``time_op`` adds to ``ops`` (kernels x the efficiency
+    curve's ``launch_overhead_s``, with a calibrated profile's overhead correction), summed
+    over all their executions: what a CUDA-graph replay of them does not pay."""
+    total = 0.0
+    for op in ops:
+        if op.op_class == "communication":
+            continue
+        launch = hw.efficiency.for_class(op.op_class).launch_overhead_s
+        if launch:
+            total += float(np.sum(op.count * op.kernels * launch * side_factors(hw, op)[2]))
+    return total
+
+
 class EngineStepModel:
     """``iteration_time_s(new_tokens, context_after)`` for one deployment (one replica).
 
-    ``fast=False`` prices every iteration by the reference (the op builders and ``time_op``)."""
+    ``fast=False`` prices every iteration by the reference (the op builders and ``time_op``).
+    With the deployment's ``runtime.cuda_graphs`` a decode-only iteration is priced without
+    its per-kernel launch overhead (:func:`launch_overhead_s`; a graph replay launches the
+    step once); iterations with prefill tokens keep it. The runtime's host overheads are the
+    simulator's (:class:`~hwsim.serving.scheduler.SchedulerConfig`), not this model's."""
 
     def __init__(self, dep: Deployment, *, fast: bool = True):
         self.dep = dep
         self._decode_ops = lru_cache(maxsize=65536)(self._decode_ops_uncached)
         self._decode_time = lru_cache(maxsize=65536)(self._decode_time_uncached)
+        # decode-only iterations under CUDA graphs skip this (the same for every batch and
+        # context: the decode op list's kernels do not change with them)
+        self.graph_saving_s = 0.0
+        if dep.spec.runtime.cuda_graphs:
+            self.graph_saving_s = launch_overhead_s(
+                dep.hardware, self._decode_ops(1, float(CONTEXT_QUANTUM))
+            )
         self._fast: FastPricer | None = None
         self.fast_path_note = "reference only (fast=False)"
         if fast:
@@ -87,7 +113,7 @@ class EngineStepModel:
             t = fast.decode_only.get((size, q))
             if t is None:
                 t = fast.decode_only_time_s(size, q)
-            return t
+            return t - self.graph_saving_s
         idx = (new != 1).nonzero()[0]
         chunk_new: list[int] = new[idx].tolist()
         chunk_ctx: list[int] = ctx[idx].tolist()
@@ -116,7 +142,7 @@ class EngineStepModel:
             mean_ctx = float(ctx[decoding].mean())
             quantised = max(CONTEXT_QUANTUM, round(mean_ctx / CONTEXT_QUANTUM) * CONTEXT_QUANTUM)
             if n_dec == new.size:
-                return self._decode_time(n_dec, quantised)
+                return self._decode_time(n_dec, quantised) - self.graph_saving_s
             parts.append(self._decode_ops(n_dec, quantised))
         if n_dec < new.size:
             fw = make_forward(self.dep, "prefill", 1.0, new[~decoding], ctx[~decoding])

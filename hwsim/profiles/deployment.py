@@ -1,10 +1,12 @@
 """How a model is deployed, as one frozen, validated object: :class:`DeploymentSpec`.
 
 Everything except the model and the hardware: the parallel layout, the dtypes, the attention
-implementation, the share of device memory the engine may use and the engine's batching
-settings. A scenario holds one (:attr:`hwsim.profiles.scenario.Scenario.deployment`), every
-planner candidate carries one, and :func:`hwsim.inference.deployment.make_deployment` resolves
-one against a model and a device. Python keyword arguments and CLI flags become a spec in one
+implementation, the share of device memory the engine may use, the engine's batching settings
+and the engine runtime around the kernels (``runtime``,
+:class:`~hwsim.profiles.runtime.RuntimeSpec`). A scenario holds one
+(:attr:`hwsim.profiles.scenario.Scenario.deployment`), every planner candidate carries one,
+and :func:`hwsim.inference.deployment.make_deployment` resolves one against a model and a
+device. Python keyword arguments and CLI flags become a spec in one
 place, :meth:`DeploymentSpec.from_settings`.
 """
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from hwsim.dtypes import activation_dtype, kv_dtype, weight_dtype
 from hwsim.errors import HwsimError, InfeasibleError
+from hwsim.profiles.runtime import RuntimeSpec
 from hwsim.profiles.sourced import STRICT
 
 DEFAULT_MEMORY_UTILIZATION = 0.9  # vLLM's default gpu_memory_utilization
@@ -51,6 +54,11 @@ class DeploymentSpec(BaseModel):
     )
     prefix_caching: bool = Field(
         default=False, description="skip the prefill of a prompt prefix already in KV"
+    )
+    runtime: RuntimeSpec = Field(
+        default_factory=RuntimeSpec,
+        description="the engine runtime: multi-step scheduling, host overheads, CUDA graphs "
+        "(hwsim.profiles.runtime; default: kernels only)",
     )
 
     @field_validator("weight_dtype")

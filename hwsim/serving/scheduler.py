@@ -20,6 +20,23 @@ freed and it goes to the head of the waiting queue. Its generated tokens are kep
 re-prefilled with the prompt when it resumes (prompt + generated tokens, all recomputed: the
 prefix cache is assumed not to survive preemption).
 
+Multi-step scheduling (``num_scheduler_steps`` k > 1, vLLM ``--num-scheduler-steps``): one
+scheduling decision runs a *block* of up to k iterations. The policy schedules the block's first
+iteration as usual (admissions, prefill chunks, decodes); if it is decodes only, the other
+k - 1 are decode-only iterations of the same sequences, so new requests are admitted only at
+block boundaries. A first iteration with prefill tokens is a block of one iteration, as vLLM
+0.6's multi-step does ("Force Single Step: We force single step when there are prefill
+requests in a batch", github.com/vllm-project/vllm/pull/7000; later versions run the rest of
+the block as decodes). Everything a block produces comes out at its end: the tokens of its k
+decode steps (all at the block's end time), the first tokens of the prefills it finished, the
+requests that finished during it (they leave the batch at their last token, but are reported
+finished, and a closed-loop client sends its next request, at the block's end). A block ends
+early if no decode is left in it. ``iteration_overhead_s`` (host time per scheduling decision)
+is added to the first iteration of every block, so multi-step pays it once per k steps. A
+request reaches the engine ``request_overhead_s`` after it is sent (HTTP, tokenization): its
+arrival stays the send time, so its TTFT includes the overhead. k = 1 with no overheads is
+iteration-level scheduling.
+
 Rejection: a request that could never complete even alone is rejected up front: KV blocks for
 prompt + output tokens + 1 headroom block exceed the capacity ("kv_capacity"), or, under a
 policy without chunked prefill, its prompt (less any cached prefix) exceeds the token budget
@@ -55,6 +72,12 @@ class SchedulerConfig(BaseModel):
     policy: str | None = None
     prefix_caching: bool = False
     preemption_mode: Literal["recompute"] = "recompute"
+    # The engine runtime (a deployment's ``runtime:``, hwsim.profiles.runtime), see the module
+    # doc: decode steps per scheduling decision, host seconds per decision, seconds before a
+    # request reaches the engine. The defaults are iteration-level scheduling, no overheads.
+    num_scheduler_steps: int = Field(default=1, ge=1)
+    iteration_overhead_s: float = Field(default=0.0, ge=0)
+    request_overhead_s: float = Field(default=0.0, ge=0)
 
     @field_validator("policy")
     @classmethod

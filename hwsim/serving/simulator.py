@@ -9,6 +9,13 @@ the rules all policies share are in :mod:`hwsim.serving.scheduler`. Deterministi
 requests, model and config give the same result (no randomness inside; seeds live in the
 traffic sampler).
 
+Engine runtime (:mod:`hwsim.serving.scheduler`): with ``num_scheduler_steps`` k > 1 one
+scheduling decision runs a block of up to k iterations (the policy schedules the first, the
+rest decode the running sequences; a first iteration with prefill tokens is a block of its own)
+and everything the block produces (tokens, first tokens,
+finishes) comes out at the block's end; ``iteration_overhead_s`` is added to each block's first
+iteration and a request reaches the engine ``request_overhead_s`` after it is sent.
+
 Token accounting (vLLM): the iteration that finishes a sequence's prefill also emits its
 first output token (at the iteration's end, which is its first_token_s). That token enters
 the KV cache in the next iteration, a decode, which processes 1 new token and emits the next.
@@ -216,16 +223,31 @@ class _Engine:
             self.waiting.appendleft(r)
         return need
 
-    def pop_finished(self, t_end: float) -> None:
+    def pop_finished(self, t_end: float, held: list[int] | None = None) -> None:
+        """Take the sequences whose last decode step has run out of the batch; report them
+        finished at ``t_end``, or, inside a multi-step block, append them to ``held`` (they
+        are reported at the block's end, :meth:`release_held`)."""
         heap, epoch, step = self.finish_heap, self.epoch, self.step
         while heap and heap[0][0] <= step:
             _, r, ep = heapq.heappop(heap)
             if ep == epoch[r]:
                 self.remove_decoding(r)
+                if held is not None:
+                    held.append(r)
+                    continue
                 self.finish_s[r] = t_end
                 self.n_finished += 1
                 if self.pool is not None:
                     self.pool.finished(r, t_end)
+
+    def release_held(self, held: list[int], t_end: float) -> None:
+        """Report the requests that finished inside a multi-step block, at its end."""
+        for r in held:
+            self.finish_s[r] = t_end
+            self.n_finished += 1
+            if self.pool is not None:
+                self.pool.finished(r, t_end)
+        held.clear()
 
     # --- main loop ----------------------------------------------------------------------
     def run(self, monitor: OverloadMonitor | None = None) -> SimulationResult:
@@ -252,26 +274,51 @@ class _Engine:
         step_end_l: list[float] = []  # end time of each decode step
         step_end = step_end_l.append
         nxt = 0
+        # The engine runtime (scheduler module doc): k decode steps per scheduling decision,
+        # host time per decision, the delay before a sent request reaches the engine.
+        k = cfg.num_scheduler_steps
+        overhead = cfg.iteration_overhead_s
+        delay = cfg.request_overhead_s
+        block_left = 0  # decode-only iterations still to run in the current block
+        block_first_step = 0  # index in step_end_l of the block's first decode step
+        held: list[int] = []  # finished inside the block, reported at its end
+        deciding = True  # this iteration is a block's first (a scheduling decision)
         while True:
             t = self.t
-            while arrivals[nxt] <= t:
+            while arrivals[nxt] + delay <= t:
                 waiting.append(order[nxt])
                 nxt += 1
-            if not (self.n_dec or prefilling or waiting):
-                if nxt >= n_servable:
-                    break
-                self.t = arrivals[nxt]
-                continue
             n_waiting = len(waiting)
-            n_sched, tokens, n_dec, n_pf = schedule(self, new_buf, ctx_buf)
-            if n_sched == 0:
-                raise HwsimError(
-                    f"serving simulator stalled: policy {policy.name!r} scheduled nothing "
-                    "while work is pending (a bug in the policy)"
-                )
+            if block_left == 0:  # a scheduling decision: the policy's choice
+                if not (self.n_dec or prefilling or waiting):
+                    if nxt >= n_servable:
+                        break
+                    self.t = arrivals[nxt] + delay
+                    continue
+                n_sched, tokens, n_dec, n_pf = schedule(self, new_buf, ctx_buf)
+                if n_sched == 0:
+                    raise HwsimError(
+                        f"serving simulator stalled: policy {policy.name!r} scheduled nothing "
+                        "while work is pending (a bug in the policy)"
+                    )
+                block_first_step = len(step_end_l)
+                # a batch with prefill tokens runs a single step (vLLM's multi-step)
+                block_left = k - 1 if n_dec and not n_pf else 0
+                deciding = True
+            else:  # inside a multi-step block: the running decodes only
+                n_dec = n_sched = tokens = self.schedule_decodes(ctx_buf) if self.n_dec else 0
+                n_pf = 0
+                block_left -= 1
+                deciding = False
+                if n_dec == 0:  # every decode was preempted: the block ends here
+                    block_left = 0
+                    self._end_block(block_first_step, step_end_l, held, t)
+                    continue
             dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
             if not 0.0 < dt < math.inf:
                 raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
+            if overhead and deciding:
+                dt += overhead  # host time, once per scheduling decision
             t_end = t + dt
             self.t = t_end
             t_start_l.append(t)
@@ -285,9 +332,17 @@ class _Engine:
                 step_end(t_end)
             if n_pf:
                 new_buf[n_dec:n_sched] = 1  # restore decode entries for the next iteration
-                self._complete_prefills(t_end)
-            if n_dec and self.finish_heap and self.finish_heap[0][0] <= self.step:
-                self.pop_finished(t_end)
+            if k == 1:
+                if n_pf:
+                    self._complete_prefills(t_end)
+                if n_dec and self.finish_heap and self.finish_heap[0][0] <= self.step:
+                    self.pop_finished(t_end)
+            else:
+                if n_dec and self.finish_heap and self.finish_heap[0][0] <= self.step:
+                    self.pop_finished(t_end, held)
+                if block_left == 0 or not self.n_dec:
+                    block_left = 0
+                    self._end_block(block_first_step, step_end_l, held, t_end)
             if monitor is not None and nxt >= next_check:
                 next_check += step
                 overload = monitor.sample(t_end, nxt, self.n_finished, len(waiting))
@@ -329,6 +384,18 @@ class _Engine:
             self.used += need
             np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
         return n_dec
+
+    def _end_block(
+        self, first_step: int, step_end_s: list[float], held: list[int], t_end: float
+    ) -> None:
+        """End of a multi-step block at ``t_end``: its tokens, its prefills' first tokens
+        and its finished requests all come out now."""
+        for i in range(first_step, len(step_end_s)):
+            step_end_s[i] = t_end
+        if self.prefilling:
+            self._complete_prefills(t_end)
+        if held:
+            self.release_held(held, t_end)
 
     def _complete_prefills(self, t_end: float) -> None:
         prefilling = self.prefilling

@@ -1,0 +1,179 @@
+"""The serving engine's runtime around the kernels: :class:`RuntimeSpec`, the ``runtime:``
+section of a deployment (``DeploymentSpec.runtime``).
+
+hwsim prices an engine iteration as its kernels (:mod:`hwsim.perf.roofline`). A production
+engine adds host work around them, and vLLM's multi-step scheduling changes when requests are
+admitted and tokens returned. The fields:
+
+``engine``
+    ``vllm`` | ``sglang`` | ``trtllm`` | ``generic`` (default): picks the defaults below.
+    ``generic`` is hwsim's kernel-only model: no runtime effect at all.
+``num_scheduler_steps``
+    k >= 1 (vLLM ``--num-scheduler-steps``): decode steps run per scheduling decision. New
+    prefills are admitted only at block boundaries, the tokens of a block come out at its end
+    (inter-token latency in bursts of k) and the iteration overhead is paid once per block
+    (:mod:`hwsim.serving.simulator`). 1 is today's iteration-level scheduling.
+``iteration_overhead_s``
+    host time (scheduling, input preparation, sampling output to Python, detokenization) per
+    scheduling decision that the GPU waits for, added to the step time once per block.
+``request_overhead_s``
+    fixed latency per request before it reaches the engine (HTTP, tokenization): added to
+    every request's TTFT (the request enters the queue that much later).
+``cuda_graphs``
+    True: decode-only iterations replay a captured CUDA graph, so the per-kernel launch
+    overhead of the hardware profile (``launch_overhead_s`` x kernels, :func:`time_op`) is
+    not paid in them; iterations with prefill tokens still are (engines capture decode
+    batches only). False: every iteration pays it (today's model).
+
+A field left out takes the engine's default (:data:`ENGINE_DEFAULTS`); every default names its
+source. Where no source publishes a number the default is 0 / today's behaviour, and says so.
+None of these defaults was chosen by comparing with hwsim's validation rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from hwsim.profiles.sourced import STRICT
+
+Engine = Literal["vllm", "sglang", "trtllm", "generic"]
+ENGINES: tuple[str, ...] = ("vllm", "sglang", "trtllm", "generic")
+DEFAULTED = ("num_scheduler_steps", "iteration_overhead_s", "request_overhead_s", "cuda_graphs")
+
+
+@dataclass(frozen=True)
+class Default:
+    value: Any
+    source: str
+
+
+_NO_REQUEST_FIGURE = (
+    "no published per-request figure found: default 0 (the vLLM v0.6.0 performance blog, "
+    "blog.vllm.ai/2024/09/05/perf-update.html, gives only a share for Llama 3 8B on 1 H100: "
+    "'The HTTP API server takes 33% of the total execution time', not a latency per request)"
+)
+_ONE_STEP = "the engine's default: one decode step per scheduling decision"
+
+# engine -> field -> default with its source. Quotes are from the sources named.
+ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
+    "generic": {
+        "num_scheduler_steps": Default(1, "hwsim's kernel-only model: iteration-level scheduling"),
+        "iteration_overhead_s": Default(0.0, "hwsim's kernel-only model: no host time"),
+        "request_overhead_s": Default(0.0, "hwsim's kernel-only model: no per-request latency"),
+        "cuda_graphs": Default(
+            False, "hwsim's kernel-only model: every kernel pays the profile's launch overhead"
+        ),
+    },
+    "vllm": {
+        "num_scheduler_steps": Default(
+            1,
+            "vLLM engine args: --num-scheduler-steps 'Maximum number of forward steps per "
+            "scheduler call', default 1 (vLLM 0.6.x; multi-step is opt-in)",
+        ),
+        "iteration_overhead_s": Default(
+            4.0e-3,
+            "vLLM RFC 'Multi-Step Scheduling' (github.com/vllm-project/vllm/issues/6854, "
+            "2024-07-26): 'GPU is often idle, waiting for CPU operations (5-13ms of GPU "
+            "bubble)'; in its profile 'Each highlighted redbox is about 4ms of GPU bubble ... "
+            "For baseline, this overhead is incurred on every decode. With multi-step-8, the "
+            "4ms only needs to be incurred once for every 8 decode' (the PR implementing it, "
+            "#7000, benchmarks Meta-Llama-3-8B on one GPU); the profiled 4 ms is taken, as a "
+            "constant per scheduler call (the RFC gives no dependence on batch or model)",
+        ),
+        "request_overhead_s": Default(0.0, _NO_REQUEST_FIGURE),
+        "cuda_graphs": Default(
+            True,
+            "vLLM engine args: enforce_eager defaults to False ('If False, will use eager mode "
+            "and CUDA graph in hybrid'); vLLM logs 'Capturing cudagraphs for decoding ... To "
+            "run the model in eager mode, set enforce_eager=True' (graphs for decode batches)",
+        ),
+    },
+    "sglang": {
+        "num_scheduler_steps": Default(1, _ONE_STEP + " (SGLang has no multi-step option)"),
+        "iteration_overhead_s": Default(
+            0.0,
+            "SGLang v0.4 blog (lmsys.org/blog/2024-12-04-sglang-v0-4, 'Zero-Overhead Batch "
+            "Scheduler'): 'we can overlap the CPU scheduling with the GPU computation. The "
+            "scheduler runs one batch ahead' and, in its Nsight profile of 5 consecutive "
+            "decoding batches, 'there is no single idle time on the GPU': 0 (the blog's "
+            "'An unoptimized inference engine can spend as much as half of its time on CPU "
+            "overhead' gives no number for SGLang before v0.4)",
+        ),
+        "request_overhead_s": Default(0.0, "no published per-request figure found: default 0"),
+        "cuda_graphs": Default(
+            True,
+            "SGLang docs (CUDA graph): 'SGLang automatically enables CUDA graph for decode by "
+            "default' (--disable-cuda-graph turns it off)",
+        ),
+    },
+    "trtllm": {
+        "num_scheduler_steps": Default(1, _ONE_STEP),
+        "iteration_overhead_s": Default(
+            0.0,
+            "TensorRT-LLM docs, 'Overlap Scheduler': 'At step n, the system launches GPU "
+            "computation for step n+1 without waiting for CPU tasks (e.g., stop criteria "
+            "checks) from step n to complete' ... 'Enabled by default': 0",
+        ),
+        "request_overhead_s": Default(0.0, "no published per-request figure found: default 0"),
+        "cuda_graphs": Default(
+            False,
+            "not established: TensorRT-LLM's CUDA-graph default differs by backend and "
+            "version (DecodeCudaGraphConfig in the LLM API); kept at hwsim's per-kernel "
+            "launch overhead (today's model)",
+        ),
+    },
+}
+
+
+class RuntimeSpec(BaseModel):
+    """The engine runtime of a deployment (module docstring). Unset fields take the engine's
+    default (:data:`ENGINE_DEFAULTS`); ``RuntimeSpec()`` is the ``generic`` engine, hwsim's
+    kernel-only model."""
+
+    model_config = STRICT
+    engine: Engine = Field(default="generic", description="vllm|sglang|trtllm|generic")
+    num_scheduler_steps: int = Field(
+        default=1, ge=1, description="decode steps per scheduling decision (vLLM multi-step)"
+    )
+    iteration_overhead_s: float = Field(
+        default=0.0, ge=0, description="host seconds per scheduling decision"
+    )
+    request_overhead_s: float = Field(
+        default=0.0, ge=0, description="seconds added to every request's TTFT (HTTP, tokenizer)"
+    )
+    cuda_graphs: bool = Field(
+        default=False, description="decode-only iterations skip the per-kernel launch overhead"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        """Fill the fields not given from the engine's defaults."""
+        if not isinstance(data, dict):
+            return data
+        engine = data.get("engine", "generic")
+        defaults = ENGINE_DEFAULTS.get(engine) if isinstance(engine, str) else None
+        if defaults is None:  # the Literal reports the bad engine with what is allowed
+            return data
+        return {**{k: d.value for k, d in defaults.items()}, **data}
+
+    @property
+    def is_kernel_only(self) -> bool:
+        """True when the runtime changes nothing (the generic engine's values)."""
+        return (
+            self.num_scheduler_steps == 1
+            and self.iteration_overhead_s == 0.0
+            and self.request_overhead_s == 0.0
+            and not self.cuda_graphs
+        )
+
+    def source_of(self, name: str) -> str:
+        """Where the value of ``name`` comes from: the engine default's source, or 'given'
+        where the value differs from the engine's default."""
+        default = ENGINE_DEFAULTS[self.engine][name]
+        if getattr(self, name) != default.value:
+            return "given"
+        return default.source
