@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "schema",
     "serve",
     "sweep",
+    "train",
 )
 
 
