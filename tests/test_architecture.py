@@ -27,7 +27,7 @@ LAYERS = [
     {"hwsim.profiles"},
     {"hwsim.model"},
     {"hwsim.perf"},
-    {"hwsim.inference", "hwsim.serving"},
+    {"hwsim.inference", "hwsim.serving", "hwsim.training"},
     {"hwsim.planner", "hwsim.rag"},
     {"hwsim.report", "hwsim.deploy"},
     {"hwsim.cli", "hwsim.web"},  # the web page sits beside the CLI and uses its helpers

@@ -146,8 +146,11 @@ def test_profiles_list_and_show():
     sorted(
         p.name
         for p in (Path(__file__).parents[1] / "examples").glob("*.yaml")
-        # a plan's own search, a RAG comparison, or a closed-loop benchmark (hwsim.simulate)
-        if not any(k in p.read_text() for k in ("candidates:", "rag:", "kind: concurrency"))
+        # a plan's own search, a RAG comparison, a closed-loop benchmark (hwsim.simulate), a
+        # training layout (hwsim train) or a speculative-decoding comparison
+        if not any(
+            k in p.read_text() for k in ("candidates:", "rag:", "kind: concurrency", "training:")
+        )
     ),
 )
 def test_every_single_deployment_example_runs(example):
