@@ -375,3 +375,31 @@ def test_cli_single_deployment_emits_its_deployment(tmp_path):
     assert written.exit_code == 0, written.output
     assert (tmp_path / "launch-sglang.sh").is_file()
     assert "prefill (TTFT)" in written.stdout  # the estimate still prints with --out
+
+
+def test_the_runtime_section_reaches_the_engine_flags():
+    """A plan priced with multi-step scheduling or without CUDA graphs launches that way."""
+    from hwsim.deploy.engines import SGLANG_FLAGS, VLLM_FLAGS, engine_command
+    from hwsim.deploy.target import from_scenario
+    from hwsim.profiles.scenario import Scenario
+
+    def argv(engine: str, runtime: dict) -> list[str]:
+        sc = Scenario.model_validate(
+            {
+                "model": "llama-3.1-8b",
+                "hardware": "h100-sxm",
+                "deployment": {"runtime": runtime},
+            }
+        )
+        return engine_command(engine, from_scenario(sc)).argv
+
+    multi = argv("vllm", {"engine": "vllm", "num_scheduler_steps": 8})
+    assert multi[multi.index("--num-scheduler-steps") + 1] == "8"
+    assert "--enforce-eager" not in multi  # vLLM captures CUDA graphs by default
+    eager = argv("vllm", {"engine": "vllm", "cuda_graphs": False})
+    assert "--enforce-eager" in eager and "--num-scheduler-steps" not in eager
+    no_graphs = argv("sglang", {"engine": "sglang", "cuda_graphs": False})
+    assert "--disable-cuda-graph" in no_graphs
+    for flag in ("--num-scheduler-steps", "--enforce-eager"):
+        assert flag in VLLM_FLAGS
+    assert "--disable-cuda-graph" in SGLANG_FLAGS

@@ -55,6 +55,8 @@ VLLM_FLAGS: dict[str, str] = {
     "--no-enable-prefix-caching": f"{VLLM_DOC} (CacheConfig, BooleanOptionalAction)",
     "--gpu-memory-utilization": f"{VLLM_DOC} (CacheConfig; share of the whole device)",
     "--max-model-len": f"{VLLM_DOC} (ModelConfig)",
+    "--num-scheduler-steps": f"{VLLM_DOC} (SchedulerConfig; V0 engine, 0.6 - 0.8)",
+    "--enforce-eager": f"{VLLM_DOC} (ModelConfig; no CUDA graphs)",
     "--host": "vllm/entrypoints/openai/cli_args.py (make_arg_parser)",
     "--port": "vllm/entrypoints/openai/cli_args.py (make_arg_parser; default 8000)",
 }
@@ -72,6 +74,7 @@ SGLANG_FLAGS: dict[str, str] = {
     "--max-prefill-tokens": f"{SGLANG_DOC}: tokens in one prefill batch",
     "--context-length": SGLANG_DOC,
     "--disable-radix-cache": f"{SGLANG_DOC} (RadixAttention prefix cache off)",
+    "--disable-cuda-graph": SGLANG_DOC,
     "--host": SGLANG_DOC,
     "--port": f"{SGLANG_DOC} (default 30000)",
 }
@@ -254,8 +257,18 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
     argv += ["--enable-prefix-caching" if s.prefix_caching else "--no-enable-prefix-caching"]
     argv += ["--gpu-memory-utilization", f"{s.memory_utilization:g}"]
     argv += ["--max-model-len", str(t.max_model_len)]
+    runtime = s.runtime
+    if runtime.num_scheduler_steps > 1:
+        argv += ["--num-scheduler-steps", str(runtime.num_scheduler_steps)]
+    if not runtime.cuda_graphs and runtime.engine == "vllm":
+        argv += ["--enforce-eager"]
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
     notes = _common_notes(engine, t)
+    if runtime.num_scheduler_steps > 1:
+        notes.append(
+            "--num-scheduler-steps is the V0 engine's multi-step scheduling (vLLM 0.6 - 0.8; "
+            "run with VLLM_USE_V1=0): the plan priced it"
+        )
     if not s.chunked_prefill:
         notes.append(
             "vLLM's V1 engine always chunks prefill; --no-enable-chunked-prefill takes "
@@ -288,6 +301,8 @@ def sglang_command(t: LaunchTarget) -> EngineCommand:
     if not s.prefix_caching:
         argv += ["--disable-radix-cache"]
     argv += ["--context-length", str(t.max_model_len)]
+    if not s.runtime.cuda_graphs and s.runtime.engine == "sglang":
+        argv += ["--disable-cuda-graph"]
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
     notes = _common_notes(engine, t)
     notes.append(
