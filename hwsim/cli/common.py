@@ -88,6 +88,19 @@ def fail(message: str) -> None:
     raise typer.Exit(EXIT_USAGE)
 
 
+def check_new_file(flag: str, path, force: bool) -> None:
+    """An output file a command will write, checked before any work: no symbolic link, not
+    an existing file unless ``force``, and its folder exists (hwsim.safe_write)."""
+    from hwsim.safe_write import check_targets
+
+    try:
+        check_targets([path], force)
+    except HwsimError as exc:
+        fail(f"{flag} {exc}")
+    if not path.parent.is_dir():
+        fail(f"{flag} {path}: folder {path.parent} does not exist")
+
+
 def _origin(exc: BaseException) -> str:
     """Where an error was raised: ``ProfileError from hwsim.profiles.loader:58 (validate)``."""
     tb = exc.__traceback__

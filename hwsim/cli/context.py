@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hwsim.cli.common import (
+    check_new_file,
     console,
     deployment_flags,
     err_console,
@@ -25,10 +26,9 @@ from hwsim.cli.common import (
     parse_int_list,
     print_json,
 )
-from hwsim.errors import HwsimError
 from hwsim.format import fmt_bytes, fmt_count, fmt_flops, fmt_time
 from hwsim.inference.context import ContextSweep, context_sweep
-from hwsim.safe_write import check_targets, write_atomic
+from hwsim.safe_write import write_atomic
 
 DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"
 TABLE_MIN_WIDTH = 210  # characters; used when stdout is not a terminal (pipes, files, tests)
@@ -292,12 +292,7 @@ def check_plot_path(path: Path, force: bool) -> None:
     suffix = path.suffix.lower().lstrip(".")
     if suffix not in supported:
         fail(f"--plot {path}: unknown image type {suffix!r}; use one of {', '.join(supported)}")
-    try:
-        check_targets([path], force)
-    except HwsimError as exc:
-        fail(f"--plot {exc}")
-    if not path.parent.is_dir():
-        fail(f"--plot {path}: folder {path.parent} does not exist")
+    check_new_file("--plot", path, force)
 
 
 # -- command -----------------------------------------------------------------------------------

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import typer
 
-from hwsim.cli.common import err_console, fail, handle_errors, parse_int_list
+from hwsim.cli.common import check_new_file, err_console, fail, handle_errors, parse_int_list
 from hwsim.errors import HwsimError
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.estimate import estimate_deployment
 from hwsim.model.load import load_model
 from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.loader import load_hardware
-from hwsim.safe_write import check_targets, write_atomic
+from hwsim.safe_write import write_atomic
 from hwsim.tables import PARQUET_HINT, columns_of, flatten, to_csv, to_parquet
 
 FORMATS = {".csv": "csv", ".parquet": "parquet"}
@@ -142,12 +142,7 @@ def check_out(out: Path, force: bool) -> str:
         missing = [m for m in ("pandas", "pyarrow") if importlib.util.find_spec(m) is None]
         if missing:
             fail(f"--out {out}: Parquet needs {' and '.join(missing)}: {PARQUET_HINT}")
-    try:
-        check_targets([out], force)
-    except HwsimError as exc:
-        fail(f"--out {exc}")
-    if not out.parent.is_dir():
-        fail(f"--out {out}: folder {out.parent} does not exist")
+    check_new_file("--out", out, force)
     return str(kind)
 
 

@@ -43,7 +43,7 @@ per token per direction (the router's top-k copies of the hidden state,
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -52,7 +52,7 @@ from hwsim.errors import InfeasibleError
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import make_forward
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
-from hwsim.model.ffn import dense_ffn_params, expected_distinct_experts, moe_of
+from hwsim.model.ffn import dense_ffn_params, expected_distinct_experts, expert_op, moe_of
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.layers import layer_groups
@@ -185,32 +185,14 @@ def _routed_expert_params(model: ModelProfile) -> float:
 def _ep_expert_op(fw: Forward, op: Op, ep: int, replicas: int, imbalance: float) -> Op:
     """The routed experts of one MoE layer on the busiest GPU of the EP group."""
     model, moe = fw.model, moe_of(fw.model)
-    d, inter = model.d_model, moe.expert_intermediate_size
-    gated = model.ffn.type == "gated"
-    expert_params = model.ffn.n_matrices * d * inter
+    expert_params = model.ffn.n_matrices * model.d_model * moe.expert_intermediate_size
     slots = imbalance * fw.tokens * moe.top_k / fw.tp  # routed token copies on this GPU
     group_tokens = replicas * fw.tokens  # distinct tokens in the EP group
     local = moe.n_experts // ep
     touched = expected_distinct_experts(imbalance * group_tokens, moe.n_experts, moe.top_k) / ep
     touched = np.minimum(touched, local)
-    act = fw.act.bytes_per_element
-    return Op(
-        name="moe.experts",
-        op_class="matmul",
-        flops=2.0 * slots * expert_params,
-        weight_bytes=touched * expert_params * fw.weight.bytes_per_element,
-        act_read_bytes=slots * (d + inter * (2 if gated else 1)) * act,
-        act_write_bytes=slots * (d + inter) * act,
-        compute_dtype=fw.compute_dtype,
-        kernels=2,
-        count=op.count,
-        meta={
-            "expert_bytes": expert_params * fw.weight.bytes_per_element,
-            "n_experts": local,
-            "top_k": moe.top_k,
-            "ep": ep,
-        },
-    )
+    experts = expert_op(fw, slots, touched, expert_params, moe.expert_intermediate_size, local)
+    return replace(experts, count=op.count, meta={**experts.meta, "ep": ep})
 
 
 def _comm_time(name: str, nbytes: float, seconds: float, count: int, ep: int) -> OpTime:

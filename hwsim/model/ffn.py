@@ -77,31 +77,38 @@ def _dense_ops(fw: Forward, intermediate: int, prefix: str) -> list[Op]:
     return [up, activation, down]
 
 
-def _moe_ops(fw: Forward) -> list[Op]:
+def expert_op(fw: Forward, routed, touched, expert_weights, inter, n_experts: int) -> Op:
+    """The routed experts of one MoE layer: ``routed`` token copies through experts of
+    ``expert_weights`` weights (``inter`` intermediate width) each, of which ``touched`` are
+    read; ``n_experts`` experts live on this GPU (the step model's per-expert bytes)."""
     moe, d = moe_of(fw.model), fw.model.d_model
     gated = fw.model.ffn.type == "gated"
-    n_mat = fw.model.ffn.n_matrices
-    router = fw.linear("moe.router", d, moe.n_experts, shard=False)
-    routed_tokens = fw.tokens * moe.top_k
-    touched = expected_distinct_experts(fw.tokens, moe.n_experts, moe.top_k)
-    expert_weights = n_mat * d * moe.expert_intermediate_size / fw.tp
     act = fw.act.bytes_per_element
-    inter = moe.expert_intermediate_size / fw.tp
-    experts = Op(
+    return Op(
         name="moe.experts",
         op_class="matmul",
-        flops=2.0 * routed_tokens * expert_weights,
+        flops=2.0 * routed * expert_weights,
         weight_bytes=touched * expert_weights * fw.weight.bytes_per_element,
-        act_read_bytes=routed_tokens * (d + inter * (2 if gated else 1)) * act,
-        act_write_bytes=routed_tokens * (d + inter) * act,
+        act_read_bytes=routed * (d + inter * (2 if gated else 1)) * act,
+        act_write_bytes=routed * (d + inter) * act,
         compute_dtype=fw.compute_dtype,
         kernels=2,
         meta={
             "expert_bytes": expert_weights * fw.weight.bytes_per_element,
-            "n_experts": moe.n_experts,
+            "n_experts": n_experts,
             "top_k": moe.top_k,
         },
     )
+
+
+def _moe_ops(fw: Forward) -> list[Op]:
+    moe, d = moe_of(fw.model), fw.model.d_model
+    n_mat = fw.model.ffn.n_matrices
+    router = fw.linear("moe.router", d, moe.n_experts, shard=False)
+    touched = expected_distinct_experts(fw.tokens, moe.n_experts, moe.top_k)
+    expert_weights = n_mat * d * moe.expert_intermediate_size / fw.tp
+    inter = moe.expert_intermediate_size / fw.tp
+    experts = expert_op(fw, fw.tokens * moe.top_k, touched, expert_weights, inter, moe.n_experts)
     ops = [router, experts]
     if moe.n_shared_experts:
         size = (moe.shared_intermediate_size or moe.expert_intermediate_size) * moe.n_shared_experts
