@@ -116,15 +116,18 @@ def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
         ttft_high_s=t_hi,
         tpot_low_s=d_lo,
         tpot_high_s=d_hi,
-        e2e_low_s=t_lo + _steps_after_first(g) * np.nan_to_num(d_lo),
-        e2e_high_s=t_hi + _steps_after_first(g) * np.nan_to_num(d_hi),
+        e2e_low_s=t_lo + _decode_tail_s(g, d_lo),
+        e2e_high_s=t_hi + _decode_tail_s(g, d_hi),
         band=_band_source(dep),
     )
 
 
-def _steps_after_first(g):
-    """Decode steps after the first token: g - 1 (the prefill emits the first), 0 for g = 0."""
-    return np.maximum(g - 1.0, 0.0)
+def _decode_tail_s(g, step_s):
+    """Seconds after the first token: (g - 1) decode steps, none for g = 0 (whose step is NaN:
+    a prefill-only job has no decode)."""
+    if np.any(g == 0):
+        return np.maximum(g - 1.0, 0.0) * np.nan_to_num(step_s)
+    return (g - 1.0) * step_s
 
 
 def _without_decode(dec: PhaseCost, none: np.ndarray) -> PhaseCost:
@@ -236,7 +239,7 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     if np.any(g == 0):
         dec = _without_decode(dec, g == 0)
     ttft, tpot = pre.time_s, dec.time_s
-    e2e = ttft + _steps_after_first(g) * np.nan_to_num(tpot)
+    e2e = ttft + _decode_tail_s(g, tpot)
     kv_total = 0.0 * b if encoder else b * cache_bytes_per_sequence_per_gpu(dep, final_context)
     # one capacity definition: what max_batch leaves room for (a chunked prefill's workspace)
     per_sequence_workspace = prefill_workspace_bytes(dep, s)
