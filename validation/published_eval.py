@@ -50,6 +50,13 @@ Each row is priced through hwsim's public paths, for exactly the workload the ro
 Every prediction names what priced it: the kernel rung (``KernelTime.rung``) or, for a
 simulation, whether the hardware profile is calibrated or datasheet. Rows hwsim cannot
 express are kept, with status ``not predictable: <reason>``.
+
+Band coverage: where the kernel rung that priced a row gives a p10-p90 band (``calibrated``:
+the calibration's residual band; ``measured``: the measurement's spread), the band becomes the
+row's unit (``low``/``high``: the rate at the slow and the fast edge) and the row is counted
+inside, below or above it (:func:`band_coverage`, per group). A datasheet-rung prediction has
+no band today, nor has a serving row (the simulator's medians are point values): they count as
+"no band" with the reason in ``band``.
 """
 
 from __future__ import annotations
@@ -75,6 +82,7 @@ __all__ = [
     "Prediction",
     "algbw_bytes_per_s",
     "babelstream_bytes",
+    "band_coverage",
     "busbw_bytes_per_s",
     "evaluate",
     "evaluate_row",
@@ -140,6 +148,18 @@ class Prediction:
     profile: str | None = None  # the hardware profile that priced it
     status: str = PREDICTED
     notes: list[str] = field(default_factory=list)
+    # p10-p90 band of the prediction in the row's unit (a calibrated or measured kernel rung);
+    # None where hwsim gives none (datasheet rungs, communication, the serving simulator)
+    low: float | None = None
+    high: float | None = None
+    band: str | None = None  # why there is no band, where there is none
+
+    @property
+    def in_band(self) -> bool | None:
+        """Whether the published value lies in [low, high]; None without a band."""
+        if self.low is None or self.high is None:
+            return None
+        return self.low <= self.published <= self.high
 
     @property
     def ok(self) -> bool:
@@ -205,6 +225,22 @@ def _dtype(raw: str | None, default: str) -> str:
 
 
 # -- kernels -----------------------------------------------------------------------------
+NO_BAND_DATASHEET = "no band: a datasheet-rung prediction has none"
+NO_BAND_SERVING = "no band: the serving simulator gives a point value only"
+
+
+def _rate_band(out: Prediction, t: Any, work: float) -> None:
+    """The band of a rate ``work / time`` from a kernel time's p10-p90 band: the slow edge
+    (high_s) gives the low rate. Only a calibrated or measured rung has a band; a zero-width
+    band (an op class the calibration did not measure, communication) counts as none."""
+    if t.rung in ("calibrated", "measured") and t.high_s > t.low_s > 0:
+        out.low, out.high = work / t.high_s, work / t.low_s
+    elif t.rung in ("calibrated", "measured"):
+        out.band = f"no band: the {t.rung} rung gives a zero-width band for this op"
+    else:
+        out.band = NO_BAND_DATASHEET
+
+
 def _gemm(row: PublishedRow, hw: HardwareProfile, out: Prediction) -> None:
     import hwsim
 
@@ -216,6 +252,7 @@ def _gemm(row: PublishedRow, hw: HardwareProfile, out: Prediction) -> None:
     dtype = _dtype(w.dtype, "bf16")
     t = hwsim.kernel_time(hw, "gemm", m=w.m, n=w.n, k=w.k, dtype=dtype)
     out.predicted, out.rung = gemm_tflops(w.m, w.n, w.k, t.time_s), t.rung
+    _rate_band(out, t, 2.0 * w.m * w.n * w.k / 1e12)
 
 
 def _bandwidth(row: PublishedRow, hw: HardwareProfile, out: Prediction) -> None:
@@ -233,6 +270,7 @@ def _bandwidth(row: PublishedRow, hw: HardwareProfile, out: Prediction) -> None:
     t = hwsim.kernel_time(hw, "copy", bytes=moved // 2, dtype="fp32")
     out.predicted = moved / t.time_s / _RATE_SCALE[row.unit]
     out.rung = t.rung
+    _rate_band(out, t, moved / _RATE_SCALE[row.unit])
     out.notes.append(
         f"BabelStream default array 2^25 x {element} B; {op} moves "
         f"{BABELSTREAM_ARRAYS[op]} arrays; priced as an hwsim copy of the same bytes"
@@ -267,6 +305,7 @@ def _allreduce(row: PublishedRow, hw: HardwareProfile, out: Prediction) -> None:
     else:
         raise NotPredictable(f"metric {row.metric!r} is neither busbw nor algbw")
     out.predicted, out.rung = value / 1e9, t.rung
+    _rate_band(out, t, value / 1e9 * t.time_s)
     link = "inter-node" if ranks > per_node else "intra-node"
     out.notes.append(f"ring over the profile's {link} link, {ranks} ranks")
 
@@ -485,6 +524,7 @@ def _serving(row: PublishedRow, hw: HardwareProfile, out: Prediction, max_reques
         out.notes.append(f"simulation overloaded: {summary.overload_reason}")
     out.predicted = _serving_metric(row, rec, summary)
     out.rung = _profile_kind(hw)
+    out.band = NO_BAND_SERVING
 
 
 def _has_closed_loop_clients() -> bool:
@@ -543,10 +583,11 @@ def evaluate_row(
             raise NotPredictable(f"no harness for kind {row.kind!r}")
     except (NotPredictable, HwsimError) as exc:
         out.predicted, out.rung, out.status = None, None, f"not predictable: {exc}"
+        out.low = out.high = out.band = None
         return out
     if out.predicted is None or not math.isfinite(out.predicted) or out.predicted <= 0:
         out.status = f"not predictable: prediction {out.predicted!r}"
-        out.predicted = None
+        out.predicted = out.low = out.high = out.band = None
         return out
     out.error = out.predicted / out.published - 1.0
     return out
@@ -564,6 +605,26 @@ def evaluate(
     return [evaluate_row(r, calibrated=calibrated, max_requests=max_requests) for r in rows]
 
 
+def band_coverage(preds: list[Prediction]) -> dict[str, Any]:
+    """Over the predicted rows: how many have a p10-p90 band, how many of those hold the
+    published value in [low, high] (and how many fall below or above), the coverage share and
+    the median relative band width high / low - 1; rows without a band are counted apart."""
+    done = [p for p in preds if p.ok]
+    banded = [p for p in done if p.in_band is not None]
+    inside = sum(1 for p in banded if p.in_band)
+    below = sum(1 for p in banded if p.low is not None and p.published < p.low)
+    widths = [p.high / p.low - 1.0 for p in banded if p.low and p.high]
+    return {
+        "n_band": len(banded),
+        "n_no_band": len(done) - len(banded),
+        "n_in_band": inside,
+        "n_below_band": below,
+        "n_above_band": len(banded) - inside - below,
+        "band_coverage": inside / len(banded) if banded else None,
+        "median_band_width": float(np.median(widths)) if widths else None,
+    }
+
+
 def _stats(preds: list[Prediction]) -> dict[str, Any]:
     errs = np.array([abs(p.error) for p in preds if p.ok and p.error is not None])
     return {
@@ -572,12 +633,14 @@ def _stats(preds: list[Prediction]) -> dict[str, Any]:
         "share_predicted": errs.size / len(preds) if preds else math.nan,
         "median_abs_error": float(np.median(errs)) if errs.size else None,
         "p90_abs_error": float(np.percentile(errs, 90)) if errs.size else None,
+        **band_coverage(preds),
     }
 
 
 def summarise(preds: list[Prediction]) -> list[dict[str, Any]]:
     """Per group (kind x hardware, kind x engine for serving, each kind, all): n, the share
-    predicted, median and p90 of |predicted / published - 1| over the predicted rows."""
+    predicted, median and p90 of |predicted / published - 1| over the predicted rows, and the
+    p10-p90 band coverage (:func:`band_coverage`)."""
     groups: dict[str, list[Prediction]] = {}
     for p in preds:
         groups.setdefault(f"{p.kind} x {p.hardware}", []).append(p)
@@ -588,6 +651,14 @@ def summarise(preds: list[Prediction]) -> list[dict[str, Any]]:
         groups.setdefault(p.kind, []).append(p)
     groups["all"] = list(preds)
     return [{"group": name, **_stats(members)} for name, members in groups.items()]
+
+
+BAND_NOTE = (
+    "band: the p10-p90 band of a calibrated or measured kernel rung, as the row's unit; "
+    "coverage = share of the rows with a band whose published value lies in [low, high]; "
+    "width = median high / low - 1. A datasheet-rung prediction has no band today, nor has "
+    "the serving simulator's point value: those rows count as 'no band'."
+)
 
 
 def report(
@@ -616,5 +687,6 @@ def report(
             for p in preds
             if not p.ok
         ],
+        "band_note": BAND_NOTE,
         "runtime": {"wall_s": wall, "cpu_s": cpu},
     }

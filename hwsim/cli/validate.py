@@ -155,7 +155,7 @@ def _published(folder: Path | None, calibrated: bool, max_requests: int, json_ou
         f"error = predicted / published - 1; rung: the kernel rung, or for serving whether the "
         f"profile is calibrated. Profiles: {profiles}; "
         f"at most {settings['max_requests']} simulated requests per serving row. "
-        f"{settings['sharegpt_lengths']}. "
+        f"{settings['sharegpt_lengths']}. {out['band_note']} "
         f"{runtime['wall_s']:.1f} s wall, {runtime['cpu_s']:.1f} s CPU.",
         highlight=False,
     )
@@ -165,12 +165,21 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.4g}"
 
 
+def _band(r: dict) -> str:
+    """'low-high' with a mark for where the published value falls, or '-' without a band."""
+    low, high = r.get("low"), r.get("high")
+    if low is None or high is None:
+        return "-"
+    mark = "in" if low <= r["published"] <= high else ("below" if r["published"] < low else "above")
+    return f"{_num(low)}-{_num(high)} ({mark})"
+
+
 def _print_published_rows(rows: list[dict]) -> None:
     table = Table(title="predicted vs published (reserved for evaluation: nothing fitted to it)",
                   title_justify="left")  # fmt: skip
     table.add_column("row", overflow="fold", ratio=1)
     table.add_column("metric", overflow="fold")
-    for col in ("published", "predicted", "error"):
+    for col in ("published", "predicted", "error", "p10-p90"):
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("rung / status", overflow="fold")
     for r in rows:
@@ -182,6 +191,7 @@ def _print_published_rows(rows: list[dict]) -> None:
             _num(r["published"]),
             _num(r["predicted"]),
             "-" if r["error"] is None else f"{r['error']:+.0%}",
+            _band(r),
             where,
             style=None if ok else "dim",
         )
@@ -189,16 +199,31 @@ def _print_published_rows(rows: list[dict]) -> None:
 
 
 def _print_published_summary(summary: list[dict]) -> None:
-    table = Table(title="|error| per group (over the predicted rows)", title_justify="left")
-    for col in ("group", "n", "predicted", "median", "p90"):
+    table = Table(
+        title="|error| and p10-p90 band coverage per group (over the predicted rows)",
+        title_justify="left",
+        caption="band: rows with a p10-p90 band (calibrated or measured rung); in band: share "
+        "whose published value lies in it (below / above); width: median high / low - 1; "
+        "no band: datasheet-rung and serving predictions, which have none today",
+        caption_justify="left",
+    )
+    cols = ("group", "n", "predicted", "median", "p90", "band", "in band", "width", "no band")
+    for col in cols:
         table.add_column(col, justify="left" if col == "group" else "right")
     for s in summary:
+        n_band = s.get("n_band", 0)
         table.add_row(
             s["group"],
             str(s["n"]),
             f"{s['n_predicted']} ({s['share_predicted']:.0%})",
             _pct(s["median_abs_error"]),
             _pct(s["p90_abs_error"]),
+            str(n_band),
+            "-"
+            if not n_band
+            else f"{_pct(s['band_coverage'])} ({s['n_below_band']} / {s['n_above_band']})",
+            _pct(s.get("median_band_width")),
+            str(s.get("n_no_band", 0)),
             style="bold" if s["group"] == "all" or " x " not in s["group"] else None,
         )
     console.print(table)

@@ -13,6 +13,13 @@ wait_q = (W / rho) ln(rho / (1 - q)) when rho > 1 - q, else 0.
 The planner takes the largest b that meets every SLO and fits in memory, then sizes
 replicas = ceil(peak / (lambda(b) (1 - headroom))).
 
+``slo.confidence: p90`` checks every SLO in the band's pessimistic world: the decode step and
+the prefills at their p90 edge (``PhaseCost.band_s[1]``, never below the point value), so
+lambda, rho, TPOT and TTFT are all computed from the slow edge and the binding batch and the
+per-replica rate are those of that world; each step time can only grow, so p90 never gives a
+larger batch or a higher rate (fewer replicas) than p50. A profile without a band (datasheet)
+keeps the point values and the result says so (``slo_band``).
+
 The engine runtime (``DeploymentSpec.runtime``, :mod:`hwsim.profiles.runtime`): with CUDA
 graphs a decode step drops its per-kernel launch overhead; the host overhead h of a scheduling
 decision is paid once per k = ``num_scheduler_steps`` steps, t_dec = kernels + h / k (without
@@ -82,6 +89,12 @@ class CandidateResult:
     tpot_at_load_s: float = float("nan")
     tpot_at_load_low_s: float | None = None  # p10-p90 band on a calibrated profile
     tpot_at_load_high_s: float | None = None
+    ttft_p95_at_load_low_s: float | None = None  # the TTFT's band (prefill and decode bands)
+    ttft_p95_at_load_high_s: float | None = None
+    # the SLO checks' confidence: 'p50' (point values) or 'p90' (the band's high edge); with
+    # p90 on a profile without a band, 'p50 (no band)': the point value, and slo_band says so
+    slo_confidence: str = "p50"
+    slo_band: str = ""
     pricing: str = ""  # the ladder rungs that priced the decode step, by share of its time
     simulated: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)
@@ -171,9 +184,10 @@ def _steady_state(
     g = work.output_mean
     rt = runtime_terms(dep)
     pf = rt.prefill_overhead_s
+    p99_len = work.prompt_p99 or work.prompt_p95
     t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s) + pf
     t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s) + pf
-    t_pf_p99 = float(prefill_cost(dep, 1.0, work.prompt_p99 or work.prompt_p95).time_s) + pf
+    t_pf_p99 = float(prefill_cost(dep, 1.0, p99_len).time_s) + pf
     context = work.prompt_mean + g
     free = free_bytes_for_cache(dep, min(work.prompt_p95, dep.spec.max_num_batched_tokens), weights)
     by_memory = int(max_batch(dep, context, free))
@@ -193,29 +207,68 @@ def _steady_state(
     if g == 0:
         h = rt.decode_overhead_s * rt.steps if rt.chunked else 0.0  # every prefill decides
         t_pfs = (t_pf + h, t_pf_p95 + h, t_pf_p99 + h)
+        base.slo_confidence = slo.confidence
+        if slo.confidence == "p90":
+            base.slo_confidence = "p50 (no band)"
+            base.slo_band = "no band used: a prefill-only workload is checked at the point value"
         return _prefill_only(dep, work, slo, base, t_pfs, rt.request_overhead_s)
     b = np.arange(1, limit + 1, dtype=float)
     step = decode_step_cost(dep, b, work.prompt_mean + g / 2)
-    t_dec = rt.decode_step_s(step.time_s)
-    lam = b / (g * t_dec + b * t_pf)
-    rho = lam * t_pf
-    tpot = t_dec / (1 - rho)
+    prefills = [prefill_cost(dep, 1.0, x) for x in (work.prefill_mean, work.prompt_p95, p99_len)]
+
+    def world(edge: int | None):
+        """(lam, rho, t_dec, tpot, ttft, ttft_p99) with every step at ``edge`` of its band
+        (0: p10, 1: p90; None: the point); a phase without a band keeps its point value."""
+        kernels = step.time_s if edge is None or step.band_s is None else step.band_s[edge]
+        if edge == 1:
+            kernels = np.maximum(kernels, step.time_s)
+        pfs = []
+        for cost in prefills:
+            t = float(cost.time_s)
+            if edge is not None and cost.band_s is not None:
+                t = float(np.ravel(cost.band_s[edge])[0])
+                t = max(t, float(cost.time_s)) if edge == 1 else t
+            pfs.append(t + pf)
+        t_pf, t_pf_p95, t_pf_p99 = pfs
+        t_dec = rt.decode_step_s(kernels)
+        lam = b / (g * t_dec + b * t_pf)
+        rho = lam * t_pf
+        extra = rt.ttft_extra_s(t_dec)
+        scv = work.prefill_scv
+        ttft = t_pf_p95 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, scv, 0.95)
+        ttft_p99 = t_pf_p99 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, scv, 0.99)
+        return lam, rho, t_dec, t_dec / (1 - rho), ttft, ttft_p99, t_pf
+
+    has_band = step.band_s is not None or any(c.band_s is not None for c in prefills)
+    lam, rho, t_dec, tpot, ttft, ttft_p99, t_pf = world(None)
     extra = rt.ttft_extra_s(t_dec)
-    ttft = t_pf_p95 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.95)
-    ttft_p99 = t_pf_p99 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, work.prefill_scv, 0.99)
     e2e = ttft + (g - 1) * tpot
+    base.slo_confidence = slo.confidence
+    if slo.confidence == "p90" and has_band:
+        base.slo_band = "SLOs checked at the p10-p90 band's high (p90) edge"
+        s_lam, _, _, s_tpot, s_ttft, s_ttft_p99, _ = world(1)
+        s_e2e = s_ttft + (g - 1) * s_tpot
+    else:
+        if slo.confidence == "p90":
+            base.slo_confidence = "p50 (no band)"
+            base.slo_band = (
+                "no band: this profile gives no p10-p90 band (datasheet); SLOs checked at "
+                "the point value"
+            )
+        s_lam, s_tpot, s_ttft, s_ttft_p99, s_e2e = lam, tpot, ttft, ttft_p99, e2e
     checks = {
-        "tpot_p95": (slo.tpot_p95_s, tpot),
-        "ttft_p95": (slo.ttft_p95_s, ttft),
-        "ttft_p99": (slo.ttft_p99_s, ttft_p99),
-        "e2e_p95": (slo.e2e_p95_s, e2e),
+        "tpot_p95": (slo.tpot_p95_s, s_tpot),
+        "ttft_p95": (slo.ttft_p95_s, s_ttft),
+        "ttft_p99": (slo.ttft_p99_s, s_ttft_p99),
+        "e2e_p95": (slo.e2e_p95_s, s_e2e),
     }
+    edge = " at p90" if base.slo_confidence == "p90" else ""
     for name, (target, value) in list(checks.items()):
         if target is None:
             del checks[name]
         elif value[0] > target:
             base.reason = (
-                f"{name} SLO unreachable even at batch 1: "
+                f"{name} SLO unreachable even at batch 1{edge}: "
                 f"{value[0] * 1e3:.1f} ms > {target * 1e3:.1f} ms"
             )
             return base
@@ -224,8 +277,8 @@ def _steady_state(
     if ok.all():
         binding = "memory" if limit == by_memory else "max_num_seqs"
     else:
-        binding = next(f"{k} SLO" for k, (t, v) in checks.items() if v[i + 1] > t)
-    rate = float(lam[i]) * (1 - slo.headroom_fraction)
+        binding = next(f"{k} SLO{edge}" for k, (t, v) in checks.items() if v[i + 1] > t)
+    rate = float(s_lam[i]) * (1 - slo.headroom_fraction)
     replicas = math.ceil(work.peak_rate_per_s / rate)
     gpus = replicas * dep.gpus_per_replica
     cost = gpus * price
@@ -234,6 +287,8 @@ def _steady_state(
     mean_wait = rho * t_pf * (1.0 + work.prefill_scv) / (2.0 * (1.0 - rho))  # P-K mean
     e2e_mean = t_pf + t_dec + extra + mean_wait + (g - 1) * tpot
     curves = {"ttft": ttft, "tpot": tpot, "e2e_mean": e2e_mean}
+    if has_band:  # the band at the planned load, against the point world's rate
+        curves |= {"ttft_low": world(0)[4], "ttft_high": world(1)[4]}
     if step.band_s is not None:
         low, high = (rt.decode_step_s(x) for x in step.band_s)
         curves |= {"tpot_low": low / (1 - rho), "tpot_high": high / (1 - rho)}
@@ -261,6 +316,10 @@ def _steady_state(
         tpot_at_load_s=at_load["tpot"],
         tpot_at_load_low_s=at_load.get("tpot_low"),
         tpot_at_load_high_s=at_load.get("tpot_high"),
+        ttft_p95_at_load_low_s=at_load.get("ttft_low"),
+        ttft_p95_at_load_high_s=at_load.get("ttft_high"),
+        slo_confidence=base.slo_confidence,
+        slo_band=base.slo_band,
         pricing=pricing_label(step, i),
         load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
     )

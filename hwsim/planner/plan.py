@@ -337,7 +337,30 @@ def plan(
     pruned = overloaded + pruned
     for r in feasible[: max(top, 1)]:
         r.estimate = operating_point_estimate(sc, r, work)
-    return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), assumptions(sc, work))
+    notes = assumptions(sc, work) + confidence_notes(sc, feasible + pruned)
+    return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), notes)
+
+
+def confidence_notes(sc: Scenario, results: list[CandidateResult]) -> list[str]:
+    """With ``slo.confidence: p90``: what the SLO checks used, and which candidates had no
+    p10-p90 band (their point value was checked instead)."""
+    if sc.slo.confidence != "p90":
+        return []
+    out = [
+        "slo.confidence p90: each SLO is met at the p10-p90 band's pessimistic (high) edge: "
+        "decode step and prefills at their p90 edge, for the batch search and the "
+        "per-replica rate alike."
+    ]
+    no_band = [r.candidate.label for r in results if r.slo_confidence == "p50 (no band)"]
+    if no_band:
+        shown = ", ".join(no_band[:5]) + (
+            f" and {len(no_band) - 5} more" if len(no_band) > 5 else ""
+        )
+        out.append(
+            f"No band on {len(no_band)} candidate(s) ({shown}): their profile has no "
+            "calibration band (datasheet), so their SLOs were checked at the point value."
+        )
+    return out
 
 
 def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -37,6 +37,9 @@ class SLO(BaseModel):
     tpot_p95_s: float | None = None
     e2e_p95_s: float | None = None
     headroom_fraction: float = Field(default=0.0, ge=0, lt=1)
+    # p50: the planner checks each SLO at the point value (the model's median); p90: at the
+    # p10-p90 band's pessimistic (high) edge, on a profile with a band (calibrated, measured)
+    confidence: Literal["p50", "p90"] = "p50"
 
     @field_validator(
         "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "tpot_p95_s", "e2e_p95_s", mode="before"

@@ -10,16 +10,18 @@ import shlex
 from dataclasses import dataclass
 
 from hwsim.errors import HwsimError
-from hwsim.format import fmt_time
+from hwsim.format import fmt_band, fmt_time
 from hwsim.profiles.loader import load_hardware
 
-# (SLO field, label, analytic field, what the analytic value is, simulated key)
+# (SLO field, label, analytic field, what the analytic value is, simulated key, band prefix:
+# the analytic value's p10-p90 band is <prefix>_low_s / <prefix>_high_s where there is one)
 SLO_ROWS = (
-    ("ttft_p95_s", "TTFT p95", "ttft_p95_at_load_s", "analytic p95", "ttft_p95_s"),
-    ("ttft_p99_s", "TTFT p99", None, "", "ttft_p99_s"),
-    ("tpot_p95_s", "TPOT p95", "tpot_at_load_s", "analytic mean", "tpot_p95_s"),
-    ("e2e_p95_s", "end to end p95", "e2e_s", "analytic at the SLO batch", "e2e_p95_s"),
-)
+    ("ttft_p95_s", "TTFT p95", "ttft_p95_at_load_s", "analytic p95", "ttft_p95_s",
+     "ttft_p95_at_load"),
+    ("ttft_p99_s", "TTFT p99", None, "", "ttft_p99_s", None),
+    ("tpot_p95_s", "TPOT p95", "tpot_at_load_s", "analytic mean", "tpot_p95_s", "tpot_at_load"),
+    ("e2e_p95_s", "end to end p95", "e2e_s", "analytic at the SLO batch", "e2e_p95_s", None),
+)  # fmt: skip
 TOP_PER_HARDWARE = 3  # candidates shown per hardware before the rest are folded
 
 
@@ -30,6 +32,8 @@ class SloMargin:
     analytic_s: float | None  # at the planned load per replica (TPOT: its mean)
     analytic_kind: str
     simulated_s: float | None  # the simulator's percentile, where it ran
+    low_s: float | None = None  # the analytic value's p10-p90 band (calibrated profiles)
+    high_s: float | None = None
 
     @property
     def margin(self) -> float | None:
@@ -44,7 +48,10 @@ class SloMargin:
         if self.simulated_s is not None:
             parts.append(f"simulated {fmt_time(self.simulated_s)}")
         if self.analytic_s is not None and math.isfinite(self.analytic_s):
-            parts.append(f"{self.analytic_kind} {fmt_time(self.analytic_s)}")
+            parts.append(
+                f"{self.analytic_kind} {fmt_time(self.analytic_s)}"
+                + fmt_band(self.low_s, self.high_s)
+            )
         margin = self.margin
         if margin is not None:
             parts.append(f"{'margin' if margin >= 0 else 'MISSED by'} {abs(margin):.0%}")
@@ -64,14 +71,16 @@ def slo_margins(result) -> list[SloMargin]:
         return []
     slo, sim = result.scenario.slo, best.simulated or {}
     out = []
-    for field, label, analytic, kind, simulated in SLO_ROWS:
+    for field, label, analytic, kind, simulated, band in SLO_ROWS:
         target = getattr(slo, field)
         if target is None:
             continue
         a = getattr(best, analytic) if analytic else None
         s = sim.get(simulated)
         finite = s if s is not None and math.isfinite(s) else None
-        out.append(SloMargin(label, target, a, kind, finite))
+        low = getattr(best, f"{band}_low_s", None) if band else None
+        high = getattr(best, f"{band}_high_s", None) if band else None
+        out.append(SloMargin(label, target, a, kind, finite, low, high))
     return out
 
 
@@ -123,6 +132,9 @@ def first_screen_rows(result) -> list[tuple[str, str]]:
     """(label, text) rows: the recommendation and everything it is judged by."""
     rows = [("recommendation", result.recommendation_sentence())]
     rows += [(f"SLO {m.label}", m.text()) for m in slo_margins(result)]
+    best = result.best
+    if best is not None and best.slo_band:
+        rows.append((f"SLO confidence {result.scenario.slo.confidence}", best.slo_band))
     rows += [
         ("cost", cost_text(result)),
         ("price", price_text(result)),
