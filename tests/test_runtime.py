@@ -259,3 +259,24 @@ def test_published_rows_map_their_engine_and_own_flags_to_the_runtime():
     }
     assert _runtime(row("TensorRT-LLM", None), out()) == {"engine": "trtllm"}
     assert _runtime(row(None, notes), out()) == {}
+
+
+def test_estimate_prices_the_runtime_as_the_planner_does():
+    """hwsim.estimate's TPOT is the kernels' decode step less the launches a graph replay saves
+    plus the host overhead per step (h / k); its TTFT adds the request overhead. The generic
+    engine changes nothing."""
+    import hwsim
+    from hwsim.inference.deployment import make_deployment
+    from hwsim.inference.runtime_terms import runtime_terms
+
+    args = dict(batch=32, prompt_len=1000, gen_len=100)
+    plain = hwsim.estimate("llama-3.1-8b", "h100-sxm", **args)
+    same = hwsim.estimate("llama-3.1-8b", "h100-sxm", runtime={"engine": "generic"}, **args)
+    assert same.latency.tpot_s == plain.latency.tpot_s
+    rt = {"engine": "vllm", "num_scheduler_steps": 8, "request_overhead_s": 0.002}
+    vllm = hwsim.estimate("llama-3.1-8b", "h100-sxm", runtime=rt, **args)
+    terms = runtime_terms(make_deployment("llama-3.1-8b", "h100-sxm", runtime=rt))
+    assert terms.decode_overhead_s == pytest.approx(4e-3 / 8)  # vLLM RFC #6854: 4 ms a call
+    expected = plain.latency.tpot_s - terms.graph_saving_s + 4e-3 / 8
+    assert vllm.latency.tpot_s == pytest.approx(expected, rel=1e-12)
+    assert vllm.latency.ttft_s == pytest.approx(plain.latency.ttft_s + 0.002, rel=1e-12)

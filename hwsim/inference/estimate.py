@@ -31,6 +31,7 @@ from hwsim.inference.results import (
     Prefill,
     Throughput,
 )
+from hwsim.inference.runtime_terms import with_runtime
 from hwsim.model.layers import layer_groups
 from hwsim.model.positions import position_note, position_status, require_runnable
 from hwsim.perf.roofline import BOUNDS
@@ -236,6 +237,8 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     require_runnable(dep.model, final_context, "a request of prompt + generated tokens")
     pre = prefill_cost(dep, b, s)
     dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
+    if not dep.spec.runtime.is_kernel_only:  # the engine around the kernels (runtime_terms)
+        pre, dec = with_runtime(dep, pre, dec)
     if np.any(g == 0):
         dec = _without_decode(dec, g == 0)
     ttft, tpot = pre.time_s, dec.time_s

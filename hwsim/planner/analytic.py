@@ -39,12 +39,10 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.inference.capacity import free_bytes_for_cache, max_batch
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import decode_step_cost, make_forward, prefill_cost, pricing_label
+from hwsim.inference.engine import decode_step_cost, prefill_cost, pricing_label
 from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
-from hwsim.model.graph import forward_ops
+from hwsim.inference.runtime_terms import runtime_terms
 from hwsim.planner.spec import Candidate
-from hwsim.planner.step_fit import CONTEXT_QUANTUM
-from hwsim.planner.step_model import launch_overhead_s
 from hwsim.profiles.scenario import SLO
 
 
@@ -141,41 +139,6 @@ def prefill_wait_quantile_s(rho, t_pf: float, scv: float, q: float) -> np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         wait = mean_wait / rho * np.log(rho / tail)
     return np.where(rho > tail, wait, 0.0)
-
-
-@dataclass(frozen=True)
-class RuntimeTerms:
-    """What the deployment's engine runtime adds to the analytic times (module docstring)."""
-
-    graph_saving_s: float  # per decode step, with CUDA graphs
-    decode_overhead_s: float  # per decode step: h / k
-    prefill_overhead_s: float  # per prefill: h without chunked prefill, else 0
-    steps: int  # k
-    chunked: bool
-    request_overhead_s: float
-
-    def decode_step_s(self, kernels_s):
-        """A decode step as the engine runs it: its kernels (less the launches a graph
-        replay saves) plus its share of the host overhead."""
-        return kernels_s - self.graph_saving_s + self.decode_overhead_s
-
-    def ttft_extra_s(self, t_dec):
-        """Added to the TTFT: the mean wait for a block boundary (k > 1) and the per-request
-        overhead."""
-        extra = self.request_overhead_s
-        if self.steps > 1:
-            extra = extra + self.steps * t_dec / 2
-        return extra
-
-
-def runtime_terms(dep: Deployment) -> RuntimeTerms:
-    rt = dep.spec.runtime
-    saving = 0.0
-    if rt.cuda_graphs:
-        ops = forward_ops(make_forward(dep, "decode", 1.0, 1.0, float(CONTEXT_QUANTUM)), dep.pp)
-        saving = launch_overhead_s(dep.hardware, ops)
-    h, k, chunked = rt.iteration_overhead_s, rt.num_scheduler_steps, dep.spec.chunked_prefill
-    return RuntimeTerms(saving, h / k, 0.0 if chunked else h, k, chunked, rt.request_overhead_s)
 
 
 def _steady_state(

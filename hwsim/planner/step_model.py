@@ -22,30 +22,16 @@ import numpy as np
 from hwsim.inference.deployment import Deployment
 from hwsim.inference.engine import make_forward
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_per_token_per_gpu
+from hwsim.inference.runtime_terms import launch_overhead_s
 from hwsim.model.ffn import expected_distinct_experts
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
-from hwsim.perf.corrections import side_factors
 from hwsim.perf.roofline import time_op
 from hwsim.planner.compiled_step import FastPricer
 from hwsim.planner.step_fit import CONTEXT_QUANTUM, SUMMED
 
 _INT64 = np.dtype(np.int64)
 _ONES: dict[int, bytes] = {}  # size -> bytes of that many int64 ones
-
-
-def launch_overhead_s(hw, ops) -> float:
-    """The per-kernel launch overhead ``time_op`` adds to ``ops`` (kernels x the efficiency
-    curve's ``launch_overhead_s``, with a calibrated profile's overhead correction), summed
-    over all their executions: what a CUDA-graph replay of them does not pay."""
-    total = 0.0
-    for op in ops:
-        if op.op_class == "communication":
-            continue
-        launch = hw.efficiency.for_class(op.op_class).launch_overhead_s
-        if launch:
-            total += float(np.sum(op.count * op.kernels * launch * side_factors(hw, op)[2]))
-    return total
 
 
 class EngineStepModel:
