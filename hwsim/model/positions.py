@@ -114,6 +114,8 @@ def position_note(model: ModelProfile) -> str:
 
 def require_runnable(model: ModelProfile, length, what: str) -> None:
     """Raise :class:`InfeasibleError` when any ``length`` is past a learned position table."""
+    if model.position_embedding != "learned":  # only a learned table has a hard end
+        return
     n = np.asarray(length, dtype=float)
     status = position_status(model, n)
     if (status == "cannot_run").any():
