@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 import hwsim
 from hwsim.cli.main import app
 from validation import published_eval as pe
+from validation import published_serving as ps
 from validation.published_set import DEFAULT_FOLDER, PublishedRow, load_published
 
 runner = CliRunner()
@@ -110,7 +111,7 @@ def test_serving_fixed_concurrency_row_uses_closed_loop_clients(rows):
     update = {"client_mode": "fixed_concurrency", "concurrency": 4}
     row = base.model_copy(update={"workload": base.workload.model_copy(update=update)})
     p = pe.evaluate_row(row, max_requests=8)
-    if not pe._has_closed_loop_clients():
+    if not ps._has_closed_loop_clients():
         assert p.status == "not predictable: needs closed-loop clients (fixed concurrency)"
         return
     assert p.ok, p.status

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from validation import published_eval as pe
+from validation import published_serving as ps
 from validation.published_set import PublishedRow, load_published
 
 
@@ -114,7 +115,7 @@ def test_mi300x_rows_setup_and_metric(rows, row_id):
     assert r.metric == "output_token_throughput"
     assert "split(' ')[6]" in r.notes
     # the flags of the guide's command line reach the deployment; max-num-seqs is not stored
-    assert pe._vllm_settings(r) == {
+    assert ps._vllm_settings(r) == {
         "kv_dtype": "fp8",
         "memory_utilization": 0.90,
         "max_num_batched_tokens": 131072,
@@ -131,9 +132,9 @@ def test_vllm_flags_are_applied_to_the_deployment(rows):
 
 
 def test_vllm_flags_only_for_vllm_rows(rows):
-    assert pe._vllm_settings(rows["serve-azure-h100-llama-8b-tp1-128-128-total-tps"]) == {}
+    assert ps._vllm_settings(rows["serve-azure-h100-llama-8b-tp1-128-128-total-tps"]) == {}
     sg = rows["serve-sglang060-a100-llama31-8b-rps4-vllm-ttft"]
-    assert pe._vllm_settings(sg) == {}  # --num-scheduler-steps / --max_model_len only
+    assert ps._vllm_settings(sg) == {}  # --num-scheduler-steps / --max_model_len only
 
 
 # -- Azure guide, H100: trtllm-bench 'Token Throughput' (evidence recorded, metric kept) ------
@@ -182,7 +183,7 @@ def test_every_sglang_readme_row_uses_the_runs_mean_output(rows):
     out = pe.Prediction(
         id="x", kind="serving", hardware=None, engine=None, metric="m", unit="ms", published=1
     )
-    assert pe._lengths(sg[0], out) == (pe.SHAREGPT_LENGTHS["prompt_tokens"], 194)
+    assert ps._lengths(sg[0], out) == (pe.SHAREGPT_LENGTHS["prompt_tokens"], 194)
     assert any("the run's own mean" in n for n in out.notes)
 
 

@@ -242,7 +242,8 @@ def test_multi_step_block_wait_matches_the_analytic_term_under_load():
 
 # -- the published-row harness ----------------------------------------------------------------
 def test_published_rows_map_their_engine_and_own_flags_to_the_runtime():
-    from validation.published_eval import Prediction, _runtime
+    from validation.published_prediction import Prediction
+    from validation.published_serving import _runtime
 
     def row(engine, notes):
         return SimpleNamespace(engine=engine, notes=notes)
