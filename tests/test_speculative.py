@@ -18,12 +18,11 @@ from hwsim.inference.speculative import (
     PUBLISHED_ACCEPTANCE,
     DraftHeads,
     acceptance_curve,
-    main,
-    run_file,
     speculative_decode,
     speculative_sweep,
     tokens_per_step,
 )
+from hwsim.inference.speculative_file import main, run_file
 from hwsim.model.graph import forward_ops
 from hwsim.perf.ladder import price_op
 

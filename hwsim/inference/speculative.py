@@ -41,8 +41,21 @@ draft's KV memory (its weights are reported).
 
 from __future__ import annotations
 
+__all__ = [
+    "EAGLE",
+    "MEDUSA",
+    "PUBLISHED_ACCEPTANCE",
+    "DraftHeads",
+    "PublishedAcceptance",
+    "SpecResult",
+    "SpecSweep",
+    "acceptance_curve",
+    "speculative_decode",
+    "speculative_sweep",
+    "tokens_per_step",
+]
+
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -50,7 +63,15 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import HwsimError, InfeasibleError, ProfileError
+from hwsim.errors import InfeasibleError
+from hwsim.inference.acceptance import (
+    PUBLISHED_ACCEPTANCE,
+    Acceptance,
+    PublishedAcceptance,
+    acceptance_curve,
+    check_k,
+    tokens_per_step,
+)
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import make_forward
 from hwsim.inference.memory import weight_bytes_per_gpu
@@ -61,137 +82,6 @@ from hwsim.model.params import count_params
 from hwsim.perf.ladder import price_op
 from hwsim.perf.roofline import OpTime
 from hwsim.profiles.model import ModelProfile
-
-# -- acceptance ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PublishedAcceptance:
-    """An acceptance rate (one value: i.i.d. alpha) or a per-position curve, with its source."""
-
-    name: str
-    curve: tuple[float, ...]
-    source: str
-
-    @property
-    def iid(self) -> bool:
-        return len(self.curve) == 1
-
-
-# Every value quoted from the paper's table. Leviathan's alpha is E[min(p, q)] measured on the
-# task (Corollary 3.6); EAGLE's n-alpha is the acceptance of the (n+1)-th draft token given the
-# earlier ones were accepted, i.e. the conditional curve above.
-PUBLISHED_ACCEPTANCE: dict[str, PublishedAcceptance] = {
-    p.name: p
-    for p in (
-        PublishedAcceptance(
-            "leviathan-t5xxl-t5small-ende-greedy",
-            (0.75,),
-            "Leviathan et al. 2023 (arXiv 2211.17192) Table 2: T5-XXL target, T5-small draft, "
-            "WMT EnDe, temperature 0, gamma 7: alpha 0.75, walltime speed-up 3.4x (TPU-v4, "
-            "batch 1)",
-        ),
-        PublishedAcceptance(
-            "leviathan-t5xxl-t5small-ende-t1",
-            (0.62,),
-            "Leviathan et al. 2023 Table 2: T5-XXL / T5-small, WMT EnDe, temperature 1, gamma 7: "
-            "alpha 0.62, speed-up 2.6x",
-        ),
-        PublishedAcceptance(
-            "leviathan-lamda137b-8b-greedy",
-            (0.75,),
-            "Leviathan et al. 2023 Table 3: LaMDA 137B target, LaMDA 8B draft, temperature 0: "
-            "alpha 0.75 (alpha only; no walltime run)",
-        ),
-        PublishedAcceptance(
-            "leviathan-lamda137b-2b-greedy",
-            (0.71,),
-            "Leviathan et al. 2023 Table 3: LaMDA 137B / LaMDA 2B, temperature 0: alpha 0.71",
-        ),
-        PublishedAcceptance(
-            "leviathan-lamda137b-100m-greedy",
-            (0.61,),
-            "Leviathan et al. 2023 Table 3: LaMDA 137B / LaMDA 100M, temperature 0: alpha 0.61",
-        ),
-        PublishedAcceptance(
-            "eagle-llama2chat70b-mtbench",
-            (0.75, 0.69, 0.65, 0.64),
-            "Li et al. 2024, EAGLE (arXiv 2401.15077), acceptance table: LLaMA2-Chat 70B, "
-            "MT-bench, temperature 0: 0-alpha 0.75, 1-alpha 0.69, 2-alpha 0.65, 3-alpha 0.64 "
-            "(mean acceptance length tau 3.81 with its draft tree)",
-        ),
-        PublishedAcceptance(
-            "eagle-vicuna7b-mtbench",
-            (0.79, 0.74, 0.72, 0.73),
-            "Li et al. 2024, EAGLE, acceptance table: Vicuna 7B, MT-bench, temperature 0: "
-            "0.79, 0.74, 0.72, 0.73 (tau 3.94 with its draft tree)",
-        ),
-    )
-}
-
-Acceptance = float | Sequence[float] | str | PublishedAcceptance
-
-
-def acceptance_curve(acceptance: Acceptance, k: int) -> tuple[float, ...]:
-    """The conditional acceptance of proposals 1 .. k: alpha repeated k times (a number, i.i.d.
-    per position, 0 <= alpha < 1), the first k values of a curve (each in [0, 1]), or a name
-    in :data:`PUBLISHED_ACCEPTANCE`."""
-    k = _check_k(k)
-    if isinstance(acceptance, str):
-        if acceptance not in PUBLISHED_ACCEPTANCE:
-            known = ", ".join(sorted(PUBLISHED_ACCEPTANCE))
-            raise InfeasibleError(f"unknown acceptance {acceptance!r}; published ones: {known}")
-        acceptance = PUBLISHED_ACCEPTANCE[acceptance]
-    if isinstance(acceptance, PublishedAcceptance):
-        acceptance = acceptance.curve[0] if acceptance.iid else acceptance.curve
-    if isinstance(acceptance, (int, float)) and not isinstance(acceptance, bool):
-        alpha = float(acceptance)
-        if not (math.isfinite(alpha) and 0.0 <= alpha < 1.0):
-            raise InfeasibleError(
-                f"acceptance rate alpha must be in [0, 1), got {acceptance!r} (alpha = 1 would "
-                "accept every proposal forever: give a curve to model certain acceptance)"
-            )
-        return (alpha,) * k
-    try:
-        curve = tuple(float(a) for a in acceptance)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        raise InfeasibleError(
-            "acceptance must be a number in [0, 1), a sequence of per-position acceptances in "
-            f"[0, 1] or a published name, got {acceptance!r}"
-        ) from None
-    bad = [a for a in curve if not (math.isfinite(a) and 0.0 <= a <= 1.0)]
-    if bad:
-        raise InfeasibleError(f"per-position acceptances must be in [0, 1], got {bad[0]!r}")
-    if len(curve) < k:
-        raise InfeasibleError(
-            f"the acceptance curve covers {len(curve)} positions, fewer than k = {k}; give a "
-            "longer curve, a smaller k or one i.i.d. rate"
-        )
-    return curve[:k]
-
-
-def tokens_per_step(acceptance: Acceptance, k: int) -> float:
-    """Expected tokens one verify step yields: (1 - alpha^(k+1)) / (1 - alpha) for an i.i.d.
-    rate (Leviathan et al. 2023 eq. 1), 1 + sum_i prod_{j<=i} a_j for a curve."""
-    curve = acceptance_curve(acceptance, k)
-    if isinstance(acceptance, (int, float)) and not isinstance(acceptance, bool):
-        alpha = float(acceptance)
-        return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
-    total, survive = 1.0, 1.0
-    for a in curve:
-        survive *= a
-        total += survive
-    return total
-
-
-def _check_k(k: Any) -> int:
-    whole = isinstance(k, (int, np.integer)) or (isinstance(k, float) and k.is_integer())
-    if isinstance(k, bool) or not whole:
-        raise InfeasibleError(f"k (proposed tokens per step) must be a whole number, got {k!r}")
-    if k < 0:
-        raise InfeasibleError(f"k (proposed tokens per step) must be >= 0, got {k}")
-    return int(k)
-
 
 # -- drafters -------------------------------------------------------------------------------
 
@@ -519,7 +409,7 @@ def speculative_decode(
     batch: sequences decoded together; context: keys the plain decode step's new token sees.
     deployment: DeploymentSpec fields of the target (``tp=4, weight_dtype="fp8"``, ...).
     """
-    k = _check_k(k)
+    k = check_k(k)
     acceptance_curve(acceptance, k)  # bad input fails before any pricing
     pricer, name, draft_bytes = _setup(
         target, draft, hardware, batch, context, draft_tp, measurements, deployment
@@ -542,7 +432,7 @@ def speculative_sweep(
 ) -> SpecSweep:
     """:func:`speculative_decode` over every k in ``ks`` and batch in ``batches`` (each step
     priced once per batch); :meth:`SpecSweep.best` picks the k with the lowest TPOT."""
-    ks = [_check_k(k) for k in ks]
+    ks = [check_k(k) for k in ks]
     if not ks:
         raise InfeasibleError("ks is empty: give the k values to sweep")
     for k in ks:
@@ -554,102 +444,3 @@ def speculative_sweep(
         )
         results += [pricer.result(k, acceptance, name, draft_bytes) for k in ks]
     return SpecSweep(tuple(results))
-
-
-# -- example files: python -m hwsim.inference.speculative FILE.yaml -------------------------
-
-EXAMPLE_KEYS = {"target", "hardware", "deployment", "candidates", "k", "batch", "context", "notes"}
-CANDIDATE_KEYS = {"draft", "acceptance", "draft_tp", "k", "notes"}
-
-
-def run_file(path: str | Path) -> list[SpecSweep]:
-    """Price the sweeps an example file describes: one per entry of ``candidates:`` (a
-    drafter with its acceptance, optionally its own ``k`` list and ``draft_tp``), each over
-    the file's ``k`` values and ``batch`` values at ``context`` (keys: :data:`EXAMPLE_KEYS`,
-    :data:`CANDIDATE_KEYS`; ``k`` and ``batch`` may be one value or a list)."""
-    from hwsim.safe_read import load_yaml, read_text
-
-    file = str(path)
-    data = load_yaml(read_text(path, "speculative example"), file)
-    if not isinstance(data, dict):
-        raise ProfileError("expected a mapping", file=file)
-    _keys(data, EXAMPLE_KEYS, {"target", "hardware", "candidates"}, file, None)
-    deployment = data.get("deployment") or {}
-    if not isinstance(deployment, dict):
-        raise ProfileError("expected DeploymentSpec fields", file=file, field="deployment")
-    candidates = data["candidates"]
-    if not isinstance(candidates, list) or not candidates:
-        raise ProfileError("expected a list of drafters", file=file, field="candidates")
-    sweeps = []
-    for i, cand in enumerate(candidates):
-        where = f"candidates[{i}]"
-        if not isinstance(cand, dict):
-            raise ProfileError("expected a mapping", file=file, field=where)
-        _keys(cand, CANDIDATE_KEYS, {"draft", "acceptance"}, file, where)
-        sweeps.append(
-            speculative_sweep(
-                data["target"],
-                cand["draft"],
-                data["hardware"],
-                _listed(cand.get("k", data.get("k", list(range(0, 9))))),
-                cand["acceptance"],
-                _listed(data.get("batch", 1)),
-                data.get("context", 2048),
-                draft_tp=cand.get("draft_tp"),
-                **deployment,
-            )
-        )
-    return sweeps
-
-
-def _listed(value: Any) -> list:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _keys(data: dict, allowed: set[str], required: set[str], file: str, field: str | None):
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        raise ProfileError(
-            f"unknown keys {unknown}; allowed: {sorted(allowed)}", file=file, field=field
-        )
-    missing = sorted(required - set(data))
-    if missing:
-        raise ProfileError(f"missing keys {missing}", file=file, field=field)
-
-
-def format_sweep(sweep: SpecSweep) -> str:
-    from hwsim.format import fmt_time
-
-    first = sweep.results[0]
-    lines = [
-        f"{first.target} on {first.hardware}, drafter {first.draft}, context {first.context}",
-        f"{'batch':>6} {'k':>3} {'E':>6} {'draft':>10} {'verify':>10} {'verify/base':>11} "
-        f"{'TPOT':>10} {'base TPOT':>10} {'speed-up':>8}  verify bound",
-    ]
-    for r in sweep.results:
-        lines.append(
-            f"{r.batch:>6} {r.k:>3} {r.tokens_per_step:>6.3f} {fmt_time(r.t_draft_total_s):>10} "
-            f"{fmt_time(r.t_verify_s):>10} {r.verify_cost_ratio:>11.2f} {fmt_time(r.tpot_s):>10} "
-            f"{fmt_time(r.baseline_tpot_s):>10} {r.speedup:>7.2f}x  {r.verify_bound}"
-        )
-    for batch in dict.fromkeys(r.batch for r in sweep.results):
-        best = sweep.best(batch)
-        lines.append(f"best k at batch {batch}: {best.k} ({best.speedup:.2f}x)")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        print("usage: python -m hwsim.inference.speculative FILE.yaml", file=sys.stderr)
-        return 2
-    try:
-        print("\n\n".join(format_sweep(sweep) for sweep in run_file(args[0])))
-    except HwsimError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
