@@ -32,7 +32,8 @@ from starlette.concurrency import run_in_threadpool
 
 from hwsim.cli.common import MAX_MESSAGE_CHARS, SCHEMA_VERSION
 from hwsim.errors import HwsimError
-from hwsim.web.service import RequestError, Service, parse_body
+from hwsim.web.requests import RequestError, parse_body
+from hwsim.web.service import Service
 
 STATIC = Path(__file__).resolve().parent / "static"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]

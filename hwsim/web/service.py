@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import tempfile
 import threading
 import zipfile
@@ -23,114 +22,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwsim.cli.common import SCHEMA_VERSION, to_jsonable
-from hwsim.errors import HwsimError, ProfileError
+from hwsim.errors import ProfileError
 from hwsim.profiles.deployment import DeploymentSpec
-from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario
-from hwsim.safe_read import excerpt, load_json_object, load_yaml
+from hwsim.safe_read import excerpt
+from hwsim.web.requests import (
+    DEFAULT_LENGTHS,
+    RequestError,
+    parse_lengths,
+    positive_field,
+    scenario_of,
+    split_options,
+    whole_field,
+)
 
 if TYPE_CHECKING:
     from hwsim.inference.context import ContextSweep
     from hwsim.planner.plan import PlanResult
 
-MAX_BODY_BYTES = 1 << 20  # a scenario is a few KiB; refuse anything far larger
-JSON_TYPES = ("application/json",)
-# none of these is a CORS "simple" type: another site's page cannot post one without asking
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 STORE_SIZE = 16  # plans and context sweeps kept for the page's plots and downloads
-DEFAULT_LENGTHS = "1k,4k,32k,128k,1M"  # as `hwsim context`
 REPORT_FILES = ("report.html", "report.md", "report.zip")
-
-
-class RequestError(HwsimError):
-    """Bad input with an HTTP status other than 400 (415: wrong content type, 404: no such
-    plan, 422: a plan with no feasible candidate)."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.status = status
-
-
-# -- request bodies ----------------------------------------------------------------------------
-
-
-def parse_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
-    """A request body as a dict: JSON (an object) or, for a scenario, YAML (a mapping)."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise RequestError(f"request body of {len(raw):,} bytes; at most {MAX_BODY_BYTES:,}", 413)
-    kind = (content_type or "").split(";")[0].strip().lower()
-    if kind not in JSON_TYPES + YAML_TYPES:
-        raise RequestError(
-            f"Content-Type {kind or '(none)'!r}: send application/json, or application/yaml "
-            "with a scenario YAML",
-            415,
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ProfileError("not UTF-8 text", file="request body") from None
-    if kind in JSON_TYPES:
-        return load_json_object(text, "request body")
-    data = load_yaml(text, "request body")
-    if not isinstance(data, dict):
-        raise ProfileError(
-            "expected a mapping of field: value at the top level", file="request body"
-        )
-    return data
-
-
-def _options(body: dict[str, Any], allowed: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Split a body into its scenario and its options. The body is either a scenario itself
-    or ``{"scenario": <mapping or YAML text>, <option>: ...}``."""
-    if "scenario" not in body:
-        return body, dict(allowed)
-    unknown = sorted(set(body) - {"scenario", *allowed})
-    if unknown:
-        raise ProfileError(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: "
-            f"{', '.join(['scenario', *allowed])}",
-            file="request body",
-        )
-    return body["scenario"], {k: body.get(k, v) for k, v in allowed.items()}
-
-
-def scenario_of(raw: Any) -> Scenario:
-    """A scenario from a mapping or YAML text, validated like a scenario file."""
-    if isinstance(raw, str):
-        data = load_yaml(raw, "scenario YAML")
-        if not isinstance(data, dict):
-            raise ProfileError(
-                "expected a mapping of field: value at the top level", file="scenario YAML"
-            )
-        return validate(Scenario, data, "scenario YAML")
-    if not isinstance(raw, dict):
-        raise ProfileError(
-            f"scenario: expected a mapping or YAML text, got {type(raw).__name__}",
-            file="request body",
-        )
-    return validate(Scenario, raw, "scenario")
-
-
-def _int(value: Any, name: str, low: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ProfileError(
-            f"must be a whole number >= {low}, got {excerpt(value)}",
-            file="request body",
-            field=name,
-        )
-    return value
-
-
-def _number(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e300:
-        raise ProfileError(
-            f"must be a finite number > 0, got {excerpt(value)}", file="request body", field=name
-        )
-    return float(value)
 
 
 def _key(kind: str, data: Any) -> str:
@@ -252,9 +163,9 @@ class Service:
 
     def plan(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """``hwsim plan --json`` for a scenario with ``traffic:``; (plan id, JSON)."""
-        raw, opts = _options(body, {"simulate_top": None})
+        raw, opts = split_options(body, {"simulate_top": None})
         entry = self._plan(
-            scenario_of(raw), _int(opts["simulate_top"], "simulate_top", 0, optional=True)
+            scenario_of(raw), whole_field(opts["simulate_top"], "simulate_top", 0, optional=True)
         )
         return entry.id, self.plan_json(entry)
 
@@ -375,7 +286,9 @@ class Service:
         at ``rank`` when it has ``traffic:``, else its one deployment)."""
         from hwsim.deploy import EMIT_CHOICES, from_plan, from_scenario, parse_emit, render
 
-        raw, opts = _options(body, {"emit": list(EMIT_CHOICES), "rank": 1, "simulate_top": None})
+        raw, opts = split_options(
+            body, {"emit": list(EMIT_CHOICES), "rank": 1, "simulate_top": None}
+        )
         emit = opts["emit"]
         if isinstance(emit, str):
             emit = [emit]
@@ -386,11 +299,11 @@ class Service:
                 field="emit",
             )
         request = parse_emit(emit)
-        rank = _int(opts["rank"], "rank", 1)
+        rank = whole_field(opts["rank"], "rank", 1)
         assert rank is not None
         sc = scenario_of(raw)
         if sc.traffic is not None:
-            top = _int(opts["simulate_top"], "simulate_top", 0, optional=True)
+            top = whole_field(opts["simulate_top"], "simulate_top", 0, optional=True)
             target = from_plan(self._plan(sc, top).result, rank)
         else:
             target = from_scenario(sc, rank)
@@ -411,7 +324,7 @@ class Service:
         from hwsim.model.load import load_model
         from hwsim.model.param_summary import param_summary
 
-        raw, _ = _options(body, {})
+        raw, _ = split_options(body, {})
         sc = scenario_of(raw)
         est = run_estimate(sc)
         data = {
@@ -455,7 +368,7 @@ class Service:
                 file="request body",
             )
         opts = {k: body.get(k, v) for k, v in self.CONTEXT_FIELDS.items()}
-        slo_ms = _number(opts["tpot_slo_ms"], "tpot_slo_ms")
+        slo_ms = positive_field(opts["tpot_slo_ms"], "tpot_slo_ms")
         if opts["plan"] is not None:
             if given := [k for k in self.FROM_PLAN if k in body]:
                 raise ProfileError(
@@ -465,7 +378,7 @@ class Service:
             if not isinstance(opts["plan"], str):
                 raise ProfileError("expected a plan id", file="request body", field="plan")
             result = self.plan_entry(opts["plan"]).result
-            rank = _int(opts["rank"], "rank", 1)
+            rank = whole_field(opts["rank"], "rank", 1)
             assert rank is not None
             if rank > len(result.feasible):
                 raise ProfileError(
@@ -507,8 +420,8 @@ class Service:
                     field=name,
                 )
             variants += value
-        batch = _int(opts["batch"], "batch", 1)
-        gen_len = _int(opts["gen_len"], "gen_len", 0)
+        batch = whole_field(opts["batch"], "batch", 1)
+        gen_len = whole_field(opts["gen_len"], "gen_len", 0)
         asked = {
             "model": model,
             "hardware": hardware,
@@ -555,54 +468,3 @@ class Service:
                 return {"context.png": path.read_bytes()}
 
         return entry.plot.get(make)["context.png"]
-
-
-SUFFIXES = (("Ki", 1024), ("Mi", 1024**2), ("k", 1000), ("K", 1000), ("M", 10**6))
-
-
-def parse_lengths(value: Any) -> list[int]:
-    """Context lengths: a list of whole numbers, or text as ``hwsim context --lengths`` reads
-    it ('1k,4k,32k,1M': k = 1,000, M = 1,000,000; Ki = 1,024, Mi = 1,048,576)."""
-    what = "lengths"
-    if isinstance(value, list):
-        parts: list[Any] = value
-    elif isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-    else:
-        raise ProfileError(
-            f"expected a list of token counts or text like {DEFAULT_LENGTHS!r}, got "
-            f"{excerpt(value)}",
-            file="request body",
-            field=what,
-        )
-    out = []
-    for part in parts:
-        number: float
-        if isinstance(part, bool):
-            number = float("nan")
-        elif isinstance(part, (int, float)):
-            number = float(part)
-        elif isinstance(part, str):
-            text, mult = part, 1
-            for suffix, factor in SUFFIXES:
-                if text.endswith(suffix):
-                    text, mult = text[: -len(suffix)], factor
-                    break
-            try:
-                number = float(text) * mult
-            except ValueError:
-                raise ProfileError(
-                    f"cannot read {part!r}; use integers with optional k, M, Ki, Mi suffix",
-                    file="request body",
-                    field=what,
-                ) from None
-        else:
-            number = float("nan")
-        if not (math.isfinite(number) and number > 0) or number != int(number):
-            raise ProfileError(
-                f"{excerpt(part)} must be a positive integer", file="request body", field=what
-            )
-        out.append(int(number))
-    if not out:
-        raise ProfileError("empty list", file="request body", field=what)
-    return out
