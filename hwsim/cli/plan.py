@@ -9,8 +9,6 @@ import typer
 from hwsim.cli.common import console, deployment_flags, fail, handle_errors, print_json
 from hwsim.errors import ProfileError
 from hwsim.inference.estimate import estimate
-from hwsim.model.load import load_model
-from hwsim.model.param_summary import param_summary
 from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.scenario import Scenario, load_scenario
 
@@ -174,15 +172,8 @@ def register(app: typer.Typer) -> None:
                 return
         est = run_estimate(sc)
         if json_out:
-            print_json(
-                {
-                    **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
-                    "model": param_summary(load_model(sc.model)),
-                    "ops": {
-                        "prefill": [r.model_dump() for r in est.prefill_ops],
-                        "decode": [r.model_dump() for r in est.decode_ops],
-                    },
-                }
-            )
+            from hwsim.planner.plan import deployment_json
+
+            print_json(deployment_json(est, sc.model))
             return
         console.print(est)

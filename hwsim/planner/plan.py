@@ -141,6 +141,20 @@ _PLAN_COLUMNS = (
 )
 
 
+def deployment_json(est, model_ref) -> dict[str, Any]:
+    """The JSON of one priced deployment (``hwsim plan FILE --json`` without ``traffic:``,
+    the web API's estimate): the estimate's sections, the model's parameter counts and the
+    per-op rows of both phases."""
+    return {
+        **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
+        "model": param_summary(load_model(model_ref)),
+        "ops": {
+            "prefill": [r.model_dump() for r in est.prefill_ops],
+            "decode": [r.model_dump() for r in est.decode_ops],
+        },
+    }
+
+
 @dataclass
 class DeploymentPlan(PlanResult):
     """What :func:`plan` returns for a scenario without a ``traffic:`` section: nothing to
@@ -168,15 +182,7 @@ class DeploymentPlan(PlanResult):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        est = self.estimate
-        return {
-            **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
-            "model": param_summary(load_model(self.scenario.model)),
-            "ops": {
-                "prefill": [r.model_dump() for r in est.prefill_ops],
-                "decode": [r.model_dump() for r in est.decode_ops],
-            },
-        }
+        return deployment_json(self.estimate, self.scenario.model)
 
     def to_records(self) -> list[dict[str, Any]]:
         """The estimate's one record (:meth:`Estimate.to_records`)."""

@@ -321,20 +321,13 @@ class Service:
         """``hwsim plan --json`` for a scenario without ``traffic:``: one deployment priced at
         the scenario's ``workload:`` (a ``traffic:`` section is ignored here)."""
         from hwsim.cli.plan import run_estimate
-        from hwsim.model.load import load_model
-        from hwsim.model.param_summary import param_summary
 
         raw, _ = split_options(body, {})
         sc = scenario_of(raw)
         est = run_estimate(sc)
-        data = {
-            **est.model_dump(exclude={"prefill_ops", "decode_ops"}),
-            "model": param_summary(load_model(sc.model)),
-            "ops": {
-                "prefill": [r.model_dump() for r in est.prefill_ops],
-                "decode": [r.model_dump() for r in est.decode_ops],
-            },
-        }
+        from hwsim.planner.plan import deployment_json
+
+        data = deployment_json(est, sc.model)
         return {"schema_version": SCHEMA_VERSION, **to_jsonable(data)}
 
     # -- context -------------------------------------------------------------------------------
