@@ -151,3 +151,60 @@ def test_fits_and_max_batch_are_one_capacity_definition(model, hardware, prompt,
     est = estimate_deployment(dep, batch, prompt, gen)
     np.testing.assert_array_equal(est.memory.fits, batch <= top)
     np.testing.assert_array_equal(est.capacity.max_batch, top)
+
+
+def _as_one_element_arrays(op):
+    """``op`` with every size field a 1-element array: what a sweep of one point prices."""
+    from dataclasses import fields, replace
+
+    sizes = {
+        f.name: np.atleast_1d(np.asarray(getattr(op, f.name), dtype=float))
+        for f in fields(op)
+        if f.name.endswith(("_bytes", "flops")) and np.ndim(getattr(op, f.name)) == 0
+    }
+    return replace(op, **sizes)
+
+
+@pytest.mark.parametrize(
+    ("model", "hardware", "tp"),
+    [
+        ("llama-3.1-8b", "h100-sxm", 1),
+        ("llama-3.1-8b", "h100-sxm-calibrated", 1),
+        ("mixtral-8x7b", "h100-sxm", 2),
+        ("llama-3.1-8b", "tpu-v6e", 1),
+        ("qwen2.5-72b", "tpu-v6e", 8),  # intermediate 29,568: padded to the 256-wide MXU
+    ],
+)
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+def test_an_op_priced_in_python_floats_matches_the_same_op_priced_as_an_array(
+    model, hardware, tp, phase
+):
+    """time_op, its band edges and the speed of light take a Python-float path for an op of
+    a scalar call; it must give the array path's numbers (same operations, same order)."""
+    from hwsim.inference.engine import make_forward
+    from hwsim.model.graph import forward_ops
+    from hwsim.perf.bands import band_edges_s
+    from hwsim.perf.ladder import price_op
+    from hwsim.perf.roofline import roofline_floor_s
+
+    dep = make_deployment(model, hardware, tp=tp)
+    hw = dep.hardware
+    context = 3001.0 if phase == "prefill" else 5000.0
+    new = 3001.0 if phase == "prefill" else 1.0
+    ops = forward_ops(make_forward(dep, phase, 8.0, new, context), dep.pp)
+    assert any(type(op.flops) is float for op in ops)  # the float path is exercised
+    for op in ops:
+        one, arr = price_op(hw, op), price_op(hw, _as_one_element_arrays(op))
+        assert one.rung == arr.rung, op.name
+        assert type(one.time_s) is not np.ndarray or op.op_class == "communication"
+        for a, b in ((one.time_s, arr.time_s), (one.compute_s, arr.compute_s)):
+            assert float(a) == pytest.approx(float(np.ravel(b)[0]), rel=1e-15), op.name
+        assert int(one.bound) == int(np.ravel(arr.bound)[0]), op.name
+        floor_one = float(roofline_floor_s(hw, op))
+        assert floor_one == float(np.ravel(roofline_floor_s(hw, _as_one_element_arrays(op)))[0])
+        if op.op_class != "communication" and hw.calibration is not None:
+            lo, hi = band_edges_s(hw, one)
+            lo_a, hi_a = band_edges_s(hw, arr)
+            assert float(lo) == pytest.approx(float(np.ravel(lo_a)[0]), rel=1e-15), op.name
+            assert float(hi) == pytest.approx(float(np.ravel(hi_a)[0]), rel=1e-15), op.name
+            assert floor_one <= float(lo) <= float(one.time_s) <= float(hi)

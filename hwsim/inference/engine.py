@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -66,11 +67,12 @@ class LazyOpTimes(Sequence[OpTime]):
         return len(self._times())
 
 
-def _lengths(x) -> np.ndarray:
-    """Floats for the op builders: numpy scalars for one value (their arithmetic is several
-    times cheaper than 0-d arrays'), float arrays for sweeps."""
+def _lengths(x) -> Any:  # np.ndarray | float: the builders take either
+    """Floats for the op builders: a Python float for one value (its arithmetic is several
+    times cheaper than a numpy scalar's, and far cheaper than a 0-d array's), float arrays
+    for sweeps."""
     arr = np.asarray(x, dtype=float)
-    return arr[()] if arr.ndim == 0 else arr
+    return float(arr) if arr.ndim == 0 else arr
 
 
 def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> Forward:

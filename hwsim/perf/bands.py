@@ -27,6 +27,7 @@ from hwsim.perf.corrections import (  # noqa: F401 - the keys are re-exported fo
 from hwsim.perf.roofline import (
     BOUNDS,
     OpTime,
+    Seconds,
     efficiency_times_s,
     overlapped_s,
     roofline_floor_s,
@@ -43,8 +44,8 @@ class OpBand:
     an overhead key: the blend :func:`residual_band` describes, each quantile computed when it
     is first asked for (a phase band needs only p10 and p90)."""
 
-    work: np.ndarray  # size-proportional seconds (time_parts)
-    fixed: np.ndarray  # fixed per-call seconds
+    work: Seconds  # size-proportional seconds (time_parts)
+    fixed: Seconds  # fixed per-call seconds
     group: ResidualBand
     overhead: ResidualBand
 
@@ -52,7 +53,7 @@ class OpBand:
     def n_points(self) -> int:
         return self.group.n_points
 
-    def _blend(self, q: str) -> np.ndarray:
+    def _blend(self, q: str) -> Seconds:
         """work exp(p_group) + fixed exp(p_overhead) at quantile ``q`` (seconds)."""
         return self.work * math.exp(getattr(self.group, q)) + self.fixed * math.exp(
             getattr(self.overhead, q)
@@ -62,10 +63,11 @@ class OpBand:
         """exp(quantile ``q``): the blend over work + fixed."""
         return self._blend(q) / np.maximum(self.work + self.fixed, TINY)
 
-    def ratios(self, low: str, mid: str, high: str) -> tuple[np.ndarray, np.ndarray]:
+    def ratios(self, low: str, mid: str, high: str) -> tuple[Seconds, Seconds]:
         """(factor(low) / factor(mid), factor(high) / factor(mid)); work + fixed cancels, so
         a sweep pays one shared denominator instead of three normalised factors."""
-        den = np.maximum(self._blend(mid), TINY)
+        den = self._blend(mid)
+        den = (den if den > TINY else TINY) if type(den) is float else np.maximum(den, TINY)
         return self._blend(low) / den, self._blend(high) / den
 
     @property
@@ -99,8 +101,8 @@ def residual_band(
 
 
 def time_parts(
-    hw: HardwareProfile, op: Op, time_s: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+    hw: HardwareProfile, op: Op, time_s: Seconds | None = None
+) -> tuple[Seconds, Seconds]:
     """(work, fixed) seconds of the fitted curves' time (:func:`~hwsim.perf.roofline.time_op`
     without corrections): ``work`` the size-proportional time, max(C, M) + (1 - overlap)
     min(C, M) without F_half and B_half; ``fixed`` the rest (F_half, B_half and the launch
@@ -110,11 +112,14 @@ def time_parts(
     work = overlapped_s(compute, memory, curve.overlap)
     if time_s is None:
         time_s = time_op(hw, op, corrected=False).time_s
+    if type(work) is float and type(time_s) is float:  # one op of a scalar call
+        rest = time_s - work
+        return work, rest if rest > 0.0 else 0.0
     total = np.asarray(time_s, dtype=float)
     return work, np.maximum(total - work, 0.0)
 
 
-def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, Seconds, Seconds]:
     """(time, low, high) in seconds per execution of ``op`` on a calibrated profile: the
     corrected time_op (:mod:`hwsim.perf.corrections`) and its p10-p90 band (:func:`band_edges_s`);
     never below the speed of light. Raises :class:`RungRefused` where the calibration does
@@ -127,7 +132,7 @@ def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray
     return np.asarray(t.time_s, dtype=float), lo, hi
 
 
-def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
+def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
     """(p10, p90) seconds of one op (all its executions): a measured op's measured spread, a
     calibrated op's residual band (:func:`band_edges_s`); communication ops and op classes
     the calibration did not measure keep a zero-width band (their point value)."""
@@ -139,12 +144,14 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
     return lo * t.op.count, hi * t.op.count
 
 
-def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray]:
+def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
     """(p10, p90) seconds per execution around a calibrated op's corrected time: the time
     times exp(p10 - p50) and exp(p90 - p50) of the band of the bound each element has (the
     p50 is in the time already), blended with the overhead key where there is one
     (:func:`residual_band`); never below the speed of light; the time itself where the
     calibration has no band for the op."""
+    if type(t.bound) is int:  # one op of a scalar call: Python floats throughout
+        return _scalar_band_edges_s(hw, t)
     bounds = np.asarray(t.bound)
     present = (int(bounds),) if bounds.ndim == 0 else [i for i in (0, 1) if np.any(bounds == i)]
     factors: dict[int, tuple[Any, Any]] = {}
@@ -165,6 +172,22 @@ def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[np.ndarray, np.ndarray
         hi = np.where(compute, factors[0][1], factors[1][1])
     floor = np.asarray(roofline_floor_s(hw, t.op), dtype=float)
     return np.maximum(floor, t.time_s * lo), np.maximum(floor, t.time_s * hi)
+
+
+def _scalar_band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[float, float]:
+    """:func:`band_edges_s` of an op priced in Python floats (one bound, one time)."""
+    band = residual_band(hw, t.op, BOUNDS[t.bound])
+    lo: Any
+    hi: Any
+    if band is None:
+        lo = hi = 1.0
+    elif isinstance(band, OpBand):
+        lo, hi = band.ratios("p10", "p50", "p90")
+    else:
+        lo, hi = math.exp(band.p10 - band.p50), math.exp(band.p90 - band.p50)
+    floor = float(roofline_floor_s(hw, t.op))
+    low, high = t.time_s * lo, t.time_s * hi
+    return (low if low > floor else floor), (high if high > floor else floor)
 
 
 def calibration_refusal(hw: HardwareProfile, op: Op) -> str | None:

@@ -72,9 +72,13 @@ def op_residuals(
     cal = hw.calibration
     if cal is None or not cal.residuals or op.op_class == "communication":
         return (None, None, None)
+    mine = op.__dict__.get("_residuals")  # an op is priced, banded and ranked: look up once
+    if mine is not None and mine[0] is cal:
+        return mine[1]
     key = (id(cal), calibration_name(op), op.compute_dtype, op.op_class, shape_factor(op))
     hit = _BANDS.get(key)
     if hit is not None and hit[0] is cal:
+        op.__dict__["_residuals"] = hit
         return hit[1]
     res = cal.residuals
     compute, memory = (
@@ -84,7 +88,7 @@ def op_residuals(
     found = (compute, memory, res.get(overhead_key(op)))
     if len(_BANDS) > 4096:
         _BANDS.clear()
-    _BANDS[key] = (cal, found)  # holding cal: its id cannot be reused while cached
+    _BANDS[key] = op.__dict__["_residuals"] = (cal, found)  # holding cal: its id stays taken
     return found
 
 

@@ -147,7 +147,8 @@ def _climb(
 ) -> tuple[OpTime, dict[str, str]]:
     """``op`` priced by the first rung that accepts it, and why the rungs above refused."""
     refused: dict[str, str] = {}
-    modelled = time_op(hw, op)
+    reason = calibration_refusal(hw, op)
+    modelled = time_op(hw, op, rung="datasheet" if reason else "calibrated")
     if measurements is None:
         refused["measured"] = "no measurements given"
     elif op.kernel is None:
@@ -163,11 +164,9 @@ def _climb(
                 np.broadcast_to(x, shape) if shape else x for x in (median, p10, p90)
             )
             return replace(modelled, time_s=median, rung="measured", band_s=(p10, p90)), refused
-    reason = calibration_refusal(hw, op)
-    if reason is None:
-        return replace(modelled, rung="calibrated"), refused
-    refused["calibrated"] = reason
-    return modelled, refused  # time_op's own rung: 'datasheet'
+    if reason is not None:
+        refused["calibrated"] = reason
+    return modelled, refused
 
 
 def price_op(

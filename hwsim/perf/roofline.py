@@ -24,6 +24,7 @@ from hwsim.perf.corrections import NO_CORRECTION, side_factors
 from hwsim.profiles.hardware import HardwareProfile
 
 BOUNDS = ("compute", "memory", "communication")
+Seconds = np.ndarray | float  # one op of a scalar call is priced in Python floats
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,16 @@ class OpTime:
     """Predicted time of one op (per execution) and what bounds it."""
 
     op: Op
-    time_s: np.ndarray
-    compute_s: np.ndarray
-    memory_s: np.ndarray
-    bound: np.ndarray  # 0 compute, 1 memory, 2 communication (index into BOUNDS)
+    time_s: Seconds  # Python floats for an op of a scalar call, else arrays
+    compute_s: Seconds
+    memory_s: Seconds
+    bound: np.ndarray | int  # 0 compute, 1 memory, 2 communication (index into BOUNDS)
     rung: str = "datasheet"  # ladder rung that priced it (hwsim.perf.ladder): time_op's own is
     # 'datasheet'; the ladder renames it 'calibrated' where calibration covers the op
     band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90) per execution, measured
 
     @cached_property
-    def total_s(self) -> np.ndarray:
+    def total_s(self) -> Seconds:
         """Seconds of all ``op.count`` executions (computed once)."""
         return self.time_s * self.op.count
 
@@ -51,11 +52,16 @@ def peak_flops_per_s(hw: HardwareProfile, op: Op) -> float:
     return hw.matrix_peak_flops_per_s(op.compute_dtype)
 
 
-def overlapped_s(compute_s, memory_s, overlap: float) -> np.ndarray:
+def overlapped_s(compute_s, memory_s, overlap: float) -> Seconds:
     """Compute and memory time combined: max(C, M) + (1 - overlap) * min(C, M).
 
     ``overlap`` 1 is the roofline's max(C, M) (the shorter fully hidden), 0 the serial C + M;
     either way the result is at least max(C, M)."""
+    if type(compute_s) is float and type(memory_s) is float:  # one op of a scalar call
+        longer, shorter = (compute_s, memory_s) if compute_s >= memory_s else (memory_s, compute_s)
+        if math.isnan(shorter):
+            return math.nan
+        return longer if overlap >= 1.0 else longer + (1.0 - overlap) * shorter
     c, m = np.asarray(compute_s, dtype=float), np.asarray(memory_s, dtype=float)
     if overlap >= 1.0:  # the common, uncalibrated case: skip a pass over sweep-sized arrays
         return np.maximum(c, m)
@@ -68,7 +74,7 @@ def efficiency_times_s(
     *,
     with_half: bool = True,
     factors: tuple[float, float, float] = NO_CORRECTION,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Seconds, Seconds]:
     """(compute, memory) seconds of ``op`` at the efficiency curve's fractions of peak.
 
     ``with_half``: include the curve's F_half / B_half ramp (the fixed cost of a small call);
@@ -76,6 +82,8 @@ def efficiency_times_s(
     ``factors``: the calibration's (compute, memory, overhead) corrections
     (:func:`hwsim.perf.corrections.side_factors`) on F, B and the ramps."""
     curve = hw.efficiency.for_class(op.op_class)
+    if _is_scalar(op.flops) and _is_scalar(op.hbm_bytes):
+        return _efficiency_times_scalar_s(hw, op, curve, with_half, factors)
     flops, nbytes = _floats(op.flops), _floats(op.hbm_bytes)
     f_compute, f_memory, f_overhead = factors
     if f_compute != 1.0:
@@ -88,6 +96,34 @@ def efficiency_times_s(
         flops = flops + curve.compute_half_flops * f_overhead * (flops > 0)
     if with_half and curve.memory_half_bytes:
         nbytes = nbytes + curve.memory_half_bytes * f_overhead * (nbytes > 0)
+    compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
+    memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
+    return compute_s, memory_s
+
+
+def _is_scalar(x) -> bool:
+    """One number (a Python float or int, or a numpy scalar), not an array of them."""
+    return type(x) is float or type(x) is int or isinstance(x, np.generic)
+
+
+def _efficiency_times_scalar_s(
+    hw: HardwareProfile, op: Op, curve, with_half: bool, factors: tuple[float, float, float]
+) -> tuple[float, float]:
+    """:func:`efficiency_times_s` of an op whose sizes are single numbers, in Python floats
+    (a numpy scalar's arithmetic and ufuncs cost several times more): the same operations in
+    the same order, so the same IEEE results."""
+    flops, nbytes = float(op.flops), float(op.hbm_bytes)
+    f_compute, f_memory, f_overhead = factors
+    if f_compute != 1.0:
+        flops = flops * f_compute
+    if hw.on_chip.matrix_unit is not None:
+        flops = flops * tile_padding(hw, op)
+    if f_memory != 1.0:
+        nbytes = nbytes * f_memory
+    if with_half and curve.compute_half_flops and flops > 0:
+        flops = flops + curve.compute_half_flops * f_overhead
+    if with_half and curve.memory_half_bytes and nbytes > 0:
+        nbytes = nbytes + curve.memory_half_bytes * f_overhead
     compute_s = flops / (peak_flops_per_s(hw, op) * curve.compute_fraction)
     memory_s = nbytes / (hw.bandwidth_bytes_per_s * curve.memory_fraction)
     return compute_s, memory_s
@@ -117,10 +153,14 @@ def _floats(x) -> np.ndarray:
     return np.float64(x)
 
 
-def time_op(hw: HardwareProfile, op: Op, *, corrected: bool = True) -> OpTime:
+def time_op(
+    hw: HardwareProfile, op: Op, *, corrected: bool = True, rung: str = "datasheet"
+) -> OpTime:
     """Roofline x efficiency time of one execution of ``op`` (module docstring), with a
     calibrated profile's per-group corrections (:mod:`hwsim.perf.corrections`; ``corrected``
-    False: the fitted curves alone); a correction never takes a side past its peak."""
+    False: the fitted curves alone); a correction never takes a side past its peak.
+    ``rung``: the ladder's name for the result (:mod:`hwsim.perf.ladder`). An op whose sizes
+    are single numbers is priced in Python floats (the same operations, the same results)."""
     if op.op_class == "communication":
         return _time_collective(hw, op)
     curve = hw.efficiency.for_class(op.op_class)
@@ -129,8 +169,10 @@ def time_op(hw: HardwareProfile, op: Op, *, corrected: bool = True) -> OpTime:
     time_s = overlapped_s(compute_s, memory_s, curve.overlap)
     if curve.launch_overhead_s:
         time_s = time_s + op.kernels * curve.launch_overhead_s * factors[2]
+    if type(compute_s) is float:
+        return OpTime(op, time_s, compute_s, memory_s, int(compute_s < memory_s), rung)
     bound = np.less(compute_s, memory_s).view(np.int8)  # 0 compute (C >= M), 1 memory
-    return OpTime(op, time_s, compute_s, memory_s, bound)
+    return OpTime(op, time_s, compute_s, memory_s, bound, rung)
 
 
 def _collective_s(hw: HardwareProfile, op: Op, ideal: bool = False) -> np.ndarray:
@@ -148,19 +190,27 @@ def _time_collective(hw: HardwareProfile, op: Op) -> OpTime:
     return OpTime(op, time_s, zero, zero, np.full(np.shape(time_s), 2))
 
 
-def peak_times_s(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, np.ndarray]:
+def peak_times_s(hw: HardwareProfile, op: Op) -> tuple[Seconds, Seconds]:
     """(F / peak, B / bandwidth) seconds: the two sides of the bare roofline."""
+    if _is_scalar(op.flops) and _is_scalar(op.hbm_bytes):
+        return (
+            float(op.flops) / peak_flops_per_s(hw, op),
+            float(op.hbm_bytes) / hw.bandwidth_bytes_per_s,
+        )
     compute = np.asarray(op.flops, dtype=float) / peak_flops_per_s(hw, op)
     memory = np.asarray(op.hbm_bytes, dtype=float) / hw.bandwidth_bytes_per_s
     return compute, memory
 
 
-def roofline_floor_s(hw: HardwareProfile, op: Op) -> np.ndarray:
+def roofline_floor_s(hw: HardwareProfile, op: Op) -> Seconds:
     """Speed of light for an op: peak rates, no efficiency, no overhead (for a collective:
     the ring's bytes at the full link rate, no latency)."""
     if op.op_class == "communication":
         return _collective_s(hw, op, ideal=True)
-    return np.maximum(*peak_times_s(hw, op))
+    compute, memory = peak_times_s(hw, op)
+    if type(compute) is float and type(memory) is float and not math.isnan(compute + memory):
+        return compute if compute >= memory else memory
+    return np.maximum(compute, memory)
 
 
 def roofline_bound(hw: HardwareProfile, op: Op) -> np.ndarray:
