@@ -4,6 +4,7 @@
         --global-batch 64 --seq-len 2048 --recompute selective --sequence-parallel
     hwsim train examples/train-gpt3-175b-a100.yaml --json
     hwsim train --model llama-3.1-8b --hardware h100-sxm --gpus 16 --global-batch 64 --search
+    hwsim train examples/train-llama31-8b-h100.yaml --report out/train
 
 A scenario file holds ``model``, ``hardware``, ``gpus``, optionally ``total_tokens`` and a
 ``training:`` mapping of :class:`~hwsim.training.spec.TrainingSpec` settings by their short
@@ -215,6 +216,13 @@ def register(app: typer.Typer) -> None:
             False, "--search", help="list the layouts of --gpus that fit, ranked by step time"
         ),
         top: int = typer.Option(20, "--top", help="rows shown by --search"),
+        report: Optional[Path] = typer.Option(  # noqa: UP045 - typer reads it
+            None,
+            "--report",
+            help="write memory vs sequence length per recomputation policy, the step-time "
+            "breakdown (PNGs) and training.json into this folder",
+        ),
+        force: bool = typer.Option(False, "--force", help="with --report: overwrite its files"),
         settings: dict[str, Any] | None = None,
     ) -> None:
         """Memory per GPU, step time, MFU / HFU and run cost of a training layout."""
@@ -236,7 +244,19 @@ def register(app: typer.Typer) -> None:
             fitting, pruned = search(model, hardware, int(gpus), spec)
             _search_output(fitting, pruned, json_out, top)
             return
+        if report is not None:
+            if search_mode:
+                raise HwsimError("--report describes one layout; drop --search or --report")
+            from hwsim.training.report import check_report_dir
+
+            check_report_dir(report, force)  # fail before the sweep, not after
         result = train(model, hardware, gpus, spec, total_tokens=total)
+        if report is not None:
+            from hwsim.training.report import write_training_report
+
+            written = write_training_report(result, model, hardware, report, force)
+            if not json_out:
+                console.print(f"report: {', '.join(str(p) for p in written)}")
         if json_out:
             print_json(result.to_dict())
         else:
