@@ -221,8 +221,7 @@ def main() -> None:
     print(f"{'row':<34}{'metric':<26}{'published':>12}{'hwsim':>12}{'error':>9}")
     for c in comparisons:
         print(
-            f"{c.row_id:<34}{c.metric:<26}{c.published:>12.4g}{c.predicted:>12.4g}"
-            f"{c.error:>+9.1%}"
+            f"{c.row_id:<34}{c.metric:<26}{c.published:>12.4g}{c.predicted:>12.4g}{c.error:>+9.1%}"
         )
     rows = len({c.row_id for c in comparisons})
     print(f"\n{rows} runs, {len(comparisons)} comparisons; median |error|:")
