@@ -104,8 +104,16 @@ def test_time_grows_with_size_and_never_beats_the_ideal_floor(hw_id, ranks):
         assert np.all(np.diff(t) >= 0)
     floor = np.asarray(roofline_floor_s(hw, all_reduce(SIZES, ranks)))
     assert np.all(t >= floor)
-    # the ideal floor: the ring's 2 (p-1)/p of the payload at the full link rate
+    # the ideal floor: the ring's 2 (p-1)/p of the payload at the full link rate; across
+    # nodes the rate of the NICs of a node's members together, at most the intra-node link
+    ic = hw.interconnect
+    per_node = int(ic.devices_per_node.value)
     bw = hw.link_for(ranks).bandwidth_per_direction_bytes_per_s.value
+    if ranks > per_node and ic.intra_node is not None:
+        nodes = -(-ranks // per_node)
+        members = min(per_node, -(-ranks // nodes))
+        intra = ic.intra_node.bandwidth_per_direction_bytes_per_s.value
+        bw = max(bw, min(members * bw, intra))
     np.testing.assert_allclose(floor, 2 * (ranks - 1) / ranks * SIZES / bw, rtol=1e-12)
     for coll in ("p2p", "all_gather", "reduce_scatter"):
         m = C.collective_model(hw, coll, ranks)
@@ -182,17 +190,20 @@ def test_pcie_parts_use_pci_latencies_and_no_ll128_or_nvls(hw_id):
 
 
 def test_inter_node_all_reduce_uses_the_network_hops():
-    """h100-sxm x 16 = 2 nodes on 50 GB/s NICs (bus 40 GB/s). Ring LL: 6.6 + 28 intra hops at
-    max(0.6, 1.0 us net overhead) + 2 network hops * 2.7 = 40.0 us, bus min(39.0 Intel-host
-    N2 cap, 20) GB/s. Tree LL: 6.8 + 2 (7 * 0.6 + 1 * 5.0) = 25.2 us, bus min(0.92 * 40 / 3.8,
-    39) GB/s / 2, x 0.7 (treeCorrectionFactor LL at 16 KiB): it wins at 16 KiB."""
+    """h100-sxm x 16 = 2 nodes; each node's 8 GPUs drive their own 50 GB/s NICs, one ring
+    channel per NIC, so the ring's bus is min(450 NVLink, 8 x 50) x 0.8 = 320 GB/s. Ring LL:
+    6.6 + 28 intra hops at max(0.6, 1.0 us net overhead) + 2 network hops * 2.7 = 40.0 us, bus
+    min(39.0 Intel-host N2 cap, 160) GB/s. Tree LL: 6.8 + 2 (7 * 0.6 + 1 * 5.0) = 25.2 us, bus
+    min(0.92 * 320 / 3.8, 39) GB/s / 2, x 0.7 (treeCorrectionFactor LL at 16 KiB): it wins at
+    16 KiB."""
     m = model("h100-sxm", 16)
     assert m.setup is not None and m.setup.nodes == 2
+    assert m.setup.bus_bw == pytest.approx(320e9, rel=1e-12)
     by = {(c.algorithm, c.protocol): c for c in m.choices}
     assert ("nvls", "Simple") not in by  # NVLS needs one node here
     assert by["ring", "LL"].latency_s == pytest.approx(40.0e-6, rel=1e-12)
-    assert by["ring", "LL"].bandwidth == pytest.approx(20e9 * 16 / 30, rel=1e-12)
-    tree_bw = 0.92 * 40 / 3.8 / 2 * 1e9
+    assert by["ring", "LL"].bandwidth == pytest.approx(39e9 * 16 / 30, rel=1e-12)
+    tree_bw = 39 / 2 * 1e9
     want = 25.2e-6 + 16384 / (tree_bw * 0.7)
     assert m.chosen(16384) == ("tree", "LL")
     assert m.seconds(16384) == pytest.approx(want, rel=1e-12)
@@ -200,7 +211,22 @@ def test_inter_node_all_reduce_uses_the_network_hops():
     # the message reaches 64 B per channel and rank (the ring plateau)
     simple = by["ring", "Simple"]
     assert simple.latency_s == pytest.approx(131.6e-6, rel=1e-12)
-    assert simple.seconds(2**30) == pytest.approx(1.4 * 131.6e-6 + 2**30 / (40e9 * 16 / 30))
+    assert simple.seconds(2**30) == pytest.approx(1.4 * 131.6e-6 + 2**30 / (320e9 * 16 / 30))
+    # a point-to-point send across the nodes leaves through one GPU's NIC: 50 x 0.8 GB/s
+    assert model("h100-sxm", 16, "p2p").setup.bus_bw == pytest.approx(40e9, rel=1e-12)
+
+
+def test_a_ring_across_nodes_uses_the_nics_of_a_nodes_members_together():
+    """Bus bandwidth across nodes: members per node x the per-GPU NIC rate, capped by the
+    intra-node link: A100 (25 GB/s NICs, 300 GB/s NVLink) 16 ranks -> 8 x 25 = 200; 12 ranks on
+    2 nodes -> 6 x 25 = 150; L4 (PCIe, 1.5 GB/s per GPU of a shared VM network) -> 8 x 1.5."""
+    frac = load_hardware("a100-80gb-sxm").efficiency.link_fraction.value
+    assert model("a100-80gb-sxm", 16).setup.bus_bw == pytest.approx(200e9 * frac, rel=1e-12)
+    assert model("a100-80gb-sxm", 12).setup.bus_bw == pytest.approx(150e9 * frac, rel=1e-12)
+    l4 = load_hardware("l4")
+    intra = l4.interconnect.intra_node.bandwidth_per_direction_bytes_per_s.value
+    want = min(8 * 1.5e9, intra) * l4.efficiency.link_fraction.value
+    assert model("l4", 16).setup.bus_bw == pytest.approx(want, rel=1e-12)
 
 
 def test_point_to_point_is_one_ring_step_of_the_fastest_protocol():

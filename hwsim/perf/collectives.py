@@ -35,6 +35,8 @@ With B the bus bandwidth (GB/s, one direction) and p ranks on n nodes:
 
 hwsim's inputs: B = the link's per-direction rate x ``efficiency.link_fraction`` (NCCL's
 topology rates an sm90 NVLink at 20.6 of its 25 GB/s, src/graph/topo.h SM90_NVLINK_BW: 0.82);
+across nodes the rate is the group's NICs in a node together, capped by the intra-node link
+(:func:`bus_bandwidth_bytes_per_s`: NCCL runs a channel per NIC, busBw = nChannels x bwInter);
 the architecture, NVLS and channel counts from the profile's ``interconnect.nccl``. A profile
 without that block is not an NCCL system (TPU ICI, RCCL, ...): it keeps the plain alpha-beta
 ring (latency_s per step, formulas.md's collectives section).
@@ -206,9 +208,42 @@ class Setup:
         return min(self.nodes, 3) - 1
 
 
-def setup_for(hw: HardwareProfile, ranks: int) -> Setup | None:
+def bus_bandwidth_bytes_per_s(
+    hw: HardwareProfile, link: Link, nodes: int, members_per_node: int
+) -> float:
+    """Per-direction bandwidth one ring over a group carries (before ``link_fraction``).
+
+    In one node: the link's rate. Across nodes: the group's members in a node each drive
+    their own NIC (the profiles' network rate is per GPU: one NIC per GPU on HGX / DGX
+    nodes, a node's share per GPU on cloud VMs), and NCCL lays one ring channel over each
+    NIC, so the ring's inter-node bandwidth is members per node x the per-GPU rate (NCCL's
+    nChannels x bwInter), never more than the intra-node link carries."""
+    rate = link.bandwidth_per_direction_bytes_per_s.value
+    intra = hw.interconnect.intra_node
+    if nodes <= 1 or link is intra:
+        return rate
+    aggregate = rate * max(1, members_per_node)
+    if intra is not None:
+        aggregate = min(aggregate, intra.bandwidth_per_direction_bytes_per_s.value)
+    return max(aggregate, rate)
+
+
+def members_per_node(
+    hw: HardwareProfile, ranks: int, nodes: int, collective: str | None = None
+) -> int:
+    """Members of a group of ``ranks`` spread evenly over ``nodes`` nodes, per node, whose
+    NICs carry one collective's ring channels together; 1 for point-to-point (and the
+    pairwise exchanges of an all-to-all), whose bytes leave through one GPU's own NIC."""
+    if collective == "p2p":
+        return 1
+    per_node = int(hw.interconnect.devices_per_node.value)
+    return min(per_node, math.ceil(ranks / max(nodes, 1)))
+
+
+def setup_for(hw: HardwareProfile, ranks: int, collective: str | None = None) -> Setup | None:
     """NCCL's view of a collective over ``ranks`` devices of ``hw``; None: no NCCL block in
-    the profile (the alpha-beta ring prices it) or nothing to price (one rank, no link)."""
+    the profile (the alpha-beta ring prices it) or nothing to price (one rank, no link).
+    ``collective`` 'p2p': across nodes one GPU's NIC, not its node's (:func:`members_per_node`)."""
     nccl = hw.interconnect.nccl
     link = hw.link_for(ranks)
     if nccl is None or link is None or ranks <= 1:
@@ -220,7 +255,9 @@ def setup_for(hw: HardwareProfile, ranks: int) -> Setup | None:
     intra = _fabric(intra_link, "nvlink") if intra_link is not None else "pcie"
     if intra == "network":
         intra = "pcie"
-    bw = link.bandwidth_per_direction_bytes_per_s.value * hw.efficiency.link_fraction.value
+    members = members_per_node(hw, ranks, nodes, collective)
+    bus = bus_bandwidth_bytes_per_s(hw, link, nodes, members)
+    bw = bus * hw.efficiency.link_fraction.value
     return Setup(
         ranks=ranks,
         nodes=nodes,
@@ -380,11 +417,16 @@ class CollectiveModel:
         if collective not in COLLECTIVES:
             raise ValueError(f"unknown collective {collective!r}; known: {', '.join(COLLECTIVES)}")
         self.collective, self.ranks = collective, ranks
-        self.setup = setup_for(hw, ranks)
+        self.setup = setup_for(hw, ranks, collective)
         self.choices: list[Choice] = [] if self.setup is None else choices(self.setup, collective)
         link = hw.link_for(ranks)
         self.free = link is None or ranks <= 1
-        self.full_bw = 0.0 if link is None else link.bandwidth_per_direction_bytes_per_s.value
+        self.full_bw = 0.0
+        if link is not None:
+            per_node = int(hw.interconnect.devices_per_node.value)
+            nodes = 1 if link is hw.interconnect.intra_node else math.ceil(ranks / per_node)
+            members = members_per_node(hw, ranks, nodes, collective)
+            self.full_bw = bus_bandwidth_bytes_per_s(hw, link, nodes, members)
         self.factor = ideal_factor(collective, ranks) if ranks > 1 else 0.0
         # the alpha-beta ring (no NCCL block): steps x latency + factor x bytes / bw
         self.alpha = self.beta = 0.0

@@ -5,8 +5,9 @@ Rank order is Megatron's: tensor-parallel ranks adjacent, then data-parallel, th
 ceil(ranks / max(1, devices_per_node // stride)) nodes: the TP group (stride 1) stays in a
 node up to devices_per_node; a DP group of stride tp crosses nodes as soon as tp x dp exceeds
 a node; pipeline neighbours (stride tp x dp) sit in different nodes once tp x dp fills one.
-Where the group spans nodes the network link prices it (one NIC per GPU on HGX-class nodes),
-else the intra-node link; :mod:`hwsim.perf.collectives` gives the latency and bandwidth per
+Where the group spans nodes the network link prices it, at the NICs of the group's members in
+a node together (:func:`hwsim.perf.collectives.bus_bandwidth_bytes_per_s`), else the
+intra-node link; :mod:`hwsim.perf.collectives` gives the latency and bandwidth per
 algorithm and protocol (the fastest wins), or the alpha-beta ring on non-NCCL profiles.
 """
 
@@ -14,14 +15,21 @@ from __future__ import annotations
 
 import math
 
-from hwsim.perf.collectives import NVLS_CHANNELS_DEFAULT, Setup, choices, ideal_factor
+from hwsim.perf.collectives import (
+    NVLS_CHANNELS_DEFAULT,
+    Setup,
+    bus_bandwidth_bytes_per_s,
+    choices,
+    ideal_factor,
+    members_per_node,
+)
 from hwsim.profiles.hardware import HardwareProfile
 
 
 def group_nodes(hw: HardwareProfile, ranks: int, stride: int) -> int:
     per_node = int(hw.interconnect.devices_per_node.value)
-    members_per_node = max(1, per_node // max(stride, 1))
-    return max(1, math.ceil(ranks / members_per_node))
+    members = max(1, per_node // max(stride, 1))
+    return max(1, math.ceil(ranks / members))
 
 
 def group_collective_s(
@@ -36,7 +44,8 @@ def group_collective_s(
     link = link or ic.intra_node
     if link is None:
         return 0.0
-    bw = link.bandwidth_per_direction_bytes_per_s.value * hw.efficiency.link_fraction.value
+    members = members_per_node(hw, ranks, nodes, collective)
+    bw = bus_bandwidth_bytes_per_s(hw, link, nodes, members) * hw.efficiency.link_fraction.value
     nccl = ic.nccl
     if nccl is None:  # the alpha-beta ring (formulas.md's collectives section)
         steps = {"all_reduce": 2 * (ranks - 1), "p2p": 1}.get(collective, ranks - 1)
