@@ -37,7 +37,13 @@ def build_scenario(scenario_path: Path | None, deployment: dict | None = None, *
         fail("give a scenario file or both --model and --hardware")
     from hwsim.profiles.loader import validate
 
-    return validate(Scenario, data, str(scenario_path) if scenario_path else "command line")
+    where = str(scenario_path) if scenario_path else "command line"
+    sc = validate(Scenario, data, where)
+    if sc.traffic is not None and sc.candidates is not None:  # errors name the file
+        from hwsim.planner.spec import CandidatesSection
+
+        validate(CandidatesSection, {"candidates": sc.candidates}, where)
+    return sc
 
 
 def _emit_request(

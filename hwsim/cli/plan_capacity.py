@@ -19,6 +19,7 @@ from hwsim.report.plan_report import (
     HEADER,
     _candidate_rows,
     check_writable,
+    group_of,
     write_report,
 )
 
@@ -69,6 +70,10 @@ def run_capacity_plan(
     if emit is not None:
         from hwsim.deploy import from_plan
 
+        if 1 <= rank <= len(result.feasible) and result.feasible[rank - 1].candidate.disaggregated:
+            from hwsim.report.first_screen import DISAGGREGATED_LAUNCH
+
+            fail(f"--rank {rank} is a disaggregated candidate: {DISAGGREGATED_LAUNCH}")
         target = from_plan(result, rank)
     if target is not None and out is None:  # stdout holds the artifacts alone
         err_console.print(f"{target.summary}\n{target.label}", markup=False, highlight=False)
@@ -112,11 +117,13 @@ def _print_summary(result) -> None:
         f"(p95 {w.prompt_p95:,.0f}), output mean {w.output_mean:,.0f} tokens"
     )
     table = Table(title="feasible candidates by hardware, cheapest first", title_justify="left")
-    keep = [HEADER.index(c) for c in COMPACT]
+    comparison = result.disaggregation()
+    compact = COMPACT if comparison is None else (*COMPACT, HEADER[-1])  # + the pools
+    keep = [HEADER.index(c) for c in compact]
     for i in keep:
         table.add_column(HEADER[i], no_wrap=True)
     rows = _candidate_rows(result, compact=True)
-    hardware = [r.candidate.hardware for r in result.feasible]
+    hardware = [group_of(r) for r in result.feasible]
     for hw, shown, folded in by_hardware(rows, hardware):
         for row in shown:
             table.add_row(*(row[i] for i in keep))
@@ -124,6 +131,8 @@ def _print_summary(result) -> None:
             table.add_row(f"  + {len(folded)} more on {hw} (--json or --report)")
         table.add_section()
     console.print(table)
+    if comparison is not None:
+        console.print(f"disaggregated vs aggregated: {comparison['sentence']}", markup=False)
     if result.pruned:
         pruned = Table(title="pruned", title_justify="left")
         pruned.add_column("candidate", no_wrap=True)

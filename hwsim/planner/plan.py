@@ -25,7 +25,7 @@ from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
-from hwsim.planner.spec import Candidate, CandidatesSpec, ServingSpec
+from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario, load_scenario
@@ -53,6 +53,10 @@ class PlanResult:
         best = self.best
         if best is None:
             return "No candidate meets the SLOs; see the pruned candidates for why."
+        if best.candidate.disaggregated:  # two pools (hwsim.planner.disaggregated)
+            from hwsim.planner.disaggregated import recommendation_sentence
+
+            return recommendation_sentence(self)
         c, d = best.candidate, best.candidate.deployment
         return (
             f"Run {best.replicas} replica(s) of {self.scenario.model} on {c.hardware} "
@@ -65,7 +69,7 @@ class PlanResult:
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
-        return {
+        out = {
             "recommendation": {
                 "sentence": self.recommendation_sentence(),
                 "candidate": best.to_dict() if best else None,
@@ -76,6 +80,19 @@ class PlanResult:
             "pareto": self.pareto,
             "assumptions": self.assumptions,
         }
+        disaggregation = self.disaggregation()
+        if disaggregation is not None:  # beside the recommendation (the plan schema is closed)
+            out["recommendation"]["disaggregation"] = disaggregation  # type: ignore[index]
+        return out
+
+    def disaggregation(self) -> dict[str, Any] | None:
+        """With ``candidates.disaggregated`` searched: the best aggregated and disaggregated
+        plans side by side (:func:`hwsim.planner.disaggregated.comparison`), else None."""
+        if not any(r.candidate.disaggregated for r in self.feasible + self.pruned):
+            return None
+        from hwsim.planner.disaggregated import comparison
+
+        return comparison(self)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One flat dict per candidate: the feasible ones cheapest first (``rank`` 1, 2, ...),
@@ -237,9 +254,13 @@ def traffic_of(sc: Scenario) -> TrafficSpec:
     return validate(TrafficSpec, sc.traffic, "scenario traffic")
 
 
-def candidates_of(sc: Scenario) -> CandidatesSpec:
-    """The scenario's ``candidates:`` section; without one, the scenario's own deployment."""
+def candidates_of(sc: Scenario, file: str | None = None) -> CandidatesSpec:
+    """The scenario's ``candidates:`` section; without one, the scenario's own deployment.
+    ``file``: the scenario file errors name (default: 'scenario candidates')."""
     raw = sc.candidates or {"hardware": [sc.hardware]}
+    if file is not None:  # name the file and the section
+        section = validate(CandidatesSection, {"candidates": raw}, file)
+        return section.candidates
     return validate(CandidatesSpec, raw, "scenario candidates")
 
 
@@ -315,27 +336,44 @@ def plan(
                 "'traffic:' section (this one describes one deployment)"
             )
         return plan_deployment(sc)
-    traffic, cands, serving = traffic_of(sc), candidates_of(sc), serving_of(sc)
+    file = str(scenario) if isinstance(scenario, (str, Path)) else None
+    traffic, cands, serving = traffic_of(sc), candidates_of(sc, file), serving_of(sc)
     work = summarise_workload(traffic, serving.seed)
     require_runnable(load_model(sc.model), work.longest_tokens, LONGEST_SAMPLED)
-    results = evaluate_all(
-        sc.model,
-        cands.expand(sc.deployment),
-        work,
-        sc.slo,
-        cands.price_per_gpu_hour_usd,
-        workers=workers,
-        ray_address=ray_address,
-        progress=progress,
-    )
+    configurations = cands.expand(sc.deployment)
+    results: list[CandidateResult] = []
+    if False in cands.disaggregated:
+        results = evaluate_all(
+            sc.model,
+            configurations,
+            work,
+            sc.slo,
+            cands.price_per_gpu_hour_usd,
+            workers=workers,
+            ray_address=ray_address,
+            progress=progress,
+        )
+    if True in cands.disaggregated:  # prefill and decode pools (hwsim.planner.disaggregated)
+        from hwsim.planner.disaggregated import evaluate_disaggregated
+
+        results += evaluate_disaggregated(
+            sc.model,
+            configurations,
+            work,
+            sc.slo,
+            cands.price_per_gpu_hour_usd,
+            cands.disaggregation,
+        )
     feasible = sorted(
         (r for r in results if r.feasible), key=lambda r: (r.cost_per_hour_usd, r.tpot_s)
     )
     pruned = [r for r in results if not r.feasible]
     top = serving.simulate_top if simulate_top is None else simulate_top
-    for r in feasible[:top]:
+    # the cheapest few one-pool candidates (disaggregated ones are analytic only)
+    replayed = [r for r in feasible if not r.candidate.disaggregated][:top]
+    for r in replayed:
         r.simulated = confirm_with_simulator(sc, r, traffic, serving)
-    overloaded = [r for r in feasible[:top] if r.simulated.get("overloaded")]
+    overloaded = [r for r in replayed if r.simulated.get("overloaded")]
     for r in overloaded:  # the analytic answer said yes, the simulated replica could not keep up
         r.feasible = False
         r.reason = f"simulator: {r.simulated['overload']}"
@@ -344,6 +382,10 @@ def plan(
     for r in feasible[: max(top, 1)]:
         r.estimate = operating_point_estimate(sc, r, work)
     notes = assumptions(sc, work) + confidence_notes(sc, feasible + pruned)
+    if True in cands.disaggregated:
+        from hwsim.planner.disaggregated import assumptions as disaggregation_notes
+
+        notes += disaggregation_notes(cands.disaggregation)
     return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), notes)
 
 

@@ -23,6 +23,10 @@ SLO_ROWS = (
     ("e2e_p95_s", "end to end p95", "e2e_s", "analytic at the SLO batch", "e2e_p95_s", None),
 )  # fmt: skip
 TOP_PER_HARDWARE = 3  # candidates shown per hardware before the rest are folded
+DISAGGREGATED_LAUNCH = (
+    "launch artifacts for a disaggregated plan (a prefill pool, a decode pool and the KV "
+    "connector between them) are not generated yet; --rank N emits an aggregated candidate"
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,13 @@ def price_text(result) -> str:
         return "-"
     hw_id = best.candidate.hardware
     price = best.price_per_gpu_hour_usd
+    prefill_hw = getattr(best.candidate, "prefill_hardware", None)  # disaggregated: two pools
+    if prefill_hw is not None:
+        return (
+            f"prefill {_money(best.prefill_price_per_gpu_hour_usd)} per GPU-hour on {prefill_hw}, "
+            f"decode {_money(best.decode_price_per_gpu_hour_usd)} per GPU-hour on {hw_id} "
+            f"({_money(price)} on average over the plan's GPUs)"
+        )
     prices = (result.scenario.candidates or {}).get("price_per_gpu_hour_usd") or {}
     if hw_id in prices:
         source = "the scenario's candidates.price_per_gpu_hour_usd"
@@ -121,6 +132,8 @@ def launch_command(result, engine: str = "vllm") -> str:
     from hwsim.deploy.engines import engine_command
     from hwsim.deploy.target import from_plan
 
+    if result.best is not None and result.best.candidate.disaggregated:
+        return f"none: {DISAGGREGATED_LAUNCH}"
     try:
         cmd = engine_command(engine, from_plan(result, 1))
     except HwsimError as exc:

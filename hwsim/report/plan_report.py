@@ -45,6 +45,9 @@ def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
                 f"{fmt_time(sim['tpot_p95_s'])}, {'meets' if sim['meets_slo'] else 'MISSES'}"
                 " SLO"
             )
+        confirmation = getattr(r, "confirmation", "")  # disaggregated: analytic only
+        if confirmation:
+            sim_text = confirmation.split(" (")[0] if compact else confirmation
         rows.append(
             [
                 r.candidate.label + (" *" if r.candidate.label in front else ""),
@@ -60,9 +63,60 @@ def _candidate_rows(result, compact: bool = False) -> list[list[str]]:
                 r.binding_constraint,
                 r.pricing or "-",
                 sim_text,
+                getattr(r, "pools_text", "aggregated (one pool)"),
             ]
         )
     return rows
+
+
+def group_of(r) -> str:
+    """The report's group of a candidate: its hardware, or both pools' devices."""
+    return getattr(r.candidate, "group", r.candidate.hardware)
+
+
+def disaggregation_rows(result) -> list[list[str]]:
+    """(plan, label, GPUs, prefill + decode GPUs, cost/hour, SLO-meeting rate per GPU, KV
+    transfer, confirmed by) for the best aggregated and disaggregated plans."""
+    cmp = result.disaggregation()
+    if cmp is None:
+        return []
+    rows = []
+    for name, key in (("aggregated", "best_aggregated"), ("disaggregated", "best_disaggregated")):
+        d = cmp.get(key)
+        if d is None:
+            rows.append([name, "none feasible", "-", "-", "-", "-", "-", "-"])
+            continue
+        pools = f"{d['prefill_gpus']} + {d['decode_gpus']}" if "prefill_gpus" in d else "-"
+        kv = (
+            f"{fmt_time(d['kv_transfer_s'])} ({fmt_time(d['kv_transfer_exposed_s'])} exposed)"
+            if "kv_transfer_s" in d
+            else "-"
+        )
+        rows.append(
+            [
+                name,
+                d["label"],
+                str(d["gpus"]),
+                pools,
+                _money(d["cost_per_hour_usd"]),
+                f"{d['highest_goodput_per_gpu']:.3g}",
+                kv,
+                d["confirmation"],
+            ]
+        )
+    return rows
+
+
+DISAGGREGATION_HEADER = [
+    "best plan",
+    "candidate",
+    "GPUs",
+    "prefill + decode GPUs",
+    "cost/hour",
+    "highest SLO-meeting req/s per GPU",
+    "KV transfer (mean prompt)",
+    "confirmed by",
+]
 
 
 HEADER = [
@@ -78,6 +132,7 @@ HEADER = [
     "bound by",
     "priced by",
     "simulated",
+    "pools (disaggregated: prefill + decode, KV transfer)",
 ]
 COLUMNS = (
     "Columns: max seqs/GPU at SLO = the largest batch per GPU that meets every SLO and fits "
@@ -206,6 +261,7 @@ def _html(result, figs: dict[str, bytes]) -> str:
         *_html_groups(result),
         f"<p>{esc(COLUMNS)}</p>",
         f"<p>{esc(PRICED_BY)}</p>",
+        *_html_disaggregation(result),
         "<h2>Pruned candidates</h2>",
         _html_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "<p>none</p>",
         "<h2>Plots</h2>",
@@ -228,6 +284,31 @@ def _html(result, figs: dict[str, bytes]) -> str:
     return "\n".join(parts)
 
 
+def _html_disaggregation(result) -> list[str]:
+    cmp = result.disaggregation()
+    if cmp is None:
+        return []
+    return [
+        "<h2>Disaggregated vs aggregated</h2>",
+        f"<p>{html.escape(cmp['sentence'])}</p>",
+        _html_table(DISAGGREGATION_HEADER, disaggregation_rows(result)),
+    ]
+
+
+def _md_disaggregation(result) -> list[str]:
+    cmp = result.disaggregation()
+    if cmp is None:
+        return []
+    return [
+        "## Disaggregated vs aggregated",
+        "",
+        md_escape(cmp["sentence"]),
+        "",
+        _md_table(DISAGGREGATION_HEADER, disaggregation_rows(result)),
+        "",
+    ]
+
+
 def _html_first_screen(result) -> str:
     """The SLOs with their margins, the cost, the price and the launch command."""
     esc = html.escape
@@ -240,7 +321,7 @@ def _html_first_screen(result) -> str:
 
 
 def _groups(result) -> list[tuple[str, list, list]]:
-    hardware = [r.candidate.hardware for r in result.feasible]
+    hardware = [group_of(r) for r in result.feasible]
     return by_hardware(_candidate_rows(result), hardware)
 
 
@@ -327,6 +408,7 @@ def _markdown(result, figs: dict[str, bytes]) -> str:
         "",
         PRICED_BY,
         "",
+        *_md_disaggregation(result),
         "## Pruned candidates",
         "",
         _md_table(["candidate", "why"], _pruned_rows(result)) if result.pruned else "none",
