@@ -67,7 +67,7 @@ def test_json_has_the_issue_keys(app):
     "extra, message",
     [
         (["--tp", "7"], "does not divide the 96 attention heads"),
-        (["--dp", "3"], "gpus=64 != tp x pp x dp"),
+        (["--dp", "3"], "gpus=64 != tp x cp x pp x dp"),
         (["--global-batch", "3", "--pp", "4"], "not a multiple of micro_batch x dp"),
         (["--recompute", "sometimes"], "recompute"),
     ],

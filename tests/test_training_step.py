@@ -142,7 +142,7 @@ def test_moe_with_expert_parallelism_prices_all_to_all():
     "kw, match",
     [
         (dict(tp=7), "does not divide the 96 attention heads"),
-        (dict(tp=8, pp=8, dp=2), "gpus=64 != tp x pp x dp"),
+        (dict(tp=8, pp=8, dp=2), "gpus=64 != tp x cp x pp x dp"),
         (dict(tp=8, pp=4, global_batch=3), "not a multiple of micro_batch x dp"),
         (dict(tp=1, pp=1, sequence_parallel=True), "needs tp > 1"),
         (dict(tp=8, pp=8, ep=2), "needs a mixture-of-experts model"),

@@ -112,8 +112,9 @@ def _number(value: Any) -> float | None:
 def _table(r) -> Table:
     lay = r.layout
     title = (
-        f"train {r.model} on {r.gpus} x {r.hardware}: tp {lay['tp']} pp {lay['pp']} "
-        f"dp {lay['dp']}, micro-batch {lay['micro_batch']}, global batch "
+        f"train {r.model} on {r.gpus} x {r.hardware}: tp {lay['tp']} "
+        + (f"cp {lay['cp']} " if lay.get("cp", 1) > 1 else "")
+        + f"pp {lay['pp']} dp {lay['dp']}, micro-batch {lay['micro_batch']}, global batch "
         f"{lay['global_batch']} x {lay['seq_len']} tokens"
     )
     t = Table(title=title, title_justify="left", show_header=False)
@@ -133,6 +134,8 @@ def _table(r) -> Table:
     t.add_row("  max micro-batch / seq len", f"{mem.max_micro_batch} / {mem.max_seq_len}")
     st = r.step
     t.add_row("step time", fmt_time(st.time_s))
+    if st.cp_comm_s > 0:
+        t.add_row("  CP ring exposed / micro-batch", fmt_time(st.cp_comm_s))
     t.add_row(
         "  compute / comm / bubble",
         " / ".join(fmt_time(x) for x in (st.compute_s, st.communication_s, st.bubble_s)),
@@ -207,7 +210,7 @@ def register(app: typer.Typer) -> None:
         ),
         model: Optional[str] = typer.Option(None, "--model", help="model id or path"),  # noqa: UP045
         hardware: Optional[str] = typer.Option(None, "--hardware", help="hardware id or path"),  # noqa: UP045
-        gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (default tp x pp x dp)"),  # noqa: UP045
+        gpus: Optional[int] = typer.Option(None, "--gpus", help="GPUs (default tp x cp x pp x dp)"),  # noqa: UP045
         total_tokens: Optional[float] = typer.Option(  # noqa: UP045
             None, "--total-tokens", help="tokens of the whole run (for run time and cost)"
         ),

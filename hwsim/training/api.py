@@ -33,7 +33,7 @@ from hwsim.training.step import (
     ForwardProfile,
     compute_dtype,
     flops_per_token,
-    forward_profile,
+    step_forward_profile,
     step_time,
 )
 
@@ -53,7 +53,7 @@ def train(
     short names (``tp=1, pp=1, dp=None, ep=1, micro_batch=1, global_batch=None,
     seq_len=2048, recompute="none", zero=0, sequence_parallel=False, precision="bf16",
     attention="flash", dropout=True, interleave=1, dp_overlap=0.0, memory_fraction=0.9``).
-    ``gpus`` defaults to tp x pp x dp. Impossible layouts and model families not covered
+    ``gpus`` defaults to tp x cp x pp x dp. Impossible layouts and model families not covered
     raise :class:`~hwsim.errors.HwsimError` subclasses naming what is wrong."""
     spec = TrainingSpec.from_settings(spec, **settings)
     m, hw = load_model(model), load_hardware(hardware)
@@ -117,6 +117,7 @@ def evaluate(
         tp_comm_s=st.tp_comm_s,
         pp_comm_s=st.pp_comm_s,
         moe_comm_s=st.moe_comm_s,
+        cp_comm_s=st.cp_comm_s,
         dp_comm_s=st.dp_comm_s,
         dp_exposed_s=st.dp_exposed_s,
         optimizer_s=st.optimizer_s,
@@ -210,7 +211,7 @@ def search(
     """Every layout of ``gpus`` (tp a power of two within a node dividing the heads, pp
     dividing the layers' count of GPUs, each recompute, ZeRO stage and micro-batch), priced
     where it fits: (fitting, ranked by step time; pruned, each with its reason). The other
-    settings (``global_batch``, ``seq_len``, ``precision``, ...) stay as given; sequence
+    settings (``global_batch``, ``seq_len``, ``cp``, ``precision``, ...) stay as given; sequence
     parallelism is on wherever tp > 1."""
     base = TrainingSpec.from_settings(spec, **settings)
     m, hw = load_model(model), load_hardware(hardware)
@@ -221,12 +222,13 @@ def search(
     fitting: list[Candidate] = []
     pruned: list[Candidate] = []
     profiles: dict[tuple[int, int, bool], ForwardProfile] = {}
-    tps = [t for t in (1, 2, 4, 8, 16) if t <= per_node and gpus % t == 0]
+    cp = base.cp  # the context-parallel degree stays as given
+    tps = [t for t in (1, 2, 4, 8, 16) if t <= per_node and gpus % (t * cp) == 0]
     for tp in tps:
-        for pp in (p for p in range(1, m.n_layers + 1) if (gpus // tp) % p == 0):
-            if gpus % (tp * pp):
+        for pp in (p for p in range(1, m.n_layers + 1) if (gpus // (tp * cp)) % p == 0):
+            if gpus % (tp * cp * pp):
                 continue
-            dp = gpus // (tp * pp)
+            dp = gpus // (tp * cp * pp)
             for b, rec, zero in itertools.product(micro_batches, RECOMPUTES, zeros):
                 if zero and dp == 1:
                     continue  # ZeRO shards over DP: nothing to shard
@@ -252,7 +254,7 @@ def search(
                     continue
                 key = (tp, b, layout.spec.sequence_parallel)
                 if key not in profiles:
-                    profiles[key] = forward_profile(m, hw, layout.spec, b, layout.spec.seq_len)
+                    profiles[key] = step_forward_profile(m, hw, layout.spec, b)
                 fitting.append(
                     Candidate(chosen, evaluate(m, hw, layout, profile=profiles[key]), None)
                 )

@@ -1,9 +1,11 @@
 """A :class:`TrainingSpec` checked against a model and a GPU count: the resolved layout.
 
-Rules (each a clear :class:`~hwsim.errors.InfeasibleError`): gpus = tp x pp x dp; tp divides
-the attention heads (and divides or is a multiple of the KV heads); pp <= layers; ep divides
-dp and the expert count; the global batch is a multiple of micro_batch x dp; sequence
-parallelism needs tp > 1. Model families: decoder-only models whose every layer is full
+Rules (each a clear :class:`~hwsim.errors.InfeasibleError`): gpus = tp x cp x pp x dp; tp
+divides the attention heads (and divides or is a multiple of the KV heads); pp <= layers; ep
+divides dp and the expert count; the global batch is a multiple of micro_batch x dp; sequence
+parallelism needs tp > 1; context parallelism needs flash attention and a sequence that
+splits into 2 cp equal chunks (Megatron-Core's load-balanced causal split: rank i holds
+chunks i and 2cp - 1 - i). Model families: decoder-only models whose every layer is full
 softmax attention (MHA / GQA / MQA) with a dense or MoE FFN; anything else is refused with
 what is missing (:func:`check_supported`).
 """
@@ -86,19 +88,34 @@ def resolve_layout(model: ModelProfile, gpus: int | None, spec: TrainingSpec) ->
         )
     if spec.sequence_parallel and tp == 1:
         raise InfeasibleError("sequence parallelism splits the TP group's tokens: it needs tp > 1")
+    cp = spec.cp
+    if cp > 1 and spec.attention != "flash":
+        raise InfeasibleError(
+            f"cp={cp} splits each sequence over a ring of GPUs that exchange K/V blocks: it "
+            "needs attention 'flash' (tiled, no score matrix), not 'naive'"
+        )
+    if cp > 1 and spec.seq_len % (2 * cp):
+        raise InfeasibleError(
+            f"seq_len={spec.seq_len} does not split into 2 x cp = {2 * cp} equal chunks "
+            "(context parallelism's load-balanced causal split)"
+        )
     dp = spec.data_parallel
+    model_group = tp * cp * pp
     if gpus is None:
-        gpus = tp * pp * (dp or 1)
+        gpus = model_group * (dp or 1)
     if gpus < 1:
         raise InfeasibleError(f"gpus={gpus} must be at least 1")
     if dp is None:
-        if gpus % (tp * pp):
+        if gpus % model_group:
             raise InfeasibleError(
-                f"gpus={gpus} is not a multiple of tp x pp = {tp} x {pp} = {tp * pp}"
+                f"gpus={gpus} is not a multiple of tp x cp x pp = {tp} x {cp} x {pp} = "
+                f"{model_group}"
             )
-        dp = gpus // (tp * pp)
-    if tp * pp * dp != gpus:
-        raise InfeasibleError(f"gpus={gpus} != tp x pp x dp = {tp} x {pp} x {dp} = {tp * pp * dp}")
+        dp = gpus // model_group
+    if model_group * dp != gpus:
+        raise InfeasibleError(
+            f"gpus={gpus} != tp x cp x pp x dp = {tp} x {cp} x {pp} x {dp} = {model_group * dp}"
+        )
     moe = model.ffn.moe
     if ep > 1:
         if moe is None:

@@ -35,6 +35,12 @@ recomputation keeps each layer's input only: 2sbh (2sbh/t with sequence parallel
 residual stream being sequence-sharded). The working set of the one layer being recomputed is
 not added (Korthikanti's Table 2 neither).
 
+Context parallelism (Megatron-Core's context parallel, ring attention of Liu et al. 2023,
+arXiv 2310.01889): each of the cp ranks holds s / cp tokens of every sequence, so every
+activation term above is taken at s / cp (FlashAttention is required: no score matrix; the
+K/V blocks in flight from the ring's neighbours are transient and not counted). The CP ranks
+hold the same weights and reduce gradients together with DP, so ZeRO shards over dp x cp.
+
 Pipeline (Narayanan et al. 2021, arXiv 2104.04473; Korthikanti section 4.2.3): with 1F1B the
 first stage keeps min(pp, m) micro-batches in flight, stage i min(pp - i, m); an interleaved
 schedule with v virtual stages scales the first stage's activations by 1 + (pp - 1)/(pp v).
@@ -201,11 +207,14 @@ class StageMemory:
 def stage_memory(
     model: ModelProfile, spec: TrainingSpec, dp: int, micro_batches: int, b: float, s: float
 ) -> list[StageMemory]:
-    """Per-GPU memory of every pipeline stage (micro-batch ``b``, sequence ``s``)."""
+    """Per-GPU memory of every pipeline stage (micro-batch ``b``, sequence ``s``; each GPU
+    holds s / cp of every sequence under context parallelism)."""
     tp, pp, zero, prec = spec.tp, spec.pp, spec.zero, spec.precision
     e, h = act_bytes(prec), model.d_model
     sp = tp if spec.sequence_parallel else 1
-    expert_dp = max(dp // spec.ep, 1)
+    s = s / spec.cp  # this GPU's tokens of each sequence
+    shards = dp * spec.cp  # the gradient-reduction group ZeRO shards over: DP x CP ranks
+    expert_dp = max(shards // spec.ep, 1)
     out, first = [], 0
     params = stage_params(model, spec)
     per_layer: dict[bool, float] = {}
@@ -214,7 +223,7 @@ def stage_memory(
         per_layer[moe_layer] = stored_layer_bytes(terms, model, s, b, spec)
     for i, n in enumerate(split_layers(model.n_layers, pp)):
         dense, expert = params[i]
-        w, g, o = model_state_bytes(dense, dp, zero, prec)
+        w, g, o = model_state_bytes(dense, shards, zero, prec)
         we, ge, oe = model_state_bytes(expert, expert_dp, zero, prec)
         layers = sum(per_layer[model.is_moe_layer(j)] for j in range(first, first + n))
         first += n

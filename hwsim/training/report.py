@@ -36,6 +36,7 @@ STEP_PARTS = (  # (label, TrainingStep field): per micro-batch or per step (step
     ("TP comm", "tp_comm_s"),
     ("PP comm", "pp_comm_s"),
     ("MoE all-to-all", "moe_comm_s"),
+    ("CP ring (exposed)", "cp_comm_s"),
     ("DP comm (exposed)", "dp_exposed_s"),
     ("pipeline bubble", "bubble_s"),
     ("optimizer", "optimizer_s"),
@@ -87,7 +88,8 @@ def step_parts_s(result: TrainingResult) -> list[tuple[str, float]]:
     """(label, seconds per optimizer step) of the step's parts, in :data:`STEP_PARTS` order:
     per micro-batch parts times the micro-batches, the rest once per step."""
     st = result.step
-    per_micro = {"forward_s", "backward_s", "recompute_s", "tp_comm_s", "pp_comm_s", "moe_comm_s"}
+    per_micro = {"forward_s", "backward_s", "recompute_s", "tp_comm_s", "pp_comm_s", "moe_comm_s",
+                 "cp_comm_s"}  # fmt: skip
     out = []
     for label, field in STEP_PARTS:
         value = getattr(st, field)

@@ -41,6 +41,7 @@ class TrainingStep(_Frozen):
     tp_comm_s: float
     pp_comm_s: float
     moe_comm_s: float
+    cp_comm_s: float  # per micro-batch, exposed (context-parallel K/V ring)
     dp_comm_s: float
     dp_exposed_s: float
     optimizer_s: float

@@ -26,8 +26,15 @@ class TrainingSpec(BaseModel):
 
     tensor_parallel: int = Field(1, alias="tp", ge=1, description="tensor-parallel degree")
     pipeline_parallel: int = Field(1, alias="pp", ge=1, description="pipeline-parallel degree")
+    context_parallel: int = Field(
+        1,
+        alias="cp",
+        ge=1,
+        description="context-parallel degree: each sequence split over cp GPUs, attention as "
+        "a ring exchange of K/V (needs flash attention)",
+    )
     data_parallel: int | None = Field(
-        None, alias="dp", ge=1, description="data-parallel degree (None: gpus / (tp x pp))"
+        None, alias="dp", ge=1, description="data-parallel degree (None: gpus / (tp x cp x pp))"
     )
     expert_parallel: int = Field(
         1, alias="ep", ge=1, description="expert-parallel degree (MoE; carved out of dp)"
@@ -90,6 +97,15 @@ class TrainingSpec(BaseModel):
     @property
     def ep(self) -> int:
         return self.expert_parallel
+
+    @property
+    def cp(self) -> int:
+        return self.context_parallel
+
+    @property
+    def local_seq_len(self) -> float:
+        """Tokens of each sequence one GPU holds: seq_len / cp."""
+        return self.seq_len / self.context_parallel
 
 
 def setting_names() -> list[str]:

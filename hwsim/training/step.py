@@ -20,11 +20,16 @@ Communication (:mod:`hwsim.training.comm`, NCCL's cost model on the links each g
   all-to-all; same ring bytes per link, (p-1)/p of the payload).
 * PP: per micro-batch one activation send forward and one gradient send backward of s x b x h
   (/ tp with sequence parallelism) per virtual stage boundary.
+* CP (context parallelism, Megatron-Core's ring attention): per layer cp - 1 sends of the
+  rank's K/V block forward and twice the bytes backward, overlapped with the attention core
+  (:func:`ring_attention_s`); every op runs at seq_len / cp tokens per sequence, the
+  attention core at 1/cp of the whole sequence's (:func:`step_forward_profile`).
 * DP, once per step: ZeRO 0 all-reduces the gradients; ZeRO 1 and 2 reduce-scatter the
   gradients and all-gather the updated weights (the same bytes); ZeRO 3 all-gathers the
   weights for the forward and again for the backward and reduce-scatters the gradients (1.5x,
   ZeRO paper section 7; weights gathered once per step, not per micro-batch: assumed).
-  ``dp_overlap`` is the share hidden under compute (default 0: none hidden, Korthikanti et al.
+  The group is dp x cp ranks (CP ranks reduce gradients with DP). ``dp_overlap`` is the share
+  hidden under compute (default 0: none hidden, Korthikanti et al.
   report no overlap in their Table 5 runs).
 
 Pipeline (Narayanan et al. 2021, section 2.2): with m micro-batches per step and 1F1B the
@@ -42,7 +47,8 @@ Hardware FLOPs add what recomputation executes again: a forward of the layers, 2
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 from hwsim.dtypes import activation_dtype, weight_dtype
 from hwsim.model.forward import Forward
@@ -77,6 +83,7 @@ class ForwardProfile:
     head_s: float  # embedding + final norm + LM head (all tokens)
     attention_core_s: float  # the attention cores of all layers
     floor_s: float  # speed of light of the compute ops (layers + head)
+    attention_core_floor_s: float  # the attention cores' share of floor_s
     tp_collectives: float  # TP all-reduce calls per forward, all layers
     tp_payload_bytes: float  # bytes per TP collective (the full tensor)
     moe_layers: int
@@ -102,7 +109,7 @@ def forward_profile(
         attention_impl=spec.attention,
         sram_bytes=hw.sram_per_core_bytes,
     )
-    layers = head = core = floor = calls = payload = 0.0
+    layers = head = core = floor = core_floor = calls = payload = 0.0
     rungs: set[str] = set()
     for op in forward_ops(fw, 1):
         if op.name in DROPPED:
@@ -116,17 +123,69 @@ def forward_profile(
         t = price_op(hw, op)
         rungs.add(t.rung)
         seconds = float(t.total_s)
-        floor += float(roofline_floor_s(hw, op)) * op.count
+        op_floor = float(roofline_floor_s(hw, op)) * op.count
+        floor += op_floor
         if op.name in HEAD_OPS:
             head += seconds
         else:
             layers += seconds
         if op.name == "attn.core":
             core += seconds
+            core_floor += op_floor
     moe_layers = sum(1 for i in range(model.n_layers) if model.is_moe_layer(i))
     return ForwardProfile(
-        layers, head, core, floor, calls, payload, moe_layers, tuple(sorted(rungs))
+        layers, head, core, floor, core_floor, calls, payload, moe_layers, tuple(sorted(rungs))
     )
+
+
+def step_forward_profile(
+    model: ModelProfile, hw: HardwareProfile, spec: TrainingSpec, b: int
+) -> ForwardProfile:
+    """One micro-batch's forward on one GPU: ``seq_len / cp`` tokens of each sequence. Under
+    context parallelism the attention core is 1/cp of the whole sequence's (the load-balanced
+    causal chunks give every rank an equal share of the query-key pairs), not the core of a
+    sequence of seq_len / cp tokens on its own."""
+    cp = spec.cp
+    local = forward_profile(model, hw, spec, b, spec.seq_len // cp)
+    if cp == 1:
+        return local
+    whole = forward_profile(model, hw, spec, b, spec.seq_len)
+    core, core_floor = whole.attention_core_s / cp, whole.attention_core_floor_s / cp
+    return replace(
+        local,
+        layers_s=local.layers_s - local.attention_core_s + core,
+        attention_core_s=core,
+        floor_s=local.floor_s - local.attention_core_floor_s + core_floor,
+        attention_core_floor_s=core_floor,
+    )
+
+
+def ring_kv_bytes(model: ModelProfile, spec: TrainingSpec, b: int) -> float:
+    """Bytes of one context-parallel ring step: the K and V of this rank's seq_len / cp tokens
+    (its KV heads of the TP group), sent to the next rank while the attention computes."""
+    kv_heads = math.ceil(model.kv_heads / spec.tp)
+    return 2.0 * b * spec.local_seq_len * kv_heads * model.head_size * act_bytes(spec.precision)
+
+
+def ring_attention_s(
+    model: ModelProfile, hw: HardwareProfile, spec: TrainingSpec, b: int, core_layer_s: float
+) -> float:
+    """Exposed seconds of the context-parallel K/V ring for one layer and one micro-batch.
+
+    Forward: cp - 1 ring steps of :func:`ring_kv_bytes`, overlapped with the layer's attention
+    core (Megatron-Core / TransformerEngine send the next block while the current one
+    computes): exposed max(0, (cp - 1) t_step - core). Backward: K/V travel again with their
+    gradients (twice the bytes) under the backward core (twice the forward's); a recomputed
+    core (selective or full recomputation) runs the forward ring once more."""
+    cp = spec.cp
+    if cp <= 1:
+        return 0.0
+    nodes = 2 if group_nodes(hw, cp, spec.tp) > 1 else 1  # the ring's slowest hop
+    step_s = group_collective_s(hw, "p2p", 2, nodes, ring_kv_bytes(model, spec, b))
+    forward = max(0.0, (cp - 1) * step_s - core_layer_s)
+    backward = max(0.0, 2.0 * (cp - 1) * step_s - 2.0 * core_layer_s)
+    forwards = 1 if spec.recompute == "none" else 2
+    return forwards * forward + backward
 
 
 def _training_lm_head(fw: Forward) -> Op:
@@ -157,6 +216,7 @@ class StepTime:
     tp_comm_s: float  # per micro-batch
     pp_comm_s: float  # per micro-batch
     moe_comm_s: float  # per micro-batch
+    cp_comm_s: float  # per micro-batch: the context-parallel K/V ring not hidden by attention
     dp_comm_s: float  # per step, before overlap
     dp_exposed_s: float
     optimizer_s: float
@@ -172,9 +232,9 @@ def step_time(
     profile: ForwardProfile | None = None,
 ) -> StepTime:
     spec = layout.spec
-    b, s = spec.micro_batch, spec.seq_len
-    prof = profile or forward_profile(model, hw, spec, b, s)
-    tp, pp, dp, v = spec.tp, spec.pp, layout.data_parallel, spec.interleave
+    b, s = spec.micro_batch, spec.local_seq_len  # this GPU's tokens of each sequence
+    prof = profile or step_forward_profile(model, hw, spec, b)
+    tp, pp, dp, v, cp = spec.tp, spec.pp, layout.data_parallel, spec.interleave, spec.cp
     m = layout.micro_batches
     n_layers = model.n_layers
     share = split_layers(n_layers, pp)[0] / n_layers  # the fullest stage's share of layers
@@ -203,7 +263,7 @@ def step_time(
         moe = model.ffn.moe
         assert moe is not None
         a2a = b * s * moe.top_k * model.d_model * act_bytes(spec.precision)
-        ep_nodes = group_nodes(hw, spec.ep, tp)
+        ep_nodes = group_nodes(hw, spec.ep, tp * cp)
         per = group_collective_s(hw, "all_gather", spec.ep, ep_nodes, a2a)
         moe_comm = 2 * passes * per * prof.moe_layers * share
     # PP sends: activation forward, gradient backward, per virtual stage boundary
@@ -216,18 +276,23 @@ def step_time(
             * act_bytes(spec.precision)
             / (tp if spec.sequence_parallel else 1)
         )
-        p2p_nodes = 2 if tp * dp >= int(hw.interconnect.devices_per_node.value) else 1
-        if tp * dp * pp <= int(hw.interconnect.devices_per_node.value):
+        per_node = int(hw.interconnect.devices_per_node.value)
+        p2p_nodes = 2 if tp * cp * dp >= per_node else 1
+        if tp * cp * dp * pp <= per_node:
             p2p_nodes = 1
         pp_comm = 2 * v * group_collective_s(hw, "p2p", 2, p2p_nodes, payload)
-    micro = forward + backward + recompute + tp_comm + moe_comm + pp_comm
+    # context parallelism: the K/V ring of every layer of the stage
+    cp_comm = ring_attention_s(model, hw, spec, b, prof.attention_core_s / n_layers)
+    cp_comm *= split_layers(n_layers, pp)[0]
+    micro = forward + backward + recompute + tp_comm + moe_comm + pp_comm + cp_comm
     bubble = (pp - 1) / v * micro
     # DP gradient synchronisation over the stage's parameters
     dp_comm = 0.0
     stages = stage_params(model, spec)
     dense, expert = max(stages, key=lambda p: p[0] + p[1])
     g = STATE_BYTES[spec.precision][1]
-    groups = ((dense, dp, tp), (expert, max(dp // spec.ep, 1), tp * spec.ep))
+    # the CP ranks reduce their gradients with DP (one group of dp x cp, stride tp)
+    groups = ((dense, dp * cp, tp), (expert, max(dp * cp // spec.ep, 1), tp * spec.ep))
     for params, ranks, stride in groups:
         if ranks <= 1 or params <= 0:
             continue
@@ -240,9 +305,9 @@ def step_time(
             dp_comm += group_collective_s(hw, "reduce_scatter", ranks, nodes, size)
             dp_comm += gathers * group_collective_s(hw, "all_gather", ranks, nodes, size)
     dp_exposed = (1.0 - spec.dp_overlap) * dp_comm
-    optimizer = _optimizer_s(hw, spec, dense, expert, dp)
+    optimizer = _optimizer_s(hw, spec, dense, expert, dp * cp)
     compute = m * (forward + backward + recompute) + optimizer
-    communication = m * (tp_comm + moe_comm + pp_comm) + dp_exposed
+    communication = m * (tp_comm + moe_comm + pp_comm + cp_comm) + dp_exposed
     passes_floor = 3.0 + (1.0 if spec.recompute == "full" else 0.0)
     floor = m * prof.floor_s * share * passes_floor
     return StepTime(
@@ -256,6 +321,7 @@ def step_time(
         tp_comm_s=tp_comm,
         pp_comm_s=pp_comm,
         moe_comm_s=moe_comm,
+        cp_comm_s=cp_comm,
         dp_comm_s=dp_comm,
         dp_exposed_s=dp_exposed,
         optimizer_s=optimizer,
