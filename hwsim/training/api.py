@@ -31,8 +31,8 @@ from hwsim.training.results import (
 from hwsim.training.spec import TrainingSpec
 from hwsim.training.step import (
     ForwardProfile,
-    compute_dtype,
     flops_per_token,
+    mfu_dtype,
     step_forward_profile,
     step_time,
 )
@@ -76,7 +76,7 @@ def evaluate(
     tokens_s = tokens_step / st.time_s
     per_gpu = tokens_s / layout.gpus
     fl = flops_per_token(m, spec)
-    peak = hw.matrix_peak_flops_per_s(compute_dtype(hw, spec.precision))
+    peak = hw.matrix_peak_flops_per_s(mfu_dtype(hw, spec.precision))
     throughput = TrainingThroughput(
         tokens_per_s=tokens_s,
         tokens_per_s_per_gpu=per_gpu,

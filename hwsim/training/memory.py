@@ -1,5 +1,11 @@
 """Memory per GPU of a training step: model states (ZeRO) and stored activations.
 
+FP8 training (``precision: fp8``, Transformer Engine's recipe): the GEMMs run in FP8, every
+activation between ops stays bf16 (the casts to FP8 are fused into the GEMMs), the master
+weights and Adam states are fp32 as in bf16 training, plus one byte per parameter for the
+cached FP8 weights; the FP8 copies of GEMM inputs TE may keep for the backward are not
+counted (the bf16 activations are: an upper bound).
+
 Model states (Rajbhandari et al. 2020, ZeRO, arXiv 1910.02054, section 3.1): mixed-precision
 Adam keeps 2 bytes of 16-bit weights, 2 of 16-bit gradients and K = 12 of fp32 optimizer
 state (master weights, momentum, variance) per parameter: 16 bytes. ZeRO-DP over N_d ranks
@@ -60,8 +66,15 @@ from hwsim.profiles.model import ModelProfile
 from hwsim.training.layout import split_layers
 from hwsim.training.spec import TrainingSpec
 
-# bytes per parameter: (weights, gradients, optimizer states)
-STATE_BYTES = {"bf16": (2.0, 2.0, 12.0), "fp16": (2.0, 2.0, 12.0), "fp32": (4.0, 4.0, 8.0)}
+# bytes per parameter: (weights, gradients, optimizer states). fp8: the bf16 recipe plus the
+# FP8 cast of the weights, which Transformer Engine keeps across the micro-batches of a step
+# (te.Linear's is_first_microbatch: the cast is computed once per step and cached)
+STATE_BYTES = {
+    "bf16": (2.0, 2.0, 12.0),
+    "fp8": (3.0, 2.0, 12.0),
+    "fp16": (2.0, 2.0, 12.0),
+    "fp32": (4.0, 4.0, 8.0),
+}
 MASK_BYTES = 1.0  # a dropout mask: one byte per element (Korthikanti et al. 2022)
 LOGIT_BYTES = 4.0  # fp32 logits for the cross-entropy loss
 

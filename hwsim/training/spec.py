@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hwsim.errors import HwsimError
 
 Recompute = Literal["none", "selective", "full"]
-Precision = Literal["bf16", "fp16", "fp32"]
+Precision = Literal["bf16", "fp8", "fp16", "fp32"]
 Attention = Literal["flash", "naive"]
 
 
@@ -49,7 +49,11 @@ class TrainingSpec(BaseModel):
     )
     zero: int = Field(0, ge=0, le=3, description="ZeRO stage (3 = FSDP)")
     sequence_parallel: bool = Field(False, description="Megatron sequence parallelism (needs tp)")
-    precision: Precision = Field("bf16", description="mixed precision (bf16/fp16) or plain fp32")
+    precision: Precision = Field(
+        "bf16",
+        description="mixed precision (bf16/fp16), fp8 GEMMs with bf16 activations "
+        "(Transformer Engine), or plain fp32",
+    )
     attention: Attention = Field("flash", description="attention kernel: flash (tiled) or naive")
     dropout: bool = Field(
         True, description="dropout masks stored (Korthikanti et al. 2022 assume dropout)"

@@ -51,6 +51,7 @@ import math
 from dataclasses import dataclass, replace
 
 from hwsim.dtypes import activation_dtype, weight_dtype
+from hwsim.errors import HwsimError
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
@@ -66,13 +67,25 @@ from hwsim.training.spec import TrainingSpec
 
 HEAD_OPS = ("embedding", "final_norm", "lm_head")
 DROPPED = ("attn.kv_append", "pp.send_activations")
-ADAM_BYTES = {"bf16": (14.0, 14.0), "fp16": (14.0, 14.0), "fp32": (16.0, 12.0)}  # read, write
+# read, write per parameter (fp8: the bf16 step, then the FP8 cast is refreshed next forward)
+ADAM_BYTES = {"bf16": (14.0, 14.0), "fp8": (14.0, 14.0), "fp16": (14.0, 14.0), "fp32": (16.0, 12.0)}
 
 
 def compute_dtype(hw: HardwareProfile, precision: str) -> str:
+    """The matrix-unit dtype of the GEMMs: fp32 (or tf32 where the unit has no fp32), else the
+    precision's own (fp8 needs the device's FP8 rate)."""
     if precision == "fp32":
         return "fp32" if hw.has_matrix_dtype("fp32") else "tf32"
+    if precision == "fp8" and not hw.has_matrix_dtype("fp8"):
+        raise HwsimError(f"precision fp8: {hw.id} lists no FP8 matrix rate (its profile)")
     return precision
+
+
+def mfu_dtype(hw: HardwareProfile, precision: str) -> str:
+    """The peak MFU and HFU are relative to: the GEMMs' dtype, except that FP8 runs are
+    measured against the bf16 dense peak, so bf16 and fp8 runs of one model compare on one
+    scale (an FP8 speed-up shows as a higher MFU; against the FP8 peak it would halve)."""
+    return "bf16" if precision == "fp8" else compute_dtype(hw, precision)
 
 
 @dataclass(frozen=True)
@@ -93,7 +106,7 @@ class ForwardProfile:
 def forward_profile(
     model: ModelProfile, hw: HardwareProfile, spec: TrainingSpec, b: int, s: int
 ) -> ForwardProfile:
-    dtype = "bf16" if spec.precision == "bf16" else spec.precision
+    dtype = "bf16" if spec.precision in ("bf16", "fp8") else spec.precision
     act = activation_dtype(dtype)
     fw = Forward(
         phase="prefill",
@@ -120,6 +133,8 @@ def forward_profile(
             continue
         if op.name == "lm_head":
             op = _training_lm_head(fw)
+        if spec.precision == "fp8" and op.op_class != "matmul":  # only the GEMMs run in FP8
+            op = _in_dtype(op, "bf16")
         t = price_op(hw, op)
         rungs.add(t.rung)
         seconds = float(t.total_s)
@@ -186,6 +201,14 @@ def ring_attention_s(
     backward = max(0.0, 2.0 * (cp - 1) * step_s - 2.0 * core_layer_s)
     forwards = 1 if spec.recompute == "none" else 2
     return forwards * forward + backward
+
+
+def _in_dtype(op: Op, dtype: str) -> Op:
+    """``op`` computed in ``dtype`` (its kernel call's dtype too)."""
+    kernel = op.kernel
+    if kernel is not None and "dtype" in kernel[1]:
+        kernel = (kernel[0], {**kernel[1], "dtype": dtype})
+    return replace(op, compute_dtype=dtype, kernel=kernel)
 
 
 def _training_lm_head(fw: Forward) -> Op:
