@@ -27,7 +27,7 @@ from hwsim.cli.common import console, handle_errors, print_json
 from hwsim.errors import HwsimError, ProfileError
 from hwsim.format import fmt_bytes, fmt_time
 
-SCENARIO_KEYS = ("model", "hardware", "gpus", "total_tokens", "training")
+SCENARIO_KEYS = ("model", "hardware", "gpus", "total_tokens", "training", "curriculum")
 
 
 def _flag_type(annotation: Any) -> type:
@@ -96,7 +96,53 @@ def _scenario(path: Path) -> dict[str, Any]:
     training = data.get("training") or {}
     if not isinstance(training, dict):
         raise ProfileError("'training' must be a mapping of settings", file=str(path))
+    curriculum = data.get("curriculum")
+    if curriculum is not None:
+        if not isinstance(curriculum, list) or not curriculum:
+            raise ProfileError(
+                "'curriculum' must be a list of stages (tokens: ..., and any training setting)",
+                file=str(path),
+            )
+        if data.get("total_tokens") is not None:
+            raise ProfileError(
+                "give 'total_tokens' or 'curriculum', not both: each stage has its own tokens",
+                file=str(path),
+            )
+        from hwsim.training.curriculum import check_stage
+
+        for i, stage in enumerate(curriculum):
+            try:
+                check_stage(stage, i)
+            except HwsimError as exc:
+                raise ProfileError(str(exc), file=str(path)) from None
     return data
+
+
+def _curriculum_table(run) -> Table:
+    t = Table(
+        title=f"curriculum: {len(run.stages)} stages, {run.total_tokens:.3g} tokens",
+        title_justify="left",
+    )
+    for col in ("stage", "GPUs", "layout", "seq len", "step", "tokens/s", "MFU", "days", "cost"):
+        t.add_column(col)
+    for name, r in zip(run.names, run.stages, strict=True):
+        lay = r.layout
+        layout = f"tp {lay['tp']} cp {lay['cp']} pp {lay['pp']} dp {lay['dp']}"
+        cost = "-" if r.run.cost_usd is None else f"${r.run.cost_usd:,.0f}"
+        t.add_row(
+            name,
+            str(r.gpus),
+            layout,
+            f"{lay['seq_len']:,}",
+            fmt_time(r.step.time_s),
+            f"{r.throughput.tokens_per_s:,.0f}",
+            f"{r.throughput.mfu:.1%}",
+            f"{(r.run.time_s or 0.0) / 86400:.1f}",
+            cost,
+        )
+    total = "-" if run.cost_usd is None else f"${run.cost_usd:,.0f}"
+    t.add_row("total", "", "", "", "", "", "", f"{run.time_s / 86400:.1f}", total)
+    return t
 
 
 def _number(value: Any) -> float | None:
@@ -253,6 +299,17 @@ def register(app: typer.Typer) -> None:
             from hwsim.training.report import check_report_dir
 
             check_report_dir(report, force)  # fail before the sweep, not after
+        if data.get("curriculum"):
+            if report is not None or search_mode:
+                raise HwsimError("--report and --search describe one layout, not a curriculum")
+            from hwsim.training.curriculum import train_curriculum
+
+            run = train_curriculum(model, hardware, gpus, spec, stages=data["curriculum"])
+            if json_out:
+                print_json(run.to_dict())
+            else:
+                console.print(_curriculum_table(run))
+            return
         result = train(model, hardware, gpus, spec, total_tokens=total)
         if report is not None:
             from hwsim.training.report import write_training_report
