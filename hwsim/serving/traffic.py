@@ -20,7 +20,7 @@ KV blocks).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -59,6 +59,12 @@ class TrafficSpec(BaseModel):
     prompt_tokens: IntDistribution | None = None
     output_tokens: IntDistribution | None = None
     sessions: SessionSpec | None = None
+    system_prompt_tokens: int = Field(
+        0,
+        ge=0,
+        description="tokens of a system prompt every request starts with (the same for all: "
+        "after the first request an engine with prefix caching need not prefill it again)",
+    )
 
     @field_validator("prompt_tokens", "output_tokens", mode="before")
     @classmethod
@@ -82,6 +88,11 @@ class TrafficSpec(BaseModel):
         elif self.prompt_tokens or self.output_tokens or self.sessions:
             raise ValueError(
                 "a trace gives whole requests: drop prompt_tokens, output_tokens and sessions"
+            )
+        elif self.system_prompt_tokens:
+            raise ValueError(
+                "a trace gives whole requests: put the system prompt in its prompt_tokens and "
+                "drop system_prompt_tokens"
             )
         return self
 
@@ -275,7 +286,8 @@ def sample_requests(
     closed loop: the spec's ``requests`` when None). A closed loop gives
     :class:`ClosedLoopRequests` (no arrival times: the simulator decides them)."""
     if isinstance(spec.arrivals, ConcurrencyArrivals):
-        return _sample_closed_loop(spec, spec.arrivals, n_requests, seed)
+        closed = _sample_closed_loop(spec, spec.arrivals, n_requests, seed)
+        return _with_system_prompt(closed, spec.system_prompt_tokens)
     if isinstance(spec.arrivals, TraceArrivals):
         cols = spec.arrivals.columns
         total = len(cols["arrival_s"])
@@ -294,8 +306,32 @@ def sample_requests(
         prompt_dist, output_dist = _lengths(spec)
         prompt = prompt_dist.sample(n_requests, rng)
         output = output_dist.sample(n_requests, rng)
-        return Requests.from_arrays(arrival, prompt, output)
-    return _sample_sessions(spec, n_requests, rng)
+        plain = Requests.from_arrays(arrival, prompt, output)
+        return _with_system_prompt(plain, spec.system_prompt_tokens)
+    return _with_system_prompt(_sample_sessions(spec, n_requests, rng), spec.system_prompt_tokens)
+
+
+def _with_system_prompt(req, tokens: int):
+    """``req`` with a shared ``tokens``-token system prompt before every prompt: prompts grow
+    by it, and every request after the first (by arrival, or hand-out order in a closed loop)
+    reports it as a cached prefix, which an engine with prefix caching does not prefill
+    again (each request still holds its own KV blocks for it: no block sharing is modelled)."""
+    if not tokens:
+        return req
+    cached = np.asarray(req.cached_prefix_tokens, dtype=np.int64) + tokens
+    cached[0] -= tokens  # the first request computes the system prompt
+    return replace(
+        req,
+        prompt_tokens=np.asarray(req.prompt_tokens, dtype=np.int64) + tokens,
+        cached_prefix_tokens=cached,
+    )
+
+
+def reusable_prefix_fraction(req) -> float:
+    """Share of the prompt tokens an engine with prefix caching need not prefill: the cached
+    prefixes (multi-turn history, a shared system prompt) over all prompt tokens."""
+    total = float(np.sum(req.prompt_tokens, dtype=np.float64))
+    return float(np.sum(req.cached_prefix_tokens, dtype=np.float64)) / total if total else 0.0
 
 
 def _poisson(spec: TrafficSpec) -> PoissonArrivals:
