@@ -91,3 +91,21 @@ def test_coverage_counts_inside_below_and_above():
     ]  # fmt: skip
     kernels = next(t for t in coverage_table(held) if t["group"] == "kernels")
     assert (kernels["coverage"], kernels["below"], kernels["above"]) == (0.5, 1, 1)
+
+
+def test_the_published_report_carries_both_held_out_tables():
+    from types import SimpleNamespace
+
+    from validation.published_eval import _transfer_bands
+    from validation.published_prediction import Prediction
+
+    preds, rows = [], []
+    for i in range(12):
+        url = f"https://github.com/org{i % 3}/repo{i % 3}/blob/x/README.md"
+        rows.append(SimpleNamespace(id=f"r{i}", source=SimpleNamespace(url=url)))
+        preds.append(Prediction(f"r{i}", "gemm", "h100", None, "tflops", "TFLOP/s", 100.0,
+                                predicted=100.0 + i, rung="datasheet"))  # fmt: skip
+    out = _transfer_bands(preds, rows)
+    for method in ("unseen_source", "pooled"):
+        kernels = next(t for t in out[method] if t["group"] == "kernels")
+        assert kernels["banded"] == 12 and kernels["sources"] == 3

@@ -364,5 +364,18 @@ def report(
             if not p.ok
         ],
         "band_note": BAND_NOTE,
+        "transfer_bands": _transfer_bands(preds, rows),
         "runtime": {"wall_s": wall, "cpu_s": cpu},
+    }
+
+
+def _transfer_bands(preds: list[Prediction], rows: list[PublishedRow]) -> dict[str, Any]:
+    """Held-out-by-source coverage of bands built from the other sources' residuals
+    (:mod:`validation.published_bands`): for an unseen source, and the plain p10/p90."""
+    from validation.published_bands import coverage_table, held_out_bands, residuals
+
+    res = residuals(preds, {r.id: r for r in rows})
+    return {
+        "unseen_source": coverage_table(held_out_bands(res, "sources")),
+        "pooled": coverage_table(held_out_bands(res, "pooled")),
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hwsim.cli.common import console, handle_errors, print_json
@@ -149,13 +150,14 @@ def _published(folder: Path | None, calibrated: bool, max_requests: int, json_ou
         return
     _print_published_rows(out["rows"])
     _print_published_summary(out["summary"])
+    _print_transfer_bands(out.get("transfer_bands"))
     settings, runtime = out["settings"], out["runtime"]
     profiles = "calibrated sibling where shipped" if calibrated else "each row's as named"
     console.print(
         f"error = predicted / published - 1; rung: the kernel rung, or for serving whether the "
         f"profile is calibrated. Profiles: {profiles}; "
         f"at most {settings['max_requests']} simulated requests per serving row. "
-        f"{settings['sharegpt_lengths']}. {out['band_note']} "
+        f"{settings['sharegpt_lengths']}. {escape(out['band_note'])} "
         f"{runtime['wall_s']:.1f} s wall, {runtime['cpu_s']:.1f} s CPU.",
         highlight=False,
     )
@@ -225,6 +227,34 @@ def _print_published_summary(summary: list[dict]) -> None:
             _pct(s.get("median_band_width")),
             str(s.get("n_no_band", 0)),
             style="bold" if s["group"] == "all" or " x " not in s["group"] else None,
+        )
+    console.print(table)
+
+
+def _print_transfer_bands(bands: dict | None) -> None:
+    """Coverage of bands built from other sources' residuals, each source held out in turn."""
+    if not bands:
+        return
+    table = Table(
+        title="p10-p90 transfer bands, each source held out (validation.published_bands)",
+        title_justify="left",
+        caption="unseen source: a band for a source none of the residuals came from (random "
+        "effects over sources); pooled: the plain p10/p90 of the other sources' rows",
+        caption_justify="left",
+    )
+    for col in ("group", "rows", "sources", "unseen source", "width", "pooled", "width "):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    pooled = {t["group"]: t for t in bands["pooled"]}
+    for t in bands["unseen_source"]:
+        p = pooled.get(t["group"], {})
+        table.add_row(
+            t["group"],
+            str(t["banded"]),
+            str(t["sources"]),
+            _pct(t["coverage"]),
+            _pct(t["median_width"]),
+            _pct(p.get("coverage")),
+            _pct(p.get("median_width")),
         )
     console.print(table)
 
