@@ -72,3 +72,14 @@ def test_a_trace_with_a_system_prompt_is_refused(tmp_path):
         TrafficSpec.model_validate(
             {"arrivals": {"kind": "trace", "file": str(trace)}, "system_prompt_tokens": 10}
         )
+
+
+def test_an_engine_without_prefix_caching_prefills_whole_prompts():
+    """The planner's workload skips cached prefixes only for candidates with prefix caching."""
+    work = summarise_workload(spec(system_prompt_tokens=1500))
+    assert work.for_engine(True) is work
+    off = work.for_engine(False)
+    assert off.prefill_mean == work.prompt_mean == pytest.approx(2000)
+    assert off.prefill_scv == pytest.approx(work.prompt_scv)
+    plain = summarise_workload(spec())
+    assert plain.for_engine(False) is plain  # nothing cacheable: nothing changes

@@ -32,7 +32,7 @@ per-request overhead (HTTP, tokenization).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,6 +58,16 @@ class Workload:
     prefill_scv: float = 0.0  # squared coefficient of variation of the prefilled tokens
     prompt_p99: float | None = None  # defaults to prompt_p95
     longest_tokens: float | None = None  # the longest sampled request, prompt + output
+    prompt_scv: float | None = None  # of the whole prompts (None: as prefill_scv)
+
+    def for_engine(self, prefix_caching: bool) -> Workload:
+        """What an engine prefills: the traffic's cacheable prefixes (multi-turn history, a
+        shared system prompt) are skipped only with prefix caching on; without it every
+        prompt is prefilled whole."""
+        if prefix_caching or self.prefill_mean == self.prompt_mean:
+            return self
+        scv = self.prefill_scv if self.prompt_scv is None else self.prompt_scv
+        return replace(self, prefill_mean=self.prompt_mean, prefill_scv=scv)
 
 
 @dataclass
@@ -127,6 +137,7 @@ def evaluate(
             f"weights do not fit: {weights / 1e9:.1f} GB > {usable / 1e9:.1f} GB usable per GPU",
             weights_bytes=weights,
         )
+    work = work.for_engine(dep.spec.prefix_caching)
     return _steady_state(dep, cand, work, slo, price_of(dep, prices), weights)
 
 

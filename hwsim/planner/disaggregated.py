@@ -227,6 +227,7 @@ def prefill_pool(model, cand: Candidate, work: Workload, slo: SLO, prices) -> _P
     if pool.reason or pool.dep is None:
         return pool
     dep = pool.dep
+    work = work.for_engine(dep.spec.prefix_caching)
     p99 = work.prompt_p99 or work.prompt_p95
     free = float(free_bytes_for_cache(dep, min(p99, dep.spec.max_num_batched_tokens), pool.weights))
     need = float(np.ravel(cache_bytes_per_sequence_per_gpu(dep, p99))[0])
@@ -349,7 +350,8 @@ def evaluate_pair(
     # prefill pool: the largest utilisation that meets the TTFT (and end-to-end) SLOs
     rho = PREFILL_LOADS
     t_mean = pre.t_pf[0] + pre.host_s
-    scv = work.prefill_scv
+    caching = pre.dep is not None and pre.dep.spec.prefix_caching
+    scv = work.for_engine(caching).prefill_scv
     head = pre.rt.request_overhead_s
     first95 = first99 = 0.0
     if not from_prefill:

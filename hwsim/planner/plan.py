@@ -286,6 +286,7 @@ def summarise_workload(traffic: TrafficSpec, seed: int = 0) -> Workload:
         prefill_scv=float(prefilled.var() / prefilled.mean() ** 2) if prefilled.mean() > 0 else 0.0,
         prompt_p99=float(np.percentile(prompt, 99)),
         longest_tokens=float((prompt + req.output_tokens.astype(float)).max()),
+        prompt_scv=float(prompt.var() / prompt.mean() ** 2),
     )
 
 
