@@ -191,3 +191,68 @@ def test_vllm_rows_of_the_sglang_readme_name_multi_step_scheduling(rows):
     for i, r in rows.items():
         if i.startswith("serve-sglang060-") and "-vllm-" in i:
             assert "--num-scheduler-steps 10" in r.notes and "multi-step" in r.notes, i
+
+
+# -- rows added from four more sources (dstack, ROCm blog, Oracle blog, NVIDIA NIM docs) -----
+def test_batch_latency_is_the_last_finish_of_a_static_batch(rows):
+    r = rows["serve-rocmblog-mi300x-llama31-70b-fp8-tp8-bs1-128-2048-latency"]
+    w = r.workload
+    assert (r.metric, r.unit) == ("batch_latency", "ms")
+    assert (w.client_mode, w.batch_size) == ("fixed_batch", 1)
+    lat = pe.evaluate_row(r)
+    as_rate = {"metric": "output_token_throughput", "unit": "tokens/s"}
+    tps = pe.evaluate_row(r.model_copy(update=as_rate))
+    assert lat.ok and tps.ok, (lat.status, tps.status)
+    # one batch, all requests at t = 0: latency = batch x output tokens / output throughput
+    assert lat.predicted == pytest.approx(w.batch_size * w.output_len_tokens / tps.predicted * 1e3)
+
+
+def test_batch_latency_needs_a_fixed_batch(rows):
+    r = rows["serve-dstack-r1-h200-vllm-c64-tpot"]
+    p = pe.evaluate_row(r.model_copy(update={"metric": "batch_latency"}), max_requests=8)
+    assert p.status == "not predictable: batch latency is defined for a fixed batch only"
+
+
+def test_dstack_r1_rows_are_closed_loop_fixed_length_runs(rows):
+    ds = [r for i, r in rows.items() if i.startswith("serve-dstack-r1-")]
+    assert len(ds) == 19
+    for r in ds:
+        w = r.workload
+        assert (w.input_len_tokens, w.output_len_tokens, w.num_requests) == (3200, 800, 500)
+        assert w.client_mode == "fixed_concurrency" and w.concurrency in {8, 32, 64}
+        assert (r.model_profile, w.tp, w.dtype, r.num_devices) == ("deepseek-v3", 8, "fp8", 8)
+        # the quote is the CSV header and the row, both cut after median_tpot_ms (field 27)
+        header, row = r.quote.removesuffix(" ...").split(" ... ")
+        fields = dict(zip(header.split(","), row.split(","), strict=True))
+        column = {
+            "median_ttft": "median_ttft_ms",
+            "median_tpot": "median_tpot_ms",
+            "output_token_throughput": "output_throughput",
+        }[r.metric]
+        assert float(fields[column]) == r.value, r.id
+        assert int(fields["max_concurrency"]) == w.concurrency
+        assert fields["total_output_tokens"] == "400000"  # 500 x 800: every request ran to 800
+        assert ps._vllm_settings(r) == {}  # no vLLM engine flag is applied
+
+
+def test_oracle_static_batch_tps_is_output_tokens_over_the_batch_latency(rows):
+    orc = [r for i, r in rows.items() if i.startswith("serve-oracle-")]
+    assert len(orc) == 5
+    for r in orc:
+        m = re.search(r"\| (\d+) \| (\d+) \| ([\d.]+) \|$", r.quote)
+        assert m, r.quote
+        batch, tps, latency_s = int(m.group(1)), float(m.group(2)), float(m.group(3))
+        assert (batch, tps) == (r.workload.batch_size, r.value)
+        assert batch * 128 / latency_s == pytest.approx(tps, abs=1.0)
+
+
+def test_nim_rows_keep_the_engine_unnamed(rows):
+    nim = [r for i, r in rows.items() if i.startswith("serve-nim-")]
+    assert len(nim) == 6
+    for r in nim:
+        assert r.engine == "NVIDIA NIM" and r.metric == "output_token_throughput"
+        assert r.workload.client_mode == "fixed_concurrency" and r.workload.num_requests is None
+        out = pe.Prediction(
+            id="x", kind="serving", hardware=None, engine=None, metric="m", unit="ms", published=1
+        )
+        assert ps._runtime(r, out) == {}  # no engine runtime section: the backend is not stated

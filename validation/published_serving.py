@@ -263,6 +263,14 @@ def _serving_metric(row: PublishedRow, rec: Any, summary: Any) -> float:
         return float(rec.output_tokens[done].sum()) / duration
     elif metric == "token_throughput_input_plus_output":
         return float(rec.prompt_tokens[done].sum() + rec.output_tokens[done].sum()) / duration
+    elif metric == "batch_latency":
+        # vLLM benchmark_latency.py: the wall time of one generate() call on a fixed batch,
+        # start to last token of the last request (every request arrives at t = 0)
+        if row.workload.client_mode != "fixed_batch":
+            raise NotPredictable("batch latency is defined for a fixed batch only")
+        if not done.all():
+            raise NotPredictable("not every request of the batch completed")
+        value_s = float(np.max(rec.e2e_s[done]))
     else:
         raise NotPredictable(f"metric {metric!r} has no definition here")
     if row.unit != "ms":
