@@ -134,7 +134,9 @@ def test_decode_only_is_the_memoised_reference_step():
     sm = EngineStepModel(make_deployment("mistral-7b", "h100-sxm-calibrated"))
     ctx = np.array([4090, 4100, 4111, 9], dtype=np.int64)
     q = max(CONTEXT_QUANTUM, round(ctx.mean() / CONTEXT_QUANTUM) * CONTEXT_QUANTUM)
-    want = sm._decode_time(len(ctx), q)
+    windowed = round(np.minimum(ctx, 4096).mean() / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
+    assert sm.decode_contexts(ctx) == (q, (windowed,))
+    want = sm._decode_time(len(ctx), q, (windowed,))
     assert sm.iteration_time_s(np.ones(4, dtype=np.int64), ctx) == pytest.approx(want, rel=1e-12)
 
 

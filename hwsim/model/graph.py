@@ -9,18 +9,28 @@ split over ``tp`` ranks and each layer all-reduces its attention output and its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hwsim.model.ffn import ffn_ops
 from hwsim.model.forward import Forward
 from hwsim.model.layers import layer_groups
+from hwsim.model.mixers import Mixer
 from hwsim.model.ops import Op
 
 
-def forward_ops(fw: Forward, pp: int = 1) -> list[Op]:
-    """All ops of one forward pass, each with ``count`` = how often it runs per forward."""
+def forward_ops(
+    fw: Forward, pp: int = 1, mixer_forward: Callable[[Mixer], Forward] | None = None
+) -> list[Op]:
+    """All ops of one forward pass, each with ``count`` = how often it runs per forward.
+
+    ``mixer_forward``: the forward each layer group's mixer ops are built from (default
+    ``fw``; the serving step model prices a windowed group's decode attention at that group's
+    own per-sequence context)."""
     model = fw.model
     ops: list[Op] = [_embedding(fw)]
     for mixer, is_moe, count in layer_groups(model):
-        layer = [*_norms(fw), *mixer.ops(fw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
+        mfw = fw if mixer_forward is None else mixer_forward(mixer)
+        layer = [*_norms(fw), *mixer.ops(mfw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
         ops += [op.times(count) for op in layer]
     ops.append(_norm(fw, "final_norm"))
     ops.append(_lm_head(fw))

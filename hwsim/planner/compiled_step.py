@@ -15,6 +15,11 @@ iteration's tokens) and price every merged op with ``time_op``: about 1 ms an it
   touch. The coefficients are found once per deployment from the real op builders at a few
   hundred probe shapes and kept only where they reproduce every probe to 1e-10 (relative);
   the features and that fit live in :mod:`hwsim.planner.step_fit`, the pricing here.
+  A model with windowed layer groups prices each window W's mixer ops at the decodes' mean
+  of min(c_i, W) (:mod:`hwsim.planner.step_model`): every decode op is found to follow one of
+  those contexts or the mean context (probes that move one at a time; an op that follows two
+  declines the fast path) and its fit is evaluated at that context (checked on probes whose
+  contexts all differ); the memo keys carry the windowed means.
   A prefill field no combination reproduces is evaluated exactly per chunk by the op builders
   (memoised on the chunk's shape); if a decode field has none, the decode part comes from the
   reference's memoised decode ops. Fields that do not depend on the chunks are counted once,
@@ -46,7 +51,8 @@ from hwsim.perf.collectives import CollectiveModel, collective_model
 from hwsim.perf.corrections import side_factors
 from hwsim.perf.roofline import peak_flops_per_s, tile_padding
 from hwsim.planner.step_fit import (
-    CONTEXT_QUANTUM,
+    FIT_ATOL,
+    FIT_RTOL,
     MAX_CHUNK_TOKENS,
     MAX_CONTEXT,
     MAX_DECODES,
@@ -360,6 +366,11 @@ class FastPricer:
             for key, fields in self.decode_fields.items():
                 coef = np.array([f.coef for f in fields]).T.reshape(dfeat.size, len(fields))
                 self.decode_coef[key] = (coef, np.array([f.once for f in fields]))
+        # per decode op, the context it follows: 0 the mean, 1 + g the g-th window's
+        self.decode_slots = np.zeros(len(dec), dtype=int)
+        self._decode_columns = np.arange(len(dec))
+        if model.windows:
+            self._fit_window_slots(b_probe, q_probe)
         # chunk side
         self.features = feat = ChunkFeatures(dep)
         n_probe, c_probe = feat.probes(seed=0)
@@ -383,24 +394,92 @@ class FastPricer:
         if self.prefill_only.folded:
             base = self.prefill_only.z_base(base)
         self.prefill_base = base, floor
-        self.decode_only: dict[tuple[int, int], float] = {}
-        self._decode_parts: dict[tuple[int, int], tuple[np.ndarray, list[float]] | None] = {}
+        self.decode_only: dict[tuple, float] = {}
+        self._decode_parts: dict[tuple, tuple[np.ndarray, list[float]] | None] = {}
         self._exact_chunks: dict[tuple[float, float], dict[str, np.ndarray] | None] = {}
 
-    def _decode_probe_ops(self, b: np.ndarray, q: np.ndarray) -> list[Op]:
-        return forward_ops(make_forward(self.dep, "decode", b, 1.0, q), self.dep.pp)
+    def _decode_probe_ops(self, b: np.ndarray, q: np.ndarray, windowed=None) -> list[Op]:
+        return self.model.build_decode_ops(b, q, windowed)
+
+    def _fit_window_slots(self, b_probe: np.ndarray, q_probe: np.ndarray) -> None:
+        """Which context each decode op follows (``decode_slots``): probes whose mean and
+        windowed contexts all differ, then each moved alone; and whether the fits, evaluated
+        at each op's own context, reproduce those probes (else the decode part comes from the
+        reference's decode ops)."""
+        windows = self.model.windows
+        rng = np.random.default_rng(7)
+        n = len(q_probe)
+        ctx = [q_probe] + [np.round(rng.uniform(1.0, float(w), n)) for w in windows]
+        moved = [q_probe * 2.0 + 1.0] + [np.where(x > 1.0, x - 1.0, x + 1.0) for x in ctx[1:]]
+        base = self._decode_probe_ops(b_probe, ctx[0], ctx[1:])
+        if op_structure(base) != self.decode_structure:
+            raise NoFastPath("the decode op list changes with the windowed contexts")
+        values = [self._quantity_arrays(base, n)]
+        for s in range(len(ctx)):
+            other = list(ctx)
+            other[s] = moved[s]
+            ops = self._decode_probe_ops(b_probe, other[0], other[1:])
+            if op_structure(ops) != self.decode_structure:
+                raise NoFastPath("the decode op list changes with the windowed contexts")
+            values.append(self._quantity_arrays(ops, n))
+        L = len(base)
+        slots = np.zeros(L, dtype=int)
+        for j in range(L):
+            follows = [
+                s for s in range(len(ctx)) if not np.array_equal(values[0][j], values[1 + s][j])
+            ]
+            if len(follows) > 1:
+                raise NoFastPath(f"decode op {base[j].name} follows two contexts")
+            if follows:
+                slots[j] = follows[0]
+        self.decode_slots = slots
+        if not self.decode_fitted:
+            return
+        rows = [
+            np.array([self.decode_features.row(float(b), float(c)) for b, c in zip(b_probe, x)])
+            for x in ctx
+        ]
+        for key, (coef, once) in self.decode_coef.items():
+            want = values[0][:, list(QUANTITIES).index(key)]  # (op, probe)
+            got = np.stack([rows[slots[j]] @ coef[:, j] for j in range(L)]) + once[:, None]
+            top = np.max(np.abs(want), axis=1, keepdims=True)
+            tol = FIT_RTOL * np.abs(want) + FIT_ATOL * top
+            if not np.all(np.abs(got - want) <= tol):
+                self.decode_fitted = False
+                self.decode_coef = {}
+                return
+
+    @staticmethod
+    def _quantity_arrays(ops: Sequence[Op], n: int) -> np.ndarray:
+        """(op, quantity, probe): each op's four quantities (QUANTITIES order) on n probes."""
+        out = np.zeros((len(ops), len(QUANTITIES), n))
+        for j, op in enumerate(ops):
+            for k, names in enumerate(QUANTITIES.values()):
+                for name in names:
+                    out[j, k] += np.asarray(getattr(op, name), dtype=float)
+        return out
 
     def _prefill_ops(self, new: np.ndarray, ctx: np.ndarray) -> list[Op]:
         return forward_ops(make_forward(self.dep, "prefill", 1.0, new, ctx), self.dep.pp)
 
     # -- decode part -----------------------------------------------------------------------
-    def _decode_quantities(self, b: int, q: int) -> dict[str, np.ndarray] | None:
-        """The four quantities of every decode op at (b, q): fitted, or from the reference's
-        memoised decode ops where a field has no fit; None: unexpected op list."""
+    def _decode_quantities(
+        self, b: int, q: int, xs: tuple[int, ...] = ()
+    ) -> dict[str, np.ndarray] | None:
+        """The four quantities of every decode op at (b, q; the windowed contexts xs): fitted,
+        or from the reference's memoised decode ops where a field has no fit; None:
+        unexpected op list."""
         if self.decode_fitted and b <= MAX_DECODES and q <= MAX_CONTEXT:
-            row = np.array(self.decode_features.row(float(b), float(q)))
-            return {key: row @ coef + once for key, (coef, once) in self.decode_coef.items()}
-        ops = self.model._decode_ops(b, q)
+            row = self.decode_features.row
+            if not xs:
+                r = np.array(row(float(b), float(q)))
+                return {key: r @ coef + once for key, (coef, once) in self.decode_coef.items()}
+            rows = np.array([row(float(b), float(c)) for c in (q, *xs)])
+            pick = (self.decode_slots, self._decode_columns)
+            return {
+                key: (rows @ coef)[pick] + once for key, (coef, once) in self.decode_coef.items()
+            }
+        ops = self.model._decode_ops(b, q, xs)
         if op_structure(ops) != self.decode_structure:
             return None
         return {
@@ -408,13 +487,15 @@ class FastPricer:
             for key, names in QUANTITIES.items()
         }
 
-    def decode_only_time_s(self, b: int, q: int) -> float:
-        key = (b, q)
+    def decode_only_time_s(self, b: int, q: int, xs: tuple[int, ...] = ()) -> float:
+        """Seconds of a decode-only iteration of b decodes at mean context q and windowed
+        contexts xs (the model's windows; () for a model without), memoised on them."""
+        key: tuple = (b, q, xs) if xs else (b, q)
         t = self.decode_only.get(key)
         if t is None:
-            qs = self._decode_quantities(b, q) if self.decode_fitted else None
+            qs = self._decode_quantities(b, q, xs) if self.decode_fitted else None
             if qs is None:
-                t = self.model._decode_time(b, q)
+                t = self.model._decode_time(b, q, xs)
             else:
                 st = self.decode_statics
                 t = st.seconds(st.place(qs["flops"], qs["bytes"] + qs["weight"], qs["comm"]))
@@ -423,10 +504,12 @@ class FastPricer:
             self.decode_only[key] = t
         return t
 
-    def _decode_part(self, b: int, q: int) -> tuple[np.ndarray, list[float]] | None:
+    def _decode_part(
+        self, b: int, q: int, xs: tuple[int, ...] = ()
+    ) -> tuple[np.ndarray, list[float]] | None:
         """(Y base, weight floor) of a mixed iteration: the chunks' once parts plus the
         decode ops' quantities, on the mixed layout."""
-        qs = self._decode_quantities(b, q)
+        qs = self._decode_quantities(b, q, xs)
         if qs is None:
             return None
         lay = self.mixed
@@ -439,9 +522,12 @@ class FastPricer:
         return base, floor
 
     # -- per iteration -------------------------------------------------------------------
-    def time_s(self, n_dec: int, q: int, chunk_new: list, chunk_ctx: list) -> float | None:
+    def time_s(
+        self, n_dec: int, q: int, chunk_new: list, chunk_ctx: list, xs: tuple[int, ...] = ()
+    ) -> float | None:
         """Seconds of an iteration of ``n_dec`` decodes at (quantised) mean context ``q`` and
-        prefill chunks (new tokens, context after); None: outside what the fast path prices."""
+        windowed contexts ``xs`` (the model's windows; () for a model without), and prefill
+        chunks (new tokens, context after); None: outside what the fast path prices."""
         rows = []
         row = self.features.row
         for n, c in zip(chunk_new, chunk_ctx):
@@ -450,14 +536,14 @@ class FastPricer:
             rows.append(row(float(n), float(c)))
         if n_dec:
             layout = self.mixed
-            key = (n_dec, q)
+            key: tuple = (n_dec, q, xs) if xs else (n_dec, q)
             parts = self._decode_parts.get(key)
             if parts is None:
                 if key in self._decode_parts:
                     return None
                 if len(self._decode_parts) >= MEMO_SIZE:
                     self._decode_parts.clear()
-                parts = self._decode_parts[key] = self._decode_part(n_dec, q)
+                parts = self._decode_parts[key] = self._decode_part(n_dec, q, xs)
                 if parts is None:
                     return None
             base, floor = parts
@@ -513,11 +599,8 @@ class FastPricer:
             new = np.concatenate([np.ones(n_dec, dtype=np.int64), chunk]).astype(np.int64)
             after = np.concatenate([dec_ctx, ctx]).astype(np.int64)
             if k:
-                q = 0
-                if n_dec:
-                    q = round(float(dec_ctx.mean()) / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
-                    q = max(CONTEXT_QUANTUM, q)
-                if self.time_s(n_dec, q, chunk.tolist(), ctx.tolist()) is None:
+                q, xs = model.decode_contexts(dec_ctx) if n_dec else (0, ())
+                if self.time_s(n_dec, q, chunk.tolist(), ctx.tolist(), xs) is None:
                     return math.inf
             got = model.iteration_time_s(new, after)
             ref = model._reference_iteration_time_s(new, after)

@@ -208,7 +208,9 @@ class ChunkFeatures:
 
 
 class DecodeFeatures:
-    """Features of a decode part (b sequences, one new token each, at context q)."""
+    """Features of a decode part (b sequences, one new token each, at context q). The ops of
+    a windowed layer group follow the group's own context (the decodes' mean of min(c_i, W);
+    :mod:`hwsim.planner.step_model`): its fields are these features at that context."""
 
     def __init__(self, dep: Deployment):
         self.names = ["1", "b", "q", "b q", "b^2", "q^2", "b q^2"]

@@ -2,10 +2,16 @@
 ``hwsim.estimate``.
 
 One iteration runs the decode sequences (one new token each) and any prefill chunks together:
-weights are read once, per-token work adds up. The decode part is priced at the batch's
-mean context (exact for attention whose keys grow linearly with context, and for recurrent
-layers; for windowed layers it is the mean context, not the mean of the windowed keys) and
-memoised, since consecutive iterations repeat the same shapes.
+weights are read once, per-token work adds up. The decode part is priced per layer group from
+the sequences' own contexts c_i: a group whose decode cost is linear in the context (full
+attention, MLA, the recurrent layers, which do not depend on it) at the batch's mean context,
+so its keys are sum_i c_i; a group capped at W keys (sliding window, the local layers of a
+local/global model, StreamingLLM's sinks + window: :func:`decode_window_caps`) at the mean of
+min(c_i, W), so its keys are sum_i min(c_i, W) -- not b min(mean c, W), which counts a short
+sequence's keys as if it were as long as the mean (1,000 and 15,000 tokens, W 4,096: 5,096
+keys, not 8,192). Both means are rounded to CONTEXT_QUANTUM tokens and the decode part memoised
+on them, since consecutive iterations repeat the same shapes. Other attention patterns
+(block-sparse, strided, memory-augmented) are priced at the mean context.
 
 Speed: :class:`~hwsim.planner.compiled_step.FastPricer` computes the same iteration time
 in closed form (see that module); :meth:`EngineStepModel._reference_iteration_time_s` is the
@@ -14,6 +20,7 @@ definition it is checked against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -25,13 +32,76 @@ from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, kv_bytes_pe
 from hwsim.inference.runtime_terms import launch_overhead_s
 from hwsim.model.ffn import expected_distinct_experts
 from hwsim.model.graph import forward_ops
+from hwsim.model.layers import layer_groups
+from hwsim.model.mixers.base import Mixer
+from hwsim.model.mixers.sliding_window import SlidingWindowAttention
+from hwsim.model.mixers.streaming import StreamingAttention
 from hwsim.model.ops import Op
 from hwsim.perf.roofline import time_op
 from hwsim.planner.compiled_step import FastPricer
-from hwsim.planner.step_fit import CONTEXT_QUANTUM, SUMMED
+from hwsim.planner.step_fit import CONTEXT_QUANTUM, QUANTITIES, SUMMED
 
 _INT64 = np.dtype(np.int64)
 _ONES: dict[int, bytes] = {}  # size -> bytes of that many int64 ones
+
+
+def _lengths(x):
+    """A context as the op builders take it (as ``make_forward`` makes it): a float, or a
+    float array."""
+    arr = np.asarray(x, dtype=float)
+    return float(arr) if arr.ndim == 0 else arr
+
+
+def quantised_context(mean: float) -> int:
+    """A decode part's mean context (or mean windowed context) as priced and memoised: rounded
+    to CONTEXT_QUANTUM tokens, at least one quantum."""
+    q = round(mean / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
+    return q if q >= CONTEXT_QUANTUM else CONTEXT_QUANTUM
+
+
+def _window_cap(mixer: Mixer) -> int | None:
+    """W if the mixer is a causal window of W keys by its class (its counting methods the
+    class's own); None otherwise."""
+    cls = type(mixer)
+    if (
+        isinstance(mixer, SlidingWindowAttention)
+        and cls.keys_per_decode_step is SlidingWindowAttention.keys_per_decode_step
+        and cls.pairs_per_head is SlidingWindowAttention.pairs_per_head
+    ):
+        return int(mixer.window)
+    if (
+        isinstance(mixer, StreamingAttention)
+        and cls.keys_per_decode_step is StreamingAttention.keys_per_decode_step
+        and cls.pairs_per_head is StreamingAttention.pairs_per_head
+    ):
+        return int(mixer.cache_tokens)
+    return None
+
+
+def decode_window_caps(dep: Deployment) -> dict[int, tuple[Mixer, int]]:
+    """id(mixer) -> (mixer, W) for the layer groups whose decode ops see the context only through
+    min(context, W) and linearly below W (sliding window, StreamingLLM; the local layers of a
+    local/global model): checked on the op builders, so a kernel whose traffic grows with the
+    whole context (``attention_impl: naive`` materialises a score per cached token) is not."""
+    caps: dict[int, tuple[Mixer, int]] = {}
+    for mixer, _is_moe, _count in layer_groups(dep.model):
+        w = _window_cap(mixer)
+        if w is None:
+            continue
+
+        def quantities(context: float, mixer: Mixer = mixer) -> list[float]:
+            ops = mixer.ops(make_forward(dep, "decode", 3.0, 1.0, context))
+            return [
+                float(np.sum(getattr(op, name)))
+                for op in ops
+                for names in QUANTITIES.values()
+                for name in names
+            ]
+
+        at_cap = quantities(float(w))
+        if all(quantities(float(c)) == at_cap for c in (w + 1, 2 * w + 37, 8 * w)):
+            caps[id(mixer)] = (mixer, w)
+    return caps
 
 
 class EngineStepModel:
@@ -45,6 +115,15 @@ class EngineStepModel:
 
     def __init__(self, dep: Deployment, *, fast: bool = True):
         self.dep = dep
+        # the windowed layer groups: their caps W (sorted, distinct; the decode part's
+        # windowed contexts follow this order) and each such mixer's slot (1 + index of W)
+        caps = decode_window_caps(dep)
+        self.windows: tuple[int, ...] = tuple(sorted({w for _m, w in caps.values()}))
+        self._window_mixers = {
+            key: (mixer, 1 + self.windows.index(w)) for key, (mixer, w) in caps.items()
+        }
+        self._window_slot = {key: slot for key, (_m, slot) in self._window_mixers.items()}
+        self._window_arrays = tuple(np.int64(w) for w in self.windows)
         self._decode_ops = lru_cache(maxsize=65536)(self._decode_ops_uncached)
         self._decode_time = lru_cache(maxsize=65536)(self._decode_time_uncached)
         # decode-only iterations under CUDA graphs skip this (the same for every batch and
@@ -89,6 +168,7 @@ class EngineStepModel:
         ones = _ONES.get(size)
         if ones is None:
             ones = _ONES[size] = np.ones(size, dtype=np.int64).tobytes()
+        windows = self._window_arrays
         if new.tobytes() == ones:  # decodes only (a bytes compare is the quickest test)
             if size == 0:
                 return 0.0
@@ -96,24 +176,53 @@ class EngineStepModel:
             q = round(int(np.add.reduce(ctx)) / size / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
             if q < CONTEXT_QUANTUM:
                 q = CONTEXT_QUANTUM
-            t = fast.decode_only.get((size, q))
+            if not windows:
+                t = fast.decode_only.get((size, q))
+                if t is None:
+                    t = fast.decode_only_time_s(size, q)
+                return t - self.graph_saving_s
+            xs = self._windowed_contexts(ctx, size)
+            t = fast.decode_only.get((size, q, xs))
             if t is None:
-                t = fast.decode_only_time_s(size, q)
+                t = fast.decode_only_time_s(size, q, xs)
             return t - self.graph_saving_s
         idx = (new != 1).nonzero()[0]
         chunk_new: list[int] = new[idx].tolist()
         chunk_ctx: list[int] = ctx[idx].tolist()
         n_dec = size - len(chunk_new)
         q = 0
+        windowed: tuple[int, ...] = ()
         if n_dec:
             q = round((int(np.add.reduce(ctx)) - sum(chunk_ctx)) / n_dec / CONTEXT_QUANTUM)
             q = q * CONTEXT_QUANTUM if q > 1 else CONTEXT_QUANTUM
-        t = fast.time_s(n_dec, q, chunk_new, chunk_ctx)
+            if windows:
+                windowed = self._windowed_contexts(ctx[new == 1], n_dec)
+        t = fast.time_s(n_dec, q, chunk_new, chunk_ctx, windowed)
         if t is None:
             return self._reference_iteration_time_s(new, ctx)
         return t
 
+    def _windowed_contexts(self, dec_ctx: np.ndarray, n_dec: int) -> tuple[int, ...]:
+        """Per window W (``self.windows``), the decodes' quantised mean of min(c_i, W), from
+        their int64 contexts (integer sums, so the means are the reference's floats)."""
+        out = []
+        for w in self._window_arrays:
+            x = round(int(np.add.reduce(np.minimum(dec_ctx, w))) / n_dec / CONTEXT_QUANTUM)
+            out.append(x * CONTEXT_QUANTUM if x > 1 else CONTEXT_QUANTUM)
+        return tuple(out)
+
     # -- the definition ------------------------------------------------------------------
+    def decode_contexts(self, dec_ctx) -> tuple[int, tuple[int, ...]]:
+        """The contexts a decode part of sequences at contexts ``dec_ctx`` is priced at:
+        (the quantised mean context, for every window W of ``self.windows`` the quantised mean
+        of min(c_i, W))."""
+        c = np.asarray(dec_ctx, dtype=float)
+        n = c.size
+        mean = quantised_context(float(c.mean()))
+        return mean, tuple(
+            quantised_context(float(np.minimum(c, w).sum()) / n) for w in self.windows
+        )
+
     def _reference_iteration_time_s(self, new_tokens, context_after) -> float:
         """The iteration time by definition: the ops built and merged, each priced by
         ``time_op`` (what :meth:`iteration_time_s` reproduces, faster)."""
@@ -125,11 +234,10 @@ class EngineStepModel:
         parts: list[list[Op]] = []
         n_dec = int(decoding.sum())
         if n_dec:
-            mean_ctx = float(ctx[decoding].mean())
-            quantised = max(CONTEXT_QUANTUM, round(mean_ctx / CONTEXT_QUANTUM) * CONTEXT_QUANTUM)
+            quantised, windowed = self.decode_contexts(ctx[decoding])
             if n_dec == new.size:
-                return self._decode_time(n_dec, quantised) - self.graph_saving_s
-            parts.append(self._decode_ops(n_dec, quantised))
+                return self._decode_time(n_dec, quantised, windowed) - self.graph_saving_s
+            parts.append(self._decode_ops(n_dec, quantised, windowed))
         if n_dec < new.size:
             fw = make_forward(self.dep, "prefill", 1.0, new[~decoding], ctx[~decoding])
             parts.append(forward_ops(fw, self.dep.pp))
@@ -137,14 +245,43 @@ class EngineStepModel:
         merged = [self._merge(ops, total_tokens) for ops in zip(*parts)]
         return float(sum(float(np.sum(time_op(self.dep.hardware, op).total_s)) for op in merged))
 
-    def _decode_time_uncached(self, n_seqs: int, context: float) -> float:
-        ops = self._decode_ops(n_seqs, context)
+    def _decode_time_uncached(
+        self, n_seqs: int, context: float, windowed: tuple[float, ...] | None = None
+    ) -> float:
+        ops = self._decode_ops(n_seqs, context, windowed)
         return float(sum(float(np.sum(time_op(self.dep.hardware, op).total_s)) for op in ops))
 
-    def _decode_ops_uncached(self, n_seqs: int, context: float) -> list[Op]:
-        return forward_ops(
-            make_forward(self.dep, "decode", float(n_seqs), 1.0, context), self.dep.pp
-        )
+    def _decode_ops_uncached(
+        self, n_seqs: int, context: float, windowed: tuple[float, ...] | None = None
+    ) -> list[Op]:
+        return self.build_decode_ops(float(n_seqs), context, windowed)
+
+    def build_decode_ops(self, batch, context, windowed: Sequence | None = None) -> list[Op]:
+        """The ops of ``batch`` decodes: the windowed groups' mixers at ``windowed`` (one mean
+        windowed context per W of ``self.windows``; None: ``context`` for all, i.e. every
+        sequence at that context), the rest at the mean ``context``. Scalars or arrays (the
+        fast path's probes)."""
+        dep = self.dep
+        fw = make_forward(dep, "decode", batch, 1.0, context)
+        if not self.windows:
+            return forward_ops(fw, dep.pp)
+        if windowed is None:
+            windowed = (context,) * len(self.windows)
+        if len(windowed) != len(self.windows):
+            raise ValueError(f"{len(windowed)} windowed contexts for windows {self.windows}")
+        fws = [fw, *(replace(fw, context=_lengths(x)) for x in windowed)]
+        return forward_ops(fw, dep.pp, lambda mixer: fws[self._slot_of(mixer)])
+
+    def _slot_of(self, mixer: Mixer) -> int:
+        """The windowed context a layer group's mixer follows: 1 + index of its W, 0 (the mean
+        context) if it is not windowed."""
+        slot = self._window_slot.get(id(mixer))
+        if slot is not None:
+            return slot
+        for known, known_slot in self._window_mixers.values():  # the same mixer, rebuilt
+            if known == mixer:
+                return known_slot
+        return 0
 
     @staticmethod
     def _merge(ops: tuple[Op, ...], total_tokens: float) -> Op:
