@@ -95,7 +95,7 @@ def launch_script(target: LaunchTarget, engine: str) -> str:
         "#!/usr/bin/env bash",
         f"# {target.summary}",
         f"# {target.label}",
-        f"# {cmd.engine.title}: one replica on {target.spec.gpus_per_replica} x "
+        f"# {cmd.engine.title}: one replica on {target.gpus_per_replica} x "
         f"{target.hardware.id}; health: GET {cmd.engine.health_path} on port {cmd.engine.port}",
         *(f"# note: {n}" for n in cmd.notes),
         *(

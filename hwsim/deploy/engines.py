@@ -27,6 +27,7 @@ fp8 weights on TensorRT-LLM) becomes a note in the artifact, never a wrong flag.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,9 +219,9 @@ def _common_notes(engine: Engine, t: LaunchTarget) -> list[str]:
         notes.append(PREQUANTISED[t.spec.weight_dtype])
     if t.spec.attention_impl == "naive":
         notes.append("hwsim priced naive (materialised-score) attention; engines run fused kernels")
-    if t.spec.gpus_per_replica > t.devices_per_node:
+    if t.gpus_per_replica > t.devices_per_node:
         notes.append(
-            f"one replica needs {t.spec.gpus_per_replica} GPUs but a {t.hardware.id} node has "
+            f"one replica needs {t.gpus_per_replica} GPUs but a {t.hardware.id} node has "
             f"{t.devices_per_node}: run it across nodes (the engine's multi-node mode)"
         )
     return notes + list(t.notes)
@@ -262,8 +263,12 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
         argv += ["--num-scheduler-steps", str(runtime.num_scheduler_steps)]
     if not runtime.cuda_graphs and runtime.engine == "vllm":
         argv += ["--enforce-eager"]
+    spec_argv, spec_notes = _vllm_speculative(t)
+    argv += spec_argv
+    if t.ep > 1:  # vLLM expert parallelism: EP spans TP x DP ranks, attention data-parallel
+        argv += ["--enable-expert-parallel", "--data-parallel-size", str(t.ep // s.tp)]
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
-    notes = _common_notes(engine, t)
+    notes = _common_notes(engine, t) + spec_notes
     if runtime.num_scheduler_steps > 1:
         notes.append(
             "--num-scheduler-steps is the V0 engine's multi-step scheduling (vLLM 0.6 - 0.8; "
@@ -277,8 +282,55 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
     return EngineCommand(engine, argv, notes)
 
 
+EAGLE_HEAD = "set EAGLE_HEAD to the EAGLE checkpoint trained for this target"
+
+
+def _vllm_speculative(t: LaunchTarget) -> tuple[list[str], list[str]]:
+    """``--speculative-config`` for a speculative candidate (vLLM's speculative decoding
+    docs: a JSON object with ``method``, ``model``, ``num_speculative_tokens`` and
+    ``draft_tensor_parallel_size``)."""
+    spec = t.speculative
+    if spec is None:
+        return [], []
+    config: dict[str, Any] = {"num_speculative_tokens": spec.k}
+    notes = []
+    if spec.draft in ("eagle", "medusa"):
+        config = {"method": spec.draft, "model": "EAGLE_HEAD", **config}
+        notes.append(f"{EAGLE_HEAD} (or the Medusa heads) in --speculative-config")
+    else:
+        from hwsim.deploy.target import model_checkpoint
+        from hwsim.model.load import load_model
+
+        draft_id, known = model_checkpoint(spec.draft, load_model(spec.draft))
+        config = {"model": draft_id, **config}
+        config["draft_tensor_parallel_size"] = spec.draft_tp or t.spec.tp
+        if not known:
+            notes.append(f"set the draft model's checkpoint: {draft_id!r} is its profile id")
+        notes.append(
+            "a separate draft model needs a vLLM release whose V1 engine runs draft models "
+            "(vLLM 0.10 shipped EAGLE / Medusa / n-gram only)"
+        )
+    return ["--speculative-config", json.dumps(config, separators=(",", ":"))], notes
+
+
+def _one_pool_only(engine: Engine, t: LaunchTarget) -> None:
+    """SGLang and TensorRT-LLM artifacts cover plain replicas; speculative and EP candidates
+    are emitted for vLLM."""
+    what = (
+        f"speculative decoding ({t.speculative.label})" if t.speculative is not None else None
+    )
+    if what is None and t.ep > 1:
+        what = f"expert parallelism (ep={t.ep})"
+    if what is not None:
+        raise HwsimError(
+            f"launch artifacts for {what} are written for vLLM only; emit vllm "
+            f"(--emit vllm) or pick a plain candidate with --rank ({engine.title} not covered)"
+        )
+
+
 def sglang_command(t: LaunchTarget) -> EngineCommand:
     engine = ENGINES["sglang"]
+    _one_pool_only(engine, t)
     s = t.spec
     argv = [*engine.entry, "--model-path", t.model_id]
     argv += ["--tp-size", str(s.tp), "--pp-size", str(s.pp)]
@@ -318,6 +370,7 @@ TRTLLM_EXTRA_MOUNT = "/etc/hwsim/extra-llm-api-options.yaml"
 
 def trtllm_command(t: LaunchTarget, extra_options_path: str = TRTLLM_EXTRA_PATH) -> EngineCommand:
     engine = ENGINES["trtllm"]
+    _one_pool_only(engine, t)
     s = t.spec
     if t.vendor != "nvidia":
         raise HwsimError(

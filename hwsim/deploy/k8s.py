@@ -52,7 +52,7 @@ def manifest_documents(target: LaunchTarget, engine: str) -> list[dict[str, Any]
     name = target.name
     labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "hwsim"}
     selector = {"app.kubernetes.io/name": name}
-    gpus = {target.gpu_resource: target.spec.gpus_per_replica}
+    gpus = {target.gpu_resource: target.gpus_per_replica}
     mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}
@@ -137,7 +137,7 @@ def manifest(target: LaunchTarget, engine: str = "vllm") -> str:
     head = [
         f"# {target.summary}",
         f"# {target.label}",
-        f"# {target.replicas} replica(s) x {target.spec.gpus_per_replica} "
+        f"# {target.replicas} replica(s) x {target.gpus_per_replica} "
         f"{target.gpu_resource} each; engine {cmd.engine.title} "
         f"(readiness: GET {cmd.engine.health_path}, {cmd.engine.health_source})",
         f"# image {cmd.engine.images.get(target.vendor, '')}: pin the version you validated",

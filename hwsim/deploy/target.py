@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hwsim.errors import HwsimError
 from hwsim.planner.analytic import CandidateResult
@@ -45,6 +46,13 @@ class LaunchTarget:
     label: str  # which plan candidate this is, in words
     summary: str  # the plan's recommendation sentence (or the scenario's deployment)
     notes: list[str] = field(default_factory=list)
+    speculative: Any = None  # hwsim.planner.spec.SpeculativeSpec of the candidate, if any
+    ep: int = 1  # expert-parallel degree of the candidate (its replica: ep x pp GPUs)
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs of one replica: an EP group's ep x pp, else the deployment's tp x pp."""
+        return self.ep * self.spec.pp if self.ep > 1 else self.spec.gpus_per_replica
 
     @property
     def vendor(self) -> str:
@@ -166,6 +174,8 @@ def from_plan(result: PlanResult, rank: int = 1) -> LaunchTarget:
         label=f"plan rank {rank} of {n} feasible: {chosen.candidate.label}",
         summary=summary,
         notes=notes,
+        speculative=chosen.candidate.speculative,
+        ep=chosen.candidate.ep,
     )
 
 

@@ -16,6 +16,7 @@ from hwsim.inference.deployment import Deployment
 from hwsim.labels import label_array
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
+from hwsim.model.ops import Op
 from hwsim.perf.bands import op_band_s
 from hwsim.perf.ladder import price_op
 from hwsim.perf.roofline import BOUNDS, OpTime
@@ -93,8 +94,13 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 
 
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
+    return price_ops(dep, forward_ops(fw, dep.pp))
+
+
+def price_ops(dep: Deployment, ops: Sequence[Op]) -> PhaseCost:
+    """Price ``ops`` on ``dep``'s device and sum them into a phase (arrays broadcast)."""
     hw, measured = dep.hardware, dep.measurements
-    times = tuple(price_op(hw, op, measured) for op in forward_ops(fw, dep.pp))
+    times = tuple(price_op(hw, op, measured) for op in ops)
     total, comm, compute, flops, hbm = (_Sum() for _ in range(5))
     for t in times:
         op, op_s = t.op, t.total_s

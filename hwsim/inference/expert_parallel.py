@@ -50,7 +50,7 @@ import numpy as np
 
 from hwsim.errors import InfeasibleError
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import make_forward
+from hwsim.inference.engine import PhaseCost, make_forward, price_ops
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.model.ffn import dense_ffn_params, expected_distinct_experts, expert_op, moe_of
 from hwsim.model.forward import Forward
@@ -195,10 +195,62 @@ def _ep_expert_op(fw: Forward, op: Op, ep: int, replicas: int, imbalance: float)
     return replace(experts, count=op.count, meta={**experts.meta, "ep": ep})
 
 
-def _comm_time(name: str, nbytes: float, seconds: float, count: int, ep: int) -> OpTime:
+def _comm_time(name: str, nbytes, seconds, count: int, ep: int) -> OpTime:
     op = Op(name=name, op_class="communication", comm_bytes=nbytes, ranks=ep, count=count)
     zero = np.float64(0.0)
-    return OpTime(op, np.float64(seconds), zero, zero, np.int8(2))
+    return OpTime(op, np.asarray(seconds, dtype=float), zero, zero, np.int8(2))
+
+
+def ep_weight_bytes_per_gpu(dep: Deployment, ep: int) -> tuple[float, float]:
+    """(all weights, routed-expert weights) per GPU with the routed experts over ``ep`` GPUs
+    (whole experts, not tensor-sharded) and everything else as ``dep`` shards it."""
+    m = dep.model
+    is_moe = m.ffn.moe is not None and m.ffn.type != "none" and _moe_layers(m) > 0
+    if not is_moe:
+        return weight_bytes_per_gpu(dep), 0.0
+    routed = _routed_expert_params(m) * _moe_layers(m) * dep.stage_layer_fraction
+    wbytes = dep.weight.bytes_per_element
+    expert_bytes = routed / (ep if ep > 1 else dep.tp) * wbytes
+    return weight_bytes_per_gpu(dep) - routed / dep.tp * wbytes + expert_bytes, expert_bytes
+
+
+def ep_phase_cost(
+    dep: Deployment, ep: int, phase: str, batch, context, imbalance: float = 1.0
+) -> PhaseCost:
+    """One forward on the busiest GPU of an EP group, priced like
+    :func:`expert_parallel_step` but for an array of ``batch`` values (sequences per attention
+    replica) at once, as a :class:`~hwsim.inference.engine.PhaseCost` (what the planner
+    needs): the routed experts over ``ep`` GPUs plus the dispatch and combine all-to-alls."""
+    m = dep.model
+    ep = _check(m, dep, ep, imbalance, phase)
+    new = 1.0 if phase == "decode" else context
+    fw = make_forward(dep, phase, batch, new, context)
+    ops = forward_ops(fw, dep.pp)
+    layers = _moe_layers(m) if m.ffn.moe is not None and m.ffn.type != "none" else 0
+    if ep == 1 or not layers:
+        return price_ops(dep, ops)
+    replicas = ep // dep.tp
+    ops = [
+        _ep_expert_op(fw, op, ep, replicas, imbalance) if op.name == "moe.experts" else op
+        for op in ops
+    ]
+    cost = price_ops(dep, ops)
+    per_token = a2a_bytes_per_token(m, dep.act.bytes_per_element)
+    shape = np.broadcast_shapes(np.shape(batch), np.shape(new))
+    buffer = imbalance * np.broadcast_to(np.asarray(batch, float) * new, shape) / dep.tp * per_token
+    one_way = np.vectorize(lambda x: all_to_all_s(dep.hardware, ep, float(x)))(buffer)
+    comm = [_comm_time(name, buffer, one_way, layers, ep) for name in ("ep.dispatch", "ep.combine")]
+    added = 2.0 * one_way * layers
+    compute_s, memory_s, comm_s = cost.time_by_bound_s
+    band = None if cost.band_s is None else (cost.band_s[0] + added, cost.band_s[1] + added)
+    return PhaseCost(
+        time_s=cost.time_s + added,
+        flops=cost.flops,
+        hbm_bytes=cost.hbm_bytes,
+        time_by_bound_s=(compute_s, memory_s, comm_s + added),
+        op_times=tuple(cost.op_times) + tuple(comm),
+        band_s=band,
+    )
 
 
 def expert_parallel_step(
@@ -253,11 +305,8 @@ def expert_parallel_step(
     total = sum(float(np.sum(t.total_s)) for t in times)
     expert_s = sum(float(np.sum(t.total_s)) for t in times if t.op.name == "moe.experts")
 
-    routed = _routed_expert_params(m) * layers * dep.stage_layer_fraction if is_moe else 0.0
-    wbytes = dep.weight.bytes_per_element
     shard = ep if ep > 1 else dep.tp
-    expert_bytes = routed / shard * wbytes
-    weights = weight_bytes_per_gpu(dep) - routed / dep.tp * wbytes + expert_bytes
+    weights, expert_bytes = ep_weight_bytes_per_gpu(dep, ep)
     cache = float(np.sum(cache_bytes_per_sequence_per_gpu(dep, c))) * b
     memory = weights + cache
     experts = moe_of(m).n_experts if is_moe else 0

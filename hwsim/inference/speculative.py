@@ -48,9 +48,12 @@ __all__ = [
     "DraftHeads",
     "PublishedAcceptance",
     "SpecResult",
+    "SpecRound",
     "SpecSweep",
     "acceptance_curve",
+    "heads_step_s",
     "speculative_decode",
+    "speculative_round",
     "speculative_sweep",
     "tokens_per_step",
 ]
@@ -73,8 +76,8 @@ from hwsim.inference.acceptance import (
     tokens_per_step,
 )
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import make_forward
-from hwsim.inference.memory import weight_bytes_per_gpu
+from hwsim.inference.engine import PhaseCost, decode_step_cost, make_forward, price_ops
+from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
@@ -278,19 +281,8 @@ class _Pricer:
         return self._draft[i]
 
     def _heads_s(self, ctx: int) -> float:
-        heads, dep = self.heads, self.dep
-        assert heads is not None
-        fw = _forward(dep, self.batch, 1, ctx)
-        priced = _price(dep, _ops(dep, fw))
-        layer_s = sum(float(np.sum(t.total_s)) for t in priced.times if t.op.name not in _ENDS)
-        layer_s /= dep.model.n_layers
-        lm_s = sum(float(np.sum(t.total_s)) for t in priced.times if t.op.name == "lm_head")
-        dense_s = 0.0
-        if heads.dense_d2 > 0:
-            d = dep.model.d_model
-            op = fw.linear("draft_heads.dense", d, heads.dense_d2 * d)
-            dense_s = float(np.sum(price_op(dep.hardware, op, dep.measurements).total_s))
-        return heads.layers * layer_s + heads.lm_heads * lm_s + dense_s
+        assert self.heads is not None
+        return float(heads_step_s(self.dep, self.heads, self.batch, ctx))
 
     def result(self, k: int, acceptance: Acceptance, draft_name: str, draft_bytes) -> SpecResult:
         curve = acceptance_curve(acceptance, k)
@@ -322,6 +314,85 @@ class _Pricer:
             tokens_per_s=self.batch / tpot,
             baseline_tokens_per_s=self.batch / base,
         )
+
+
+def _summed_s(times: Sequence[OpTime], keep) -> Any:
+    """Sum of the kept ops' seconds (arrays broadcast: one value per batch)."""
+    total: Any = 0.0
+    for t in times:
+        if keep(t.op.name):
+            total = total + t.total_s
+    return total
+
+
+def heads_step_s(dep: Deployment, heads: DraftHeads, batch, ctx) -> Any:
+    """Seconds for the draft heads to propose one token for ``batch`` sequences (a number or an
+    array) at ``ctx`` keys: ``layers`` mean target layers, the dense projection, the LM heads
+    (:class:`DraftHeads`)."""
+    fw = _forward(dep, batch, 1, ctx)
+    priced = _price(dep, _ops(dep, fw))
+    layer_s = _summed_s(priced.times, lambda name: name not in _ENDS) / dep.model.n_layers
+    lm_s = _summed_s(priced.times, lambda name: name == "lm_head")
+    dense_s: Any = 0.0
+    if heads.dense_d2 > 0:
+        d = dep.model.d_model
+        op = fw.linear("draft_heads.dense", d, heads.dense_d2 * d)
+        dense_s = price_op(dep.hardware, op, dep.measurements).total_s
+    return heads.layers * layer_s + heads.lm_heads * lm_s + dense_s
+
+
+@dataclass(frozen=True)
+class SpecRound:
+    """One speculative round for an array of batches (what the planner prices): the k draft
+    steps together, the k + 1-token verify step, the expected tokens out, and what the drafter
+    adds to each GPU's memory."""
+
+    k: int
+    tokens_per_step: float
+    draft_s: Any  # the k draft steps, seconds (per batch)
+    verify: PhaseCost
+    draft_weight_bytes_per_gpu: float
+    draft_kv_bytes_per_token_per_gpu: float
+
+    @property
+    def time_s(self) -> Any:
+        return self.draft_s + self.verify.time_s
+
+
+def speculative_round(
+    dep: Deployment,
+    draft: Drafter,
+    k: int,
+    acceptance: Acceptance,
+    batch,
+    context,
+    *,
+    draft_tp: int | None = None,
+) -> SpecRound:
+    """Price one round of speculative decoding on ``dep`` for ``batch`` sequences (a number or
+    an array) at ``context`` keys: the draft model's k one-token steps at contexts context ..
+    context + k - 1 (or the draft heads' k proposals), the target's verify forward over k + 1
+    tokens at context + k, and E = :func:`tokens_per_step` (module docstring). The drafter's
+    KV per token: a draft model's own; draft heads' ``layers`` mean target layers."""
+    k = check_k(k)
+    e = tokens_per_step(acceptance, k)
+    draft_dep, heads, _name = _drafter(draft, dep, draft_tp, None)
+    verify = price_ops(dep, _ops(dep, _forward(dep, batch, k + 1, np.asarray(context) + k)))
+    draft_s: Any = 0.0
+    for i in range(k):
+        if draft_dep is not None:
+            draft_s = draft_s + decode_step_cost(draft_dep, batch, np.asarray(context) + i).time_s
+        else:
+            assert heads is not None
+            draft_s = draft_s + heads_step_s(dep, heads, batch, np.asarray(context) + i)
+    if draft_dep is not None:
+        weights = weight_bytes_per_gpu(draft_dep) if k else 0.0
+        kv = kv_bytes_per_token_per_gpu(draft_dep) if k else 0.0
+    else:
+        assert heads is not None
+        weights = _heads_weight_bytes(dep, heads, k)
+        kv = heads.layers * kv_bytes_per_token_per_gpu(dep) / dep.model.n_layers if k else 0.0
+    return SpecRound(k, e, draft_s, verify, float(weights), float(kv))
 
 
 def _whole(name: str, value: Any, low: int) -> int:

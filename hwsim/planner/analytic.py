@@ -39,9 +39,10 @@ import numpy as np
 from hwsim.errors import HwsimError
 from hwsim.inference.capacity import free_bytes_for_cache, max_batch
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import decode_step_cost, prefill_cost, pricing_label
-from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+from hwsim.inference.engine import pricing_label
+from hwsim.inference.memory import kv_bytes_per_token_per_gpu
 from hwsim.inference.runtime_terms import runtime_terms
+from hwsim.planner.decode_variants import CandidatePricing
 from hwsim.planner.spec import Candidate
 from hwsim.profiles.scenario import SLO
 
@@ -128,7 +129,11 @@ def evaluate(
         dep = make_deployment(model, cand.hardware, cand.deployment)
     except HwsimError as exc:
         return CandidateResult(cand, False, str(exc))
-    weights = weight_bytes_per_gpu(dep)
+    try:
+        pricing = CandidatePricing(dep, cand)
+        weights = pricing.weights_bytes()
+    except HwsimError as exc:
+        return CandidateResult(cand, False, str(exc))
     usable = dep.usable_bytes
     if weights > usable:
         return CandidateResult(
@@ -138,7 +143,10 @@ def evaluate(
             weights_bytes=weights,
         )
     work = work.for_engine(dep.spec.prefix_caching)
-    return _steady_state(dep, cand, work, slo, price_of(dep, prices), weights)
+    try:
+        return _steady_state(pricing, work, slo, price_of(dep, prices), weights)
+    except HwsimError as exc:
+        return CandidateResult(cand, False, str(exc), weights_bytes=weights)
 
 
 def prefill_wait_quantile_s(rho, t_pf: float, scv: float, q: float) -> np.ndarray:
@@ -153,18 +161,22 @@ def prefill_wait_quantile_s(rho, t_pf: float, scv: float, q: float) -> np.ndarra
 
 
 def _steady_state(
-    dep: Deployment, cand: Candidate, work: Workload, slo: SLO, price: float, weights: float
+    pricing: CandidatePricing, work: Workload, slo: SLO, price: float, weights: float
 ) -> CandidateResult:
+    dep, cand = pricing.dep, pricing.candidate
     g = work.output_mean
     rt = runtime_terms(dep)
     pf = rt.prefill_overhead_s
     p99_len = work.prompt_p99 or work.prompt_p95
-    t_pf = float(prefill_cost(dep, 1.0, work.prefill_mean).time_s) + pf
-    t_pf_p95 = float(prefill_cost(dep, 1.0, work.prompt_p95).time_s) + pf
-    t_pf_p99 = float(prefill_cost(dep, 1.0, p99_len).time_s) + pf
+    lengths = (work.prefill_mean, work.prompt_p95, p99_len)
+    prefills = [pricing.prefill(x) for x in lengths]
+    t_pf, t_pf_p95, t_pf_p99 = (float(np.ravel(c.time_s)[0]) + pf for c in prefills)
     context = work.prompt_mean + g
     free = free_bytes_for_cache(dep, min(work.prompt_p95, dep.spec.max_num_batched_tokens), weights)
+    free = free * pricing.cache_share(context)
     by_memory = int(max_batch(dep, context, free))
+    replicas_inside = pricing.attention_replicas  # an EP group's attention replicas
+    gpus_per_replica = pricing.gpus_per_replica
     limit = min(by_memory, dep.spec.max_num_seqs)
     per_token = kv_bytes_per_token_per_gpu(dep)
     kv_tokens = float(free) / per_token if per_token > 0 else float("inf")
@@ -185,10 +197,10 @@ def _steady_state(
         if slo.confidence == "p90":
             base.slo_confidence = "p50 (no band)"
             base.slo_band = "no band used: a prefill-only workload is checked at the point value"
-        return _prefill_only(dep, work, slo, base, t_pfs, rt.request_overhead_s)
+        return _prefill_only(pricing, work, slo, base, t_pfs, rt.request_overhead_s)
     b = np.arange(1, limit + 1, dtype=float)
-    step = decode_step_cost(dep, b, work.prompt_mean + g / 2)
-    prefills = [prefill_cost(dep, 1.0, x) for x in (work.prefill_mean, work.prompt_p95, p99_len)]
+    step, per_step = pricing.decode_step(b, work.prompt_mean + g / 2)
+    steps = g / per_step  # decode iterations per request (speculation yields E tokens each)
 
     def world(edge: int | None):
         """(lam, rho, t_dec, tpot, ttft, ttft_p99) with every step at ``edge`` of its band
@@ -205,13 +217,13 @@ def _steady_state(
             pfs.append(t + pf)
         t_pf, t_pf_p95, t_pf_p99 = pfs
         t_dec = rt.decode_step_s(kernels)
-        lam = b / (g * t_dec + b * t_pf)
+        lam = b / (steps * t_dec + b * t_pf)  # per attention replica
         rho = lam * t_pf
         extra = rt.ttft_extra_s(t_dec)
         scv = work.prefill_scv
         ttft = t_pf_p95 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, scv, 0.95)
         ttft_p99 = t_pf_p99 + t_dec + extra + prefill_wait_quantile_s(rho, t_pf, scv, 0.99)
-        return lam, rho, t_dec, t_dec / (1 - rho), ttft, ttft_p99, t_pf
+        return lam, rho, t_dec, t_dec / per_step / (1 - rho), ttft, ttft_p99, t_pf
 
     has_band = step.band_s is not None or any(c.band_s is not None for c in prefills)
     lam, rho, t_dec, tpot, ttft, ttft_p99, t_pf = world(None)
@@ -252,9 +264,9 @@ def _steady_state(
         binding = "memory" if limit == by_memory else "max_num_seqs"
     else:
         binding = next(f"{k} SLO{edge}" for k, (t, v) in checks.items() if v[i + 1] > t)
-    rate = float(s_lam[i]) * (1 - slo.headroom_fraction)
+    rate = float(s_lam[i]) * replicas_inside * (1 - slo.headroom_fraction)
     replicas = math.ceil(work.peak_rate_per_s / rate)
-    gpus = replicas * dep.gpus_per_replica
+    gpus = replicas * gpus_per_replica
     cost = gpus * price
     tokens_per_hour = work.peak_rate_per_s * g * 3600
     load = work.peak_rate_per_s / replicas  # what each replica actually serves at the peak
@@ -264,9 +276,10 @@ def _steady_state(
     if has_band:  # the band at the planned load, against the point world's rate
         curves |= {"ttft_low": world(0)[4], "ttft_high": world(1)[4]}
     if step.band_s is not None:
-        low, high = (rt.decode_step_s(x) for x in step.band_s)
+        low, high = (rt.decode_step_s(x) / per_step for x in step.band_s)
         curves |= {"tpot_low": low / (1 - rho), "tpot_high": high / (1 - rho)}
-    at_load = {k: float(np.interp(load, lam, v)) for k, v in curves.items()}
+    inside = load / replicas_inside  # what each attention replica serves
+    at_load = {k: float(np.interp(inside, lam, v)) for k, v in curves.items()}
     return CandidateResult(
         cand,
         True,
@@ -276,8 +289,8 @@ def _steady_state(
         cost_per_hour_usd=cost,
         cost_per_million_output_tokens_usd=cost / tokens_per_hour * 1e6,
         per_replica_rate_per_s=rate,
-        batch_at_slo=int(b[i]),
-        users_per_gpu=float(b[i]) / dep.gpus_per_replica,
+        batch_at_slo=int(b[i]) * replicas_inside,
+        users_per_gpu=float(b[i]) * replicas_inside / gpus_per_replica,
         ttft_p95_s=float(ttft[i]),
         tpot_s=float(tpot[i]),
         e2e_s=float(e2e[i]),
@@ -286,7 +299,7 @@ def _steady_state(
         binding_constraint=binding,
         load_rate_per_s=load,
         ttft_p95_at_load_s=at_load["ttft"],
-        in_flight_per_gpu_at_load=load * at_load["e2e_mean"] / dep.gpus_per_replica,
+        in_flight_per_gpu_at_load=load * at_load["e2e_mean"] / gpus_per_replica,
         tpot_at_load_s=at_load["tpot"],
         tpot_at_load_low_s=at_load.get("tpot_low"),
         tpot_at_load_high_s=at_load.get("tpot_high"),
@@ -295,7 +308,12 @@ def _steady_state(
         slo_confidence=base.slo_confidence,
         slo_band=base.slo_band,
         pricing=pricing_label(step, i),
-        load_curve={"rate_per_s": lam, "ttft_s": ttft, "tpot_s": tpot, "batch": b},
+        load_curve={
+            "rate_per_s": lam * replicas_inside,
+            "ttft_s": ttft,
+            "tpot_s": tpot,
+            "batch": b * replicas_inside,
+        },
     )
 
 
@@ -303,7 +321,7 @@ PREFILL_ONLY_LOADS = np.linspace(0.005, 0.995, 199)  # prefill server utilisatio
 
 
 def _prefill_only(
-    dep: Deployment,
+    pricing: CandidatePricing,
     work: Workload,
     slo: SLO,
     base: CandidateResult,
@@ -314,6 +332,7 @@ def _prefill_only(
     so a replica is the M/G/1 prefill server alone (module docstring): lambda = rho / t_pf,
     TTFT_q = t_pf(q-quantile prompt) + wait_q(rho) = end to end. The planner takes the
     largest rho that meets the TTFT and e2e SLOs; a TPOT SLO does not apply (no decode)."""
+    inside = pricing.attention_replicas
     t_pf, t_pf_p95, t_pf_p99 = t_pfs
     rho = PREFILL_ONLY_LOADS
     lam = rho / t_pf
@@ -336,26 +355,33 @@ def _prefill_only(
         if ok.all()
         else next(f"{k} SLO" for k, (t, v) in checks.items() if v[i + 1] > t)
     )
-    rate = float(lam[i]) * (1 - slo.headroom_fraction)
+    rate = float(lam[i]) * inside * (1 - slo.headroom_fraction)
     replicas = math.ceil(work.peak_rate_per_s / rate)
-    gpus = replicas * dep.gpus_per_replica
-    load = work.peak_rate_per_s / replicas
+    gpus = replicas * pricing.gpus_per_replica
+    load = work.peak_rate_per_s / replicas / inside  # per attention replica
     mean_wait = rho * t_pf * (1.0 + work.prefill_scv) / (2.0 * (1.0 - rho))
     in_flight = lam * (t_pf + mean_wait)  # Little's law: requests waiting or in prefill
     nan = np.full_like(rho, np.nan)
-    prefill = prefill_cost(dep, 1.0, work.prefill_mean)
+    prefill = pricing.prefill(work.prefill_mean)
     base.feasible, base.reason = True, ""
     base.replicas, base.gpus = replicas, gpus
     base.cost_per_hour_usd = gpus * base.price_per_gpu_hour_usd
     base.per_replica_rate_per_s = rate
     base.batch_at_slo = 1
-    base.users_per_gpu = float(in_flight[i]) / dep.gpus_per_replica
+    base.users_per_gpu = float(in_flight[i]) * inside / pricing.gpus_per_replica
     base.ttft_p95_s, base.e2e_s = float(ttft[i]), float(ttft[i])
     base.binding_constraint = binding
-    base.load_rate_per_s = load
+    base.load_rate_per_s = load * inside
     base.ttft_p95_at_load_s = float(np.interp(load, lam, ttft))
     wait_at_load = float(np.interp(load, lam, mean_wait))
-    base.in_flight_per_gpu_at_load = load * (t_pf + wait_at_load) / dep.gpus_per_replica
+    base.in_flight_per_gpu_at_load = (
+        load * inside * (t_pf + wait_at_load) / pricing.gpus_per_replica
+    )
     base.pricing = pricing_label(prefill)
-    base.load_curve = {"rate_per_s": lam, "ttft_s": ttft, "tpot_s": nan, "batch": rho * 0 + 1}
+    base.load_curve = {
+        "rate_per_s": lam * inside,
+        "ttft_s": ttft,
+        "tpot_s": nan,
+        "batch": rho * 0 + 1,
+    }
     return base

@@ -86,7 +86,7 @@ ANALYTIC_ONLY = "analytic only (the simulator does not run two pools yet)"
 PREFILL_LOADS = np.linspace(0.001, 0.999, 999)  # prefill-server utilisations searched
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DisaggregatedCandidate(Candidate):
     """A prefill pool and a decode pool. ``hardware`` and ``deployment`` (what every consumer
     of a :class:`Candidate` reads) are the decode pool's; ``prefill_*`` the prefill pool's."""
@@ -282,7 +282,10 @@ def evaluate_pair(
 ) -> DisaggregatedResult:
     """Size both pools of one pair against the SLOs at the traffic's peak (module docstring)."""
     cand = DisaggregatedCandidate(
-        dec.cand.hardware, dec.cand.deployment, pre.cand.hardware, pre.cand.deployment
+        hardware=dec.cand.hardware,
+        deployment=dec.cand.deployment,
+        prefill_hardware=pre.cand.hardware,
+        prefill_deployment=pre.cand.deployment,
     )
     out = DisaggregatedResult(cand, False, first_token_from=spec.first_token_from)
     if pre.reason:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.errors import HwsimError, ProfileError
+from hwsim.inference.acceptance import PUBLISHED_ACCEPTANCE, acceptance_curve, tokens_per_step
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.results import Estimate
 from hwsim.model.load import load_model
@@ -58,9 +59,18 @@ class PlanResult:
 
             return recommendation_sentence(self)
         c, d = best.candidate, best.candidate.deployment
+        extra = ""
+        if c.ep > 1:
+            extra += f", ep={c.ep} ({c.ep // d.tp} attention replicas per group)"
+        if c.speculative is not None:
+            e = tokens_per_step(c.speculative.acceptance, c.speculative.k)
+            extra += (
+                f", speculative decoding with {c.speculative.draft} k={c.speculative.k} "
+                f"(E = {e:.2f} tokens per step)"
+            )
         return (
             f"Run {best.replicas} replica(s) of {self.scenario.model} on {c.hardware} "
-            f"(tp={d.tp}, pp={d.pp}, weights {d.weight_dtype}, KV {d.kv_dtype}): "
+            f"(tp={d.tp}, pp={d.pp}, weights {d.weight_dtype}, KV {d.kv_dtype}{extra}): "
             f"{best.gpus} GPUs, ${best.cost_per_hour_usd:,.2f}/hour "
             f"(${best.cost_per_hour_usd * 730:,.0f}/month), for "
             f"{self.workload.peak_rate_per_s:g} requests/s at peak with "
@@ -357,9 +367,10 @@ def plan(
     if True in cands.disaggregated:  # prefill and decode pools (hwsim.planner.disaggregated)
         from hwsim.planner.disaggregated import evaluate_disaggregated
 
+        plain = [c for c in configurations if not c.analytic_only]  # one pool's layouts
         results += evaluate_disaggregated(
             sc.model,
-            configurations,
+            list(dict.fromkeys(plain)),
             work,
             sc.slo,
             cands.price_per_gpu_hour_usd,
@@ -370,8 +381,9 @@ def plan(
     )
     pruned = [r for r in results if not r.feasible]
     top = serving.simulate_top if simulate_top is None else simulate_top
-    # the cheapest few one-pool candidates (disaggregated ones are analytic only)
-    replayed = [r for r in feasible if not r.candidate.disaggregated][:top]
+    # the cheapest few plain one-pool candidates (Candidate.analytic_only: disaggregated,
+    # speculative and expert-parallel ones are priced analytically only)
+    replayed = [r for r in feasible if not r.candidate.analytic_only][:top]
     for r in replayed:
         r.simulated = confirm_with_simulator(sc, r, traffic, serving)
     overloaded = [r for r in replayed if r.simulated.get("overloaded")]
@@ -387,7 +399,36 @@ def plan(
         from hwsim.planner.disaggregated import assumptions as disaggregation_notes
 
         notes += disaggregation_notes(cands.disaggregation)
+    notes += variant_notes(cands)
     return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), notes)
+
+
+def variant_notes(cands: CandidatesSpec) -> list[str]:
+    """What the plan assumed for speculative and expert-parallel candidates."""
+    out = []
+    for option in cands.speculative:
+        if option is None:
+            continue
+        curve = acceptance_curve(option.acceptance, option.k)
+        e = tokens_per_step(option.acceptance, option.k)
+        source = ""
+        if isinstance(option.acceptance, str):
+            source = f" ({PUBLISHED_ACCEPTANCE[option.acceptance].source})"
+        out.append(
+            f"Speculative candidates '{option.label}': each decode iteration is {option.k} "
+            f"draft steps plus a {option.k + 1}-token verify, yielding E = {e:.2f} tokens per "
+            f"sequence at acceptance {', '.join(f'{a:g}' for a in curve)}{source}; the draft "
+            "model's weights, KV cache and prefill are counted. Priced analytically only: the "
+            "simulator replays plain candidates."
+        )
+    if any(ep > 1 for ep in cands.ep):
+        out.append(
+            "Expert-parallel candidates (ep > 1): one replica is an EP group of ep x pp GPUs "
+            "running ep / tp attention replicas with the routed experts spread over the group "
+            f"(load imbalance {cands.ep_imbalance:g}); dispatch and combine all-to-alls per MoE "
+            "layer; priced analytically only."
+        )
+    return out
 
 
 def confidence_notes(sc: Scenario, results: list[CandidateResult]) -> list[str]:

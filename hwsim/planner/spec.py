@@ -42,6 +42,63 @@ class DisaggregationSpec(BaseModel):
     )
 
 
+class SpeculativeSpec(BaseModel):
+    """One speculative-decoding option a candidate may run (:mod:`hwsim.inference.speculative`):
+    a drafter proposing ``k`` tokens per verify step at an acceptance rate."""
+
+    model_config = STRICT
+    draft: str = Field(
+        description="a draft model profile (same tokenizer as the target) or draft heads: "
+        "'eagle' or 'medusa'"
+    )
+    k: int = Field(ge=1, le=16, description="tokens proposed per verify step")
+    acceptance: float | list[float] | str = Field(
+        description="i.i.d. acceptance rate alpha in [0, 1), a per-position curve of "
+        "conditional acceptances, or a published name (hwsim.inference.acceptance)"
+    )
+    draft_tp: int | None = Field(
+        default=None,
+        ge=1,
+        description="the draft model's tensor-parallel degree (default: the target's)",
+    )
+
+    @model_validator(mode="after")
+    def _known(self) -> SpeculativeSpec:
+        from hwsim.errors import HwsimError
+        from hwsim.inference.acceptance import acceptance_curve
+        from hwsim.inference.speculative import HEADS
+
+        try:
+            acceptance_curve(self.acceptance, self.k)
+        except HwsimError as exc:
+            raise ValueError(f"acceptance: {exc}") from None
+        if self.draft not in HEADS:
+            from hwsim.model.load import load_model
+
+            try:
+                load_model(self.draft)
+            except HwsimError as exc:
+                raise ValueError(
+                    f"draft: {exc} (or draft heads: {', '.join(sorted(HEADS))})"
+                ) from None
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"spec {self.draft} k={self.k}"
+
+
+_OFF = (None, False, "none", "off")
+
+
+def _speculative_list(v):
+    """``speculative``: an option, ``none`` (plain decoding) or a list of them."""
+    values = [None if value in _OFF else value for value in _as_list(v)]
+    if not values:
+        raise ValueError("needs at least one value: none or {draft, k, acceptance}")
+    return values
+
+
 def _bool_list(v):
     """``disaggregated``: true, false or a list of them; anything else is refused by name."""
     values = _as_list(v)
@@ -74,6 +131,42 @@ class CandidatesSpec(BaseModel):
         "(hwsim.planner.disaggregated); [false, true] compares both",
     )
     disaggregation: DisaggregationSpec = Field(default_factory=DisaggregationSpec)
+    speculative: list[SpeculativeSpec | None] = Field(
+        default_factory=lambda: [None],
+        description="none: plain decoding; {draft, k, acceptance, draft_tp}: speculative "
+        "decoding (hwsim.planner.decode_variants); a list compares them",
+    )
+    ep: list[int] = Field(
+        default_factory=lambda: [1],
+        description="expert-parallel degrees (MoE): the routed experts over ep GPUs, ep / tp "
+        "attention replicas, all-to-all dispatch and combine (hwsim.inference.expert_parallel)",
+    )
+    ep_imbalance: float = Field(
+        default=1.0,
+        ge=1.0,
+        description="the busiest EP rank's routed tokens over the average (1: perfectly even)",
+    )
+
+    @field_validator("speculative", mode="before")
+    @classmethod
+    def _speculative(cls, v):
+        return _speculative_list(v)
+
+    @field_validator("ep", mode="before")
+    @classmethod
+    def _eps(cls, v):
+        values = _as_list(v)
+        if not values:
+            raise ValueError("needs at least one value, e.g. [1, 8]")
+        return list(dict.fromkeys(values))
+
+    @field_validator("ep")
+    @classmethod
+    def _positive(cls, v):
+        for value in v:
+            if value < 1:
+                raise ValueError(f"each ep must be >= 1, got {value}")
+        return v
 
     @field_validator("hardware", mode="before")
     @classmethod
@@ -92,7 +185,8 @@ class CandidatesSpec(BaseModel):
             if key not in allowed:
                 raise ValueError(
                     f"{key}: unknown field (check the spelling); allowed: hardware, "
-                    f"price_per_gpu_hour_usd, disaggregated, disaggregation, "
+                    f"price_per_gpu_hour_usd, disaggregated, disaggregation, speculative, ep, "
+                    f"ep_imbalance, "
                     f"{', '.join(allowed)}"
                 )
             values = _as_list(values)
@@ -117,9 +211,11 @@ class CandidatesSpec(BaseModel):
         base = base or DeploymentSpec()
         keys = list(self.searched)
         return [
-            Candidate(hw, base.replace(**dict(zip(keys, combo))))
+            Candidate(hw, base.replace(**dict(zip(keys, combo))), spec, ep, self.ep_imbalance)
             for hw in self.hardware
             for combo in itertools.product(*self.searched.values())
+            for spec in self.speculative
+            for ep in self.ep
         ]
 
 
@@ -129,12 +225,30 @@ class Candidate:
 
     hardware: str
     deployment: DeploymentSpec
+    speculative: SpeculativeSpec | None = None  # plain decoding when None
+    ep: int = 1  # expert-parallel degree (MoE)
+    ep_imbalance: float = 1.0
 
     disaggregated = False  # one pool; hwsim.planner.disaggregated's candidates have two
 
     @property
     def label(self) -> str:
-        return f"{self.hardware} {self.deployment.label}"
+        extra = "" if self.ep == 1 else f" ep{self.ep}"
+        if self.speculative is not None:
+            extra += f" {self.speculative.label}"
+        return f"{self.hardware} {self.deployment.label}{extra}"
+
+    @property
+    def analytic_only(self) -> bool:
+        """Priced by the analytic model alone: the serving simulator replays plain one-pool
+        replicas (no drafter, no EP group, not two pools)."""
+        return self.disaggregated or self.speculative is not None or self.ep > 1
+
+    @property
+    def gpus_per_replica(self) -> int | None:
+        """GPUs of one replica when the candidate sets it (an EP group: ep x pp), else None
+        (the deployment's tp x pp)."""
+        return self.ep * self.deployment.pp if self.ep > 1 else None
 
     def to_dict(self) -> dict:
         return {
@@ -142,6 +256,8 @@ class Candidate:
             **self.deployment.model_dump(),
             "label": self.label,
             "disaggregated": self.disaggregated,
+            "speculative": None if self.speculative is None else self.speculative.model_dump(),
+            "ep": self.ep,
         }
 
 
