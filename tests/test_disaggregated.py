@@ -296,18 +296,21 @@ def test_both_kinds_in_the_json_the_table_and_the_report(tmp_path):
     result = plan(sc)
     kinds = {is_disaggregated(r) for r in result.feasible}
     assert kinds == {False, True}
-    # the simulator replays the cheapest aggregated candidate; disaggregated ones never
+    # the simulator replays the cheapest aggregated and the cheapest disaggregated candidate
     replayed = [r for r in result.feasible if r.simulated]
-    assert len(replayed) == 1 and not is_disaggregated(replayed[0])
+    assert sorted(is_disaggregated(r) for r in replayed) == [False, True]
     for r in result.feasible:
         if is_disaggregated(r):
-            assert r.simulated == {} and r.confirmation == ANALYTIC_ONLY
+            if r.simulated:
+                assert r.confirmation.startswith("simulated (both pools)")
+            else:
+                assert r.confirmation == ANALYTIC_ONLY
             assert r.prefill_gpus + r.decode_gpus == r.gpus
             assert r.kv_transfer_s > 0 and 0 < r.kv_transfer_exposed_s <= r.kv_transfer_s
     data = json.loads(json.dumps(result.to_dict()))
     cmp = data["recommendation"]["disaggregation"]
     assert cmp["best_aggregated"] and cmp["best_disaggregated"]
-    assert cmp["best_disaggregated"]["confirmation"] == ANALYTIC_ONLY
+    assert cmp["best_disaggregated"]["confirmation"].startswith("simulated (both pools)")
     assert cmp["best_aggregated"]["confirmation"].startswith("simulated")
     pools = [c for c in data["candidates"] if c["candidate"]["disaggregated"]]
     assert pools and {"prefill", "decode"} <= set(pools[0]["candidate"])
@@ -316,7 +319,7 @@ def test_both_kinds_in_the_json_the_table_and_the_report(tmp_path):
     assert {"candidate.disaggregated", "candidate.prefill.tp"} <= set().union(*records)
     paths = write_report(result, tmp_path / "report")
     md = paths["markdown"].read_text()
-    assert "## Disaggregated vs aggregated" in md and "analytic only" in md
+    assert "## Disaggregated vs aggregated" in md and "both pools" in md
     assert "prefill + decode GPUs" in md and "disaggregated: prefill a100" in md
     assert "Disaggregated vs aggregated" in paths["html"].read_text()
 

@@ -54,8 +54,9 @@ Not modelled (stated): batching several short prompts in one prefill iteration (
 batches prompts below its saturation length L_m: this model is pessimistic for short prompts),
 pipeline bubbles of pp > 1 prefill instances with uneven prompts, contention for the links, and
 the decode instance's queue when its KV memory is full (DistServe's pull-based transfer keeps
-waiting requests on the prefill side). The serving simulator runs one pool: disaggregated
-candidates are analytic only (:data:`ANALYTIC_ONLY`) and are never replayed.
+waiting requests on the prefill side). The serving simulator replays the cheapest
+``serving.simulate_top`` disaggregated candidates with both pools and the hand-over
+(:mod:`hwsim.planner.disaggregated_sim`); the others stay analytic (:data:`ANALYTIC_ONLY`).
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ from hwsim.planner.spec import Candidate, DisaggregationSpec
 from hwsim.profiles.deployment import DeploymentSpec
 from hwsim.profiles.scenario import SLO
 
-ANALYTIC_ONLY = "analytic only (the simulator does not run two pools yet)"
+ANALYTIC_ONLY = "analytic only (beyond serving.simulate_top: not replayed)"
 PREFILL_LOADS = np.linspace(0.001, 0.999, 999)  # prefill-server utilisations searched
 
 
@@ -585,7 +586,7 @@ def comparison_sentence(cmp: dict[str, Any]) -> str:
         f"{cmp['cost_ratio_disaggregated_over_aggregated']:.2f}; highest SLO-meeting rate per "
         f"GPU {dis['highest_goodput_per_gpu']:.3g} vs {agg['highest_goodput_per_gpu']:.3g} "
         f"requests/s ({cmp['goodput_per_gpu_ratio_disaggregated_over_aggregated']:.2f}x). "
-        f"Disaggregated candidates are {ANALYTIC_ONLY}."
+        f"Best disaggregated: {dis['confirmation']}."
     )
 
 
@@ -604,7 +605,7 @@ def recommendation_sentence(result) -> str:
         f"({best.prefill_gpus} prefill + {best.decode_gpus} decode), "
         f"${best.cost_per_hour_usd:,.2f}/hour (${best.cost_per_hour_usd * 730:,.0f}/month), for "
         f"{result.workload.peak_rate_per_s:g} requests/s at peak with "
-        f"{result.scenario.slo.headroom_fraction:.0%} headroom; {ANALYTIC_ONLY}."
+        f"{result.scenario.slo.headroom_fraction:.0%} headroom; {best.confirmation}."
     )
 
 
@@ -626,6 +627,9 @@ def assumptions(spec: DisaggregationSpec) -> list[str]:
         f"and a decode replica fit in it), overlap {spec.kv_overlap} "
         "(layerwise: each layer sent while the next one prefills); priced by the collective "
         "model's point-to-point transfer.",
-        f"Disaggregated candidates are {ANALYTIC_ONLY}: never replayed, and the launch "
-        "artifacts (--emit) cover aggregated candidates only.",
+        "The cheapest serving.simulate_top disaggregated candidates are replayed in the "
+        "serving simulator with both pools (every prefill replica at its round-robin share, "
+        "each request's exposed KV transfer at its own prompt length, one decode replica at "
+        "its share; hwsim.planner.disaggregated_sim); the launch artifacts (--emit) cover "
+        "aggregated candidates only.",
     ]
