@@ -316,9 +316,7 @@ def _vllm_speculative(t: LaunchTarget) -> tuple[list[str], list[str]]:
 def _one_pool_only(engine: Engine, t: LaunchTarget) -> None:
     """SGLang and TensorRT-LLM artifacts cover plain replicas; speculative and EP candidates
     are emitted for vLLM."""
-    what = (
-        f"speculative decoding ({t.speculative.label})" if t.speculative is not None else None
-    )
+    what = f"speculative decoding ({t.speculative.label})" if t.speculative is not None else None
     if what is None and t.ep > 1:
         what = f"expert parallelism (ep={t.ep})"
     if what is not None:
