@@ -16,6 +16,7 @@ from hwsim.planner.disaggregated import is_disaggregated
 from hwsim.planner.disaggregated_sim import (
     TRANSFER_GRID_POINTS,
     confirm_disaggregated,
+    confirmation_text,
     exposed_transfer_by_prompt,
 )
 from hwsim.planner.plan import as_scenario, candidates_of, plan, serving_of, traffic_of
@@ -83,3 +84,18 @@ def test_an_under_provisioned_prefill_pool_is_overload():
     )
     assert sim["overloaded"] and sim["overload"].startswith("prefill pool")
     assert not sim["meets_slo"]
+
+
+def test_closed_loop_clients_leave_a_disaggregated_candidate_analytic():
+    sc, best = _planned("decode")
+    scenario = as_scenario(sc)
+    open_loop = traffic_of(scenario)
+    fields = open_loop.model_dump() | {
+        "arrivals": {"kind": "concurrency", "clients": 8, "requests": 64}
+    }
+    closed = type(open_loop).model_validate(fields)
+    sim = confirm_disaggregated(
+        scenario, best, closed, serving_of(scenario), candidates_of(scenario).disaggregation
+    )
+    assert "not_simulated" in sim and not sim.get("overloaded")
+    assert confirmation_text(sim).startswith("analytic (not simulated: closed-loop")

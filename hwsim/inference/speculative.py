@@ -208,7 +208,8 @@ class _Priced:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def _forward(dep: Deployment, batch: float, new_tokens: float, context: float) -> Forward:
+def _forward(dep: Deployment, batch: Any, new_tokens: float, context: Any) -> Forward:
+    """``batch`` and ``context``: numbers or arrays (a sweep)."""
     return make_forward(dep, "decode", batch, new_tokens, context)
 
 

@@ -46,6 +46,10 @@ from hwsim.serving.traffic import Requests
 
 MAX_SIMULATED_REQUESTS = 40_000  # all prefill replicas together
 TRANSFER_GRID_POINTS = 33  # prompt lengths the exposed transfer is priced at
+CLOSED_LOOP_NOT_SIMULATED = (
+    "analytic (not simulated: closed-loop clients are simulated on one-pool candidates only; "
+    "both pools would need the decode pool's finish times to time the next request)"
+)
 
 
 def _config(
@@ -110,6 +114,8 @@ def confirm_disaggregated(
     n = min(serving.n_requests * n_d, MAX_SIMULATED_REQUESTS)
     n = max(n, n_d * 10, n_p)
     reqs = sample_requests(traffic, n, serving.seed)
+    if not isinstance(reqs, Requests):
+        return {"not_simulated": CLOSED_LOOP_NOT_SIMULATED}
     prompts = np.asarray(reqs.prompt_tokens, dtype=np.int64)
     outputs = np.asarray(reqs.output_tokens, dtype=np.int64)
     arrival = np.asarray(reqs.arrival_s, dtype=float)
@@ -219,6 +225,8 @@ def confirm_disaggregated(
 
 def confirmation_text(sim: dict[str, Any]) -> str:
     """The report's one-line verdict for a simulated disaggregated candidate."""
+    if "not_simulated" in sim:
+        return str(sim["not_simulated"])
     verdict = "meets" if sim.get("meets_slo") else "MISSES"
     return (
         f"simulated (both pools): {verdict} SLO (TTFT p95 {sim['ttft_p95_s'] * 1e3:,.0f} ms, "

@@ -387,13 +387,14 @@ def plan(
     for r in replayed:
         r.simulated = confirm_with_simulator(sc, r, traffic, serving)
     if True in cands.disaggregated:  # both pools and the hand-over, the cheapest few
+        from hwsim.planner.disaggregated import DisaggregatedResult
         from hwsim.planner.disaggregated_sim import confirm_disaggregated, confirmation_text
 
-        pairs = [r for r in feasible if r.candidate.disaggregated][:top]
+        pairs = [r for r in feasible if isinstance(r, DisaggregatedResult)][:top]
         for r in pairs:
             r.simulated = confirm_disaggregated(sc, r, traffic, serving, cands.disaggregation)
-            r.confirmation = confirmation_text(r.simulated)  # type: ignore[attr-defined]
-        replayed = replayed + pairs
+            r.confirmation = confirmation_text(r.simulated)
+        replayed = [*replayed, *pairs]
     overloaded = [r for r in replayed if r.simulated.get("overloaded")]
     for r in overloaded:  # the analytic answer said yes, the simulated replica could not keep up
         r.feasible = False

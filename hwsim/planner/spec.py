@@ -132,7 +132,7 @@ class CandidatesSpec(BaseModel):
     )
     disaggregation: DisaggregationSpec = Field(default_factory=DisaggregationSpec)
     speculative: list[SpeculativeSpec | None] = Field(
-        default_factory=lambda: [None],
+        default_factory=lambda: list[SpeculativeSpec | None]([None]),
         description="none: plain decoding; {draft, k, acceptance, draft_tp}: speculative "
         "decoding (hwsim.planner.decode_variants); a list compares them",
     )
