@@ -25,3 +25,31 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(key in item.nodeid for key in SLOW):
             item.add_marker(pytest.mark.slow)
+
+
+def _no_transfer_bands():
+    return {"min_rows": 0, "bands": {}}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "calibration_only: the calibration residual band alone (no transfer band from the "
+        "published set), for tests of the residual mechanics",
+    )
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("calibration_only") is not None:
+        import hwsim.perf.transfer as transfer
+
+        item._saved_bands = transfer.shipped_bands
+        transfer.shipped_bands = _no_transfer_bands
+
+
+def pytest_runtest_teardown(item):
+    saved = getattr(item, "_saved_bands", None)
+    if saved is not None:
+        import hwsim.perf.transfer as transfer
+
+        transfer.shipped_bands = saved

@@ -15,6 +15,7 @@ from hwsim.perf.kernels import KERNELS, kernel_op, kernel_params, register_kerne
 from hwsim.perf.ladder import kernel_time
 from hwsim.perf.measured import Measurement, MeasurementSet
 from hwsim.perf.roofline import time_op
+from hwsim.perf.transfer import band_factors
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -110,7 +111,7 @@ def test_speed_of_light_is_asked_for_by_name():
     t = kernel_time("h100-sxm", "gemm", rung="speed_of_light", m=4096, n=4096, k=4096)
     assert t.rung == "speed_of_light" and t.bound == "compute"
     assert t.time_s == pytest.approx(2 * 4096**3 / 989.4e12)
-    assert t.low_s == t.high_s == t.time_s
+    assert t.low_s == t.high_s == t.time_s and "a bound" in t.band  # not an estimate
     old_name = kernel_time("h100-sxm", "gemm", rung="roofline", m=4096, n=4096, k=4096)
     assert old_name.rung == "speed_of_light" and old_name.time_s == t.time_s
 
@@ -122,7 +123,12 @@ def test_a_datasheet_profile_prices_with_its_efficiency_block_not_the_speed_of_l
     # compute-bound: 2 m n k at the curve's fraction of the 989.4 TFLOP/s dense bf16 peak
     expected = 2 * 4096**3 / (989.4e12 * curve.compute_fraction) + curve.launch_overhead_s
     assert curve.compute_fraction < 1 and t.time_s == pytest.approx(expected)
-    assert t.low_s == t.high_s == t.time_s  # no calibration, no band
+    # no calibration: the transfer band of published GEMM rows against the datasheet rung
+    lo, hi, group = band_factors(("gemm/datasheet", "gemm", "kernel"))
+    assert group.startswith("gemm") and lo < 1 < hi
+    assert t.high_s == pytest.approx(hi * t.time_s)
+    assert t.low_s == pytest.approx(max(lo * t.time_s, 2 * 4096**3 / 989.4e12))
+    assert "transfer band" in t.band and group in t.band
 
 
 def test_copy_speed_of_light_uses_bandwidth():
@@ -146,6 +152,7 @@ def _by_hand(hw, op, f_compute: float, f_memory: float, f_overhead: float = 1.0)
     return max(compute, memory) + shorter + op.kernels * c.launch_overhead_s * f_overhead
 
 
+@pytest.mark.calibration_only
 def test_calibrated_rung_applies_the_residual_median_and_band():
     hw = calibrated(H100, {"matmul": (-0.1, 0.05, 0.3)})
     t = kernel_time(hw, "gemm", m=4096, n=4096, k=4096, dtype="bf16")

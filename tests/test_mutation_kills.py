@@ -45,6 +45,7 @@ from hwsim.perf.roofline import (
     roofline_floor_s,
     time_op,
 )
+from hwsim.perf.transfer import band_factors, op_groups
 from hwsim.profiles.hardware import Calibration, EfficiencyCurve, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -315,15 +316,23 @@ MEASURED_QKV = MeasurementSet(gemm_rows(12288, 4096, {1: 2e-4, 64: 2e-4}), sourc
 def test_a_measured_op_band_counts_every_execution():
     """The QKV projection runs once per layer (32 times); measured at 0.2 ms with p10 0.18 ms
     and p90 0.24 ms per call, it adds 32 x (0.18 - 0.2) ms = -0.64 ms and 32 x (0.24 - 0.2) ms
-    = +1.28 ms to the step's band; the other ops (uncalibrated) keep their point value."""
+    = +1.28 ms to the step's band; the other ops (uncalibrated) add their transfer bands."""
     dep = make_deployment("llama-2-7b", "a100-80gb-sxm", measurements=MEASURED_QKV)
     cost = decode_step_cost(dep, 8, 1000)
     qkv = the(cost, "attn.qkv_proj")
     assert qkv.rung == "measured" and qkv.op.count == 32
     assert op_band_s(dep.hardware, qkv) == pytest.approx((32 * 1.8e-4, 32 * 2.4e-4), rel=1e-12)
+    # the other ops (datasheet rung) carry their class's transfer band
     low, high = cost.band_s
-    assert float(low) == pytest.approx(float(cost.time_s) - 32 * 0.2e-4, rel=1e-12)
-    assert float(high) == pytest.approx(float(cost.time_s) + 32 * 0.4e-4, rel=1e-12)
+    others = [t for t in cost.op_times if t is not qkv]
+    lows = highs = 0.0
+    for t in others:
+        lo, hi, _ = band_factors(op_groups(t.op))
+        floor = float(roofline_floor_s(dep.hardware, t.op)) * t.op.count
+        lows += max(float(t.total_s) * lo, floor)
+        highs += float(t.total_s) * hi
+    assert float(low) == pytest.approx(32 * 1.8e-4 + lows, rel=1e-9)
+    assert float(high) == pytest.approx(32 * 2.4e-4 + highs, rel=1e-9)
 
 
 def test_mean_decode_op_bands_average_like_the_phase_band():
@@ -341,6 +350,7 @@ def test_mean_decode_op_bands_average_like_the_phase_band():
     )
 
 
+@pytest.mark.calibration_only
 def test_each_op_gets_the_calibration_band_of_its_own_bound():
     """A calibration whose groups for the QKV projection differ by bound: the memory-bound
     decode at batch 1 must take the memory group, the compute-bound 2048-token prefill the

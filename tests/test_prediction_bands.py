@@ -7,8 +7,10 @@ import pytest
 
 import hwsim
 from hwsim.inference.deployment import make_deployment
-from hwsim.inference.engine import prefill_cost
+from hwsim.inference.engine import decode_step_cost, prefill_cost
+from hwsim.perf.bands import band_edges_s, op_band_s, transfer_band_s
 from hwsim.perf.roofline import roofline_floor_s
+from hwsim.perf.transfer import band_factors, phase_groups
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -28,12 +30,25 @@ def calibrated(hw_id: str, low: float = LOW, high: float = HIGH):
     return load_hardware(hw_id).model_copy(update={"calibration": cal})
 
 
-def test_uncalibrated_profile_reports_no_band():
+def test_uncalibrated_profile_reports_the_transfer_band():
+    """A datasheet profile: each phase's band is the published whole-model band (serving rows
+    against the datasheet rung) times the phase's time, the low edge never below the ops'
+    speed of light."""
     est = hwsim.estimate(model="llama-2-7b", hardware="h100-sxm", batch=4, prompt_len=512)
-    assert est.latency.ttft_low_s is None and est.latency.tpot_high_s is None
-    assert est.latency.band is None
+    lo, hi, group = band_factors(phase_groups())
+    assert group.startswith("serving") and lo < 1 < hi
+    lat = est.latency
+    assert lat.ttft_high_s == pytest.approx(hi * lat.ttft_s, rel=1e-9)
+    assert lat.tpot_high_s == pytest.approx(hi * lat.tpot_s, rel=1e-9)
+    dep = make_deployment("llama-2-7b", "h100-sxm")
+    cost = decode_step_cost(dep, 4, 512 + 64)
+    floor = sum(float(roofline_floor_s(dep.hardware, t.op)) * t.op.count for t in cost.op_times)
+    low = float(cost.band_s[0])
+    assert low == pytest.approx(max(lo * float(cost.time_s), floor), rel=1e-9)
+    assert "transfer band" in lat.band
 
 
+@pytest.mark.calibration_only
 def test_band_scales_each_op_by_its_residual_quantiles():
     hw = calibrated("h100-sxm")
     est = hwsim.estimate(model="llama-2-7b", hardware=hw, batch=4, prompt_len=512, gen_len=64)
@@ -56,14 +71,41 @@ def test_band_low_end_never_beats_the_roofline():
     assert float(low) <= float(cost.time_s) <= float(high)
 
 
-def test_communication_ops_keep_their_point_value():
+def test_communication_ops_carry_the_published_collective_band():
+    """Calibration never measures collectives: they take the transfer band of the published
+    all-reduce rows against the datasheet rung (hwsim.perf.transfer); the phase band holds
+    every op's band and the published whole-model band of the calibrated rung."""
     hw = calibrated("h100-sxm")
     dep = make_deployment("llama-2-70b", hw, tp=4)
     cost = prefill_cost(dep, 1, 1024)
-    comm = sum(t.total_s for t in cost.op_times if t.op.op_class == "communication")
-    assert float(comm) > 0
+    comms = [t for t in cost.op_times if t.op.op_class == "communication"]
+    assert comms and all(float(t.total_s) > 0 for t in comms)
+    lo, hi, group = band_factors(("allreduce/datasheet", "allreduce", "kernel"))
+    assert group.startswith("allreduce")
+    for t in comms:
+        floor = float(roofline_floor_s(hw, t.op)) * t.op.count
+        band = op_band_s(hw, t)
+        assert float(band[1]) == pytest.approx(hi * float(t.total_s))
+        assert float(band[0]) == pytest.approx(max(lo * float(t.total_s), floor))
     low, high = cost.band_s
-    assert float(high) == pytest.approx(HIGH * (float(cost.time_s) - float(comm)) + float(comm))
+    assert float(high) >= sum(float(op_band_s(hw, t)[1]) for t in cost.op_times) * (1 - 1e-12)
+    w_lo, w_hi, _ = band_factors(phase_groups("calibrated"))
+    assert float(high) >= w_hi * float(cost.time_s) * (1 - 1e-12)
+    assert float(low) <= min(w_lo * float(cost.time_s), float(cost.time_s))
+
+
+def test_a_calibrated_op_band_holds_its_residual_and_its_transfer_band():
+    hw = calibrated("h100-sxm")
+    dep = make_deployment("llama-2-7b", hw)
+    cost = decode_step_cost(dep, 8, 2048)
+    for t in cost.op_times:
+        if t.rung != "calibrated":
+            continue
+        lo, hi = op_band_s(hw, t)
+        cal_lo, cal_hi = band_edges_s(hw, t)
+        t_lo, t_hi = transfer_band_s(hw, t, "calibrated")
+        assert float(lo) == pytest.approx(min(float(cal_lo) * t.op.count, float(t_lo)))
+        assert float(hi) == pytest.approx(max(float(cal_hi) * t.op.count, float(t_hi)))
 
 
 def test_band_in_the_table():

@@ -51,7 +51,7 @@ def test_a_held_out_source_never_contributes_to_its_own_band():
     res.append(_res(99, "outlier", 50.0))  # its own value would widen any band it entered
     held = {h["id"]: h for h in held_out_bands(res, "pooled")}
     others = [r.residual for r in res if r.source != "outlier"]
-    lo, hi = np.quantile(others, [0.1, 0.9])
+    lo, hi = np.quantile(others, [0.1, 0.9], method="weibull")  # plotting positions p (n + 1)
     assert held["row-99"]["low"] == pytest.approx(lo) and held["row-99"]["high"] == pytest.approx(
         hi
     )
@@ -109,3 +109,14 @@ def test_the_published_report_carries_both_held_out_tables():
     for method in ("unseen_source", "pooled"):
         kernels = next(t for t in out[method] if t["group"] == "kernels")
         assert kernels["banded"] == 12 and kernels["sources"] == 3
+
+
+def test_prediction_interval_takes_plotting_positions_by_hand():
+    """Hyndman & Fan definition 6: the p-quantile sits at position p (n + 1). Nine values:
+    positions 1 and 9, the extremes; nineteen: positions 2 and 18; eleven: 1.2 and 10.8."""
+    from validation.published_bands import prediction_interval
+
+    assert prediction_interval(list(range(1, 10))) == (1.0, 9.0)
+    assert prediction_interval(list(range(1, 20))) == (2.0, 18.0)
+    lo, hi = prediction_interval([float(v) for v in range(1, 12)])
+    assert lo == pytest.approx(1.2) and hi == pytest.approx(10.8)

@@ -3,6 +3,7 @@ measured, as p10-p90 of log residuals, checked on whole sources held out.
 
     python -m validation.published_bands           # the held-out coverage table
     python -m validation.published_bands --json    # also every group's band over all rows
+    python -m validation.published_bands --write   # write hwsim/perf/transfer_bands.json
 
 A row's residual is log(published time / predicted time) (a rate's inverse: log(predicted /
 published)), so every residual says how much longer the real thing took than hwsim said. The
@@ -17,8 +18,9 @@ Held out by source (:func:`source_of`: the repository, or site and first path se
 fork of a benchmark guide is the same source as the guide): each source's rows get bands built
 from the other sources' rows only, and coverage is the share of rows whose published value lies
 inside their band. Nothing here changes a point prediction; the bands only say how far to trust
-one (issue 15). :func:`band_table` gives every group's band over all rows (not yet applied
-to hwsim's predictions: see the module's tests and issue 15's note for why).
+one (issue 15). :func:`shipped_table` is what hwsim ships as the datasheet rung's band
+(``hwsim/perf/transfer_bands.json``, :mod:`hwsim.perf.transfer`); :func:`band_table` the wider
+random-effects band for an unseen source, for contrast.
 """
 
 from __future__ import annotations
@@ -100,16 +102,27 @@ def band_for(
     """(group, p10, p90, rows) from the most specific of ``groups`` with >= MIN_ROWS rows in
     ``pool`` (the broadest group however few it has); NaN edges where it has none.
     ``method``: 'sources' (:func:`source_band`, for a source the pool has not seen) or
-    'pooled' (the plain p10 and p90 of the pool's residuals)."""
+    'pooled' (:func:`prediction_interval` of the pool's residuals)."""
     for i, group in enumerate(groups):
         members = [r for r in pool if group in r.groups]
         if len(members) >= MIN_ROWS or (i == len(groups) - 1 and members):
             if method == "pooled":
-                lo, hi = np.quantile([r.residual for r in members], [LOW_Q, HIGH_Q])
+                lo, hi = prediction_interval([r.residual for r in members])
             else:
                 lo, hi = source_band(members)
             return group, float(lo), float(hi), len(members)
     return groups[-1], math.nan, math.nan, 0
+
+
+def prediction_interval(values: list[float]) -> tuple[float, float]:
+    """The p10-p90 band of a new row from ``values``' distribution: the sample quantiles at
+    plotting positions p (n + 1) (Hyndman & Fan 1996, The American Statistician 50:361,
+    definition 6; numpy's 'weibull' method). For exchangeable rows the k-th smallest of n
+    values sits at the k / (n + 1) quantile of their distribution on average, so a new row
+    falls between the two edges with probability 80% in expectation; numpy's default
+    (definition 7, p (n - 1) + 1) is narrower and covers a new row less often than that."""
+    lo, hi = np.quantile(np.asarray(values, dtype=float), [LOW_Q, HIGH_Q], method="weibull")
+    return float(lo), float(hi)
 
 
 def source_band(members: list[Residual]) -> tuple[float, float]:
@@ -214,6 +227,55 @@ def band_table(res: list[Residual], held: list[dict[str, Any]]) -> dict[str, Any
     }
 
 
+def shipped_table(res: list[Residual]) -> dict[str, Any]:
+    """What hwsim ships (``hwsim/perf/transfer_bands.json``, read by
+    :mod:`hwsim.perf.transfer`): every group's plain p10 / p50 / p90 over all rows, and the
+    held-out coverage of bands built that way without each row's source. The pooled quantiles
+    are the shipped band: held out by source they cover 75-85% of kernel and TPOT rows, where
+    the random-effects band for an unseen source (:func:`source_band`) is several times wider
+    and covers ~90-100% (both printed by :func:`main`)."""
+    held = held_out_bands(res, "pooled")
+    keys = sorted({g for r in res for g in r.groups})
+    bands = {}
+    for key in keys:
+        values = [r.residual for r in res if key in r.groups]
+        p10, p90 = prediction_interval(values)
+        p50 = float(np.median(values))
+        members = [h for h in held if key in group_keys(h["kind"], h["rung"])]
+        banded = [m for m in members if m["inside"] is not None]
+        bands[key] = {
+            "p10": round(p10, 4),
+            "p50": round(p50, 4),
+            "p90": round(p90, 4),
+            "rows": len(values),
+            "sources": len({r.source for r in res if key in r.groups}),
+            "heldout_coverage": round(sum(m["inside"] for m in banded) / len(banded), 3)
+            if banded
+            else None,
+        }
+    return {
+        "description": (
+            "p10/p50/p90 of log(published time / predicted time) over the published validation "
+            "set (validation/published), by kernel class or serving and by the rung that priced "
+            "the row; heldout_coverage: the share of the group's rows inside such a band built "
+            "without their source. Written by python -m validation.published_bands --write; "
+            "read by hwsim.perf.transfer for datasheet-rung bands. The point predictions are "
+            "not fitted to these rows."
+        ),
+        "min_rows": MIN_ROWS,
+        "quantiles": [LOW_Q, 0.5, HIGH_Q],
+        "bands": bands,
+    }
+
+
+def write_shipped(res: list[Residual]) -> str:
+    """Write :func:`shipped_table` to hwsim's transfer-band file; returns its path."""
+    from hwsim.perf.transfer import BANDS_PATH
+
+    BANDS_PATH.write_text(json.dumps(shipped_table(res), indent=1, sort_keys=True) + "\n")
+    return str(BANDS_PATH)
+
+
 def evaluate(calibrated: bool = True) -> tuple[list[Residual], list[dict[str, Any]]]:
     """Predict the shipped published set and hold out each source in turn."""
     from validation.published_eval import evaluate as predict
@@ -237,14 +299,19 @@ def _print(table: list[dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print every group's band as JSON")
+    parser.add_argument(
+        "--write", action="store_true", help="write hwsim/perf/transfer_bands.json (shipped)"
+    )
     args = parser.parse_args(argv)
     res, held = evaluate()
-    print("held out by source, bands for an unseen source (random effects):")
-    _print(coverage_table(held))
-    print("\nfor contrast, the plain p10/p90 of the other sources' rows:")
+    print("held out by source, the shipped band (plain p10/p90 of the other sources' rows):")
     _print(coverage_table(held_out_bands(res, "pooled")))
+    print("\nfor contrast, a band for an unseen source (random effects over sources):")
+    _print(coverage_table(held))
     if args.json:
-        print(json.dumps(band_table(res, held), indent=1))
+        print(json.dumps(shipped_table(res), indent=1))
+    if args.write:
+        print(f"wrote {write_shipped(res)}")
 
 
 if __name__ == "__main__":

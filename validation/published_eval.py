@@ -332,8 +332,10 @@ def summarise(preds: list[Prediction]) -> list[dict[str, Any]]:
 BAND_NOTE = (
     "band: the p10-p90 band of a calibrated or measured kernel rung, as the row's unit; "
     "coverage = share of the rows with a band whose published value lies in [low, high]; "
-    "width = median high / low - 1. A datasheet-rung prediction has no band today, nor has "
-    "the serving simulator's point value: those rows count as 'no band'."
+    "width = median high / low - 1. A datasheet-rung prediction's band is the transfer band "
+    "built from these very rows (hwsim.perf.transfer), so it is not scored here (its held-out "
+    "coverage, each source left out, is the transfer-band table); the serving simulator gives "
+    "a point value: those rows count as 'no band'."
 )
 
 

@@ -11,7 +11,10 @@ from hwsim.profiles.hardware import HardwareProfile
 
 PREDICTED = "predicted"
 SEED = 0
-NO_BAND_DATASHEET = "no band: a datasheet-rung prediction has none"
+NO_BAND_DATASHEET = (
+    "not scored: a datasheet-rung band is the transfer band built from these rows (in-sample); "
+    "its held-out coverage is the transfer-band table"
+)
 NO_BAND_SERVING = "no band: the serving simulator gives a point value only"
 
 # ShareGPT lengths: Kwon et al. 2023, "Efficient Memory Management for Large Language Model

@@ -238,23 +238,24 @@ def _print_transfer_bands(bands: dict | None) -> None:
     table = Table(
         title="p10-p90 transfer bands, each source held out (validation.published_bands)",
         title_justify="left",
-        caption="unseen source: a band for a source none of the residuals came from (random "
-        "effects over sources); pooled: the plain p10/p90 of the other sources' rows",
+        caption="shipped: the band hwsim gives a datasheet prediction (hwsim.perf.transfer: "
+        "p10/p90 at plotting positions of the other sources' rows); unseen source: random "
+        "effects over sources, for contrast (wider)",
         caption_justify="left",
     )
-    for col in ("group", "rows", "sources", "unseen source", "width", "pooled", "width "):
+    for col in ("group", "rows", "sources", "shipped", "width", "unseen source", "width "):
         table.add_column(col, justify="left" if col == "group" else "right")
-    pooled = {t["group"]: t for t in bands["pooled"]}
-    for t in bands["unseen_source"]:
-        p = pooled.get(t["group"], {})
+    unseen = {t["group"]: t for t in bands["unseen_source"]}
+    for t in bands["pooled"]:
+        u = unseen.get(t["group"], {})
         table.add_row(
             t["group"],
             str(t["banded"]),
             str(t["sources"]),
             _pct(t["coverage"]),
             _pct(t["median_width"]),
-            _pct(p.get("coverage")),
-            _pct(p.get("median_width")),
+            _pct(u.get("coverage")),
+            _pct(u.get("median_width")),
         )
     console.print(table)
 

@@ -19,7 +19,8 @@ from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
 from hwsim.perf.bands import op_band_s
 from hwsim.perf.ladder import price_op
-from hwsim.perf.roofline import BOUNDS, OpTime
+from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
+from hwsim.perf.transfer import band_factors, phase_groups
 from hwsim.profiles.hardware import HardwareProfile
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
@@ -113,7 +114,8 @@ def price_ops(dep: Deployment, ops: Sequence[Op]) -> PhaseCost:
     total_s, compute_s = total.value(), compute.value()
     comm_s = comm.value() + 0.0 * total_s
     by_bound = (compute_s, total_s - compute_s - comm_s, comm_s)  # communication ops: bound 2
-    return PhaseCost(total_s, flops.value(), hbm.value(), by_bound, times, phase_band_s(hw, times))
+    band = phase_band_s(hw, times, total_s)
+    return PhaseCost(total_s, flops.value(), hbm.value(), by_bound, times, band)
 
 
 class _Sum:
@@ -156,22 +158,44 @@ class _Sum:
         return out
 
 
-def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...]):
-    """The p10-p90 band of a forward pass on a calibrated profile, else None.
+def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...], total_s=None):
+    """The p10-p90 band of a forward pass (None where no rung gives one).
 
-    Each op's band is its calibration residual quantiles (held-out log(measured/predicted)
-    for its class, dtype and bound); the phase band adds the ops' low ends and their high
-    ends, i.e. assumes the errors of the ops move together. That is the conservative
-    choice: ops of one class share one fitted curve, so their errors are correlated."""
+    On a calibrated (or measured) profile each op's band is its own (calibration residual
+    quantiles, a measurement's spread; datasheet-priced ops such as collectives their
+    transfer band) and the phase band adds the ops' low ends and their high ends, i.e.
+    assumes the errors of the ops move together: ops of one class share one fitted curve, so
+    their errors are correlated; united with the published whole-model band of the
+    calibrated rung. On a datasheet profile the band is the published whole-model band
+    (:func:`hwsim.perf.transfer.phase_groups`) applied to the phase's time (``total_s``):
+    those rows measure whole forward passes, so they hold whatever correlation the ops'
+    errors have; the low edge never below the ops' speed of light."""
     calibrated = hw.calibration is not None and bool(hw.calibration.residuals)
     if not calibrated and all(t.band_s is None for t in times):
-        return None
+        return _whole_model_band_s(hw, times, total_s, "datasheet")
     low, high = _Sum(), _Sum()
     for t in times:
         lo, hi = op_band_s(hw, t)
         low.add(lo)
         high.add(hi)
-    return low.value(), high.value()
+    band = low.value(), high.value()
+    whole = _whole_model_band_s(hw, times, total_s, "calibrated") if calibrated else None
+    if whole is None:
+        return band
+    return np.minimum(band[0], whole[0]), np.maximum(band[1], whole[1])
+
+
+def _whole_model_band_s(hw: HardwareProfile, times: tuple[OpTime, ...], total_s, rung: str):
+    """The published whole-model band at ``rung`` on the phase's time, the low edge never
+    below the ops' speed of light (None without a shipped band)."""
+    factors = band_factors(phase_groups(rung))
+    if factors is None or total_s is None:
+        return None
+    lo, hi, _group = factors
+    floor = _Sum()
+    for t in times:
+        floor.add(roofline_floor_s(hw, t.op) * t.op.count)
+    return np.maximum(total_s * lo, floor.value()), total_s * hi
 
 
 def prefill_cost(dep: Deployment, batch, prompt_len) -> PhaseCost:

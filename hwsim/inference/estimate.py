@@ -159,8 +159,16 @@ def _band_source(dep: Deployment) -> str:
         parts.append(text)
     if dep.measurements is not None:
         parts.append(f"measured kernels: p10-p90 of {dep.measurements.source}")
-    if cal is None:
-        parts.append("other ops at their point value")
+    transfer = "p10-p90 of published measurements against hwsim's datasheet rung"
+    if cal is None and dep.measurements is None:
+        parts.append(f"{transfer}, whole-model rows (transfer band; hwsim.perf.transfer)")
+    elif cal is None:
+        parts.append(f"other ops: {transfer}, by op class (transfer band)")
+    else:
+        parts.append(
+            f"collectives and uncalibrated ops: {transfer} (transfer band); each op and phase "
+            "united with the published band against the calibrated rung"
+        )
     return "; ".join(parts)
 
 

@@ -33,6 +33,7 @@ from hwsim.perf.roofline import (
     roofline_floor_s,
     time_op,
 )
+from hwsim.perf.transfer import band_factors, op_groups
 from hwsim.profiles.hardware import HardwareProfile, ResidualBand
 
 TINY = np.finfo(float).tiny
@@ -133,15 +134,62 @@ def calibrated_band(hw: HardwareProfile, op: Op) -> tuple[np.ndarray, Seconds, S
 
 
 def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
-    """(p10, p90) seconds of one op (all its executions): a measured op's measured spread, a
-    calibrated op's residual band (:func:`band_edges_s`); communication ops and op classes
-    the calibration did not measure keep a zero-width band (their point value)."""
-    if t.op.op_class == "communication":
-        return t.total_s, t.total_s
+    """(p10, p90) seconds of one op (all its executions), by the rung that priced it: a
+    measured op's measured spread, a calibrated op's residual band (:func:`band_edges_s`), a
+    datasheet op's (communication included) transfer band from the published set
+    (:func:`transfer_band_s`); zero width where none applies."""
     if t.band_s is not None:  # measured: the measurement's own spread
         return t.band_s[0] * t.op.count, t.band_s[1] * t.op.count
+    if t.rung == "datasheet" or t.op.op_class == "communication":
+        return transfer_band_s(hw, t)
     lo, hi = band_edges_s(hw, t)
-    return lo * t.op.count, hi * t.op.count
+    lo, hi = lo * t.op.count, hi * t.op.count
+    t_lo, t_hi = transfer_band_s(hw, t, "calibrated")
+    if type(lo) is float and type(t_lo) is float:
+        return min(lo, t_lo), max(hi, t_hi)
+    return np.minimum(lo, t_lo), np.maximum(hi, t_hi)
+
+
+def transfer_band_s(
+    hw: HardwareProfile, t: OpTime, rung: str = "datasheet"
+) -> tuple[Seconds, Seconds]:
+    """(p10, p90) seconds of an op (all its executions) from the published set: its time times
+    the p10 and p90 factors of its class at ``rung`` (:mod:`hwsim.perf.transfer`), the low
+    edge never below the speed of light; the point value where the shipped file has no band.
+    A datasheet op's whole band; a calibrated op's band is the union of this and its
+    calibration residuals' (the fit's own spread and how far engines were from it)."""
+    factors = band_factors(op_groups(t.op, rung))
+    total = t.total_s
+    if factors is None:
+        return total, total
+    lo, hi, _group = factors
+    floor = roofline_floor_s(hw, t.op) * t.op.count
+    low = total * lo
+    if type(low) is float and type(floor) is float:
+        return (low if low > floor else floor), total * hi
+    return np.maximum(low, floor), total * hi
+
+
+def band_source(t: OpTime) -> str:
+    """Where an op's band comes from, in words (what a user should read it as)."""
+    if t.band_s is not None:
+        return "measured spread (p10-p90 of the repeats)"
+    if t.rung == "datasheet" or t.op.op_class == "communication":
+        factors = band_factors(op_groups(t.op))
+        if factors is None:
+            return "none (no transfer band shipped)"
+        return (
+            f"transfer band: p10-p90 of published measurements vs hwsim's datasheet rung "
+            f"({factors[2]!r} rows of validation/published; hwsim.perf.transfer)"
+        )
+    factors = band_factors(op_groups(t.op, "calibrated"))
+    text = "calibration residuals (held-out p10-p90 of this profile's fit)"
+    if factors is not None:
+        text += (
+            f" united with the transfer band of published measurements vs the calibrated rung "
+            f"({factors[2]!r} rows of validation/published)"
+        )
+    return text
 
 
 def band_edges_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:

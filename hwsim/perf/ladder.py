@@ -31,7 +31,7 @@ import numpy as np
 
 from hwsim.errors import HwsimError, RungRefused
 from hwsim.model.ops import Op
-from hwsim.perf.bands import calibration_refusal, op_band_s
+from hwsim.perf.bands import band_source, calibration_refusal, op_band_s
 from hwsim.perf.kernels import kernel_params, kernel_spec
 from hwsim.perf.measured import MeasurementSet, as_measurement_set
 from hwsim.perf.roofline import OpTime, roofline_bound, roofline_floor_s, time_op
@@ -41,6 +41,9 @@ from hwsim.profiles.loader import load_hardware
 Rung = Literal["measured", "calibrated", "datasheet", "speed_of_light"]
 RUNGS: tuple[Rung, ...] = ("measured", "calibrated", "datasheet", "speed_of_light")
 ALIASES = {"roofline": "speed_of_light"}
+SPEED_OF_LIGHT_BAND = (
+    "none: the speed of light is a bound (no real kernel is faster), not an estimate"
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class KernelTime:
     flops: float
     bytes_moved: float
     refused: dict[str, str] = field(default_factory=dict)
+    band: str = ""  # where low_s / high_s come from (hwsim.perf.bands.band_source)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -127,19 +131,21 @@ def kernel_time(
     moved = op.comm_bytes if op.op_class == "communication" else op.hbm_bytes
     bound = str(np.ravel(roofline_bound(hw, op))[0])
 
-    def result(t: float, lo: float, hi: float, name: Any, refused: dict[str, str]) -> KernelTime:
+    def result(
+        t: float, lo: float, hi: float, name: Any, refused: dict[str, str], band: str
+    ) -> KernelTime:
         return KernelTime(kernel, full, hw.id, float(t), float(lo), float(hi), name, bound,
-                          float(op.flops), float(moved), refused)  # fmt: skip
+                          float(op.flops), float(moved), refused, band)  # fmt: skip
 
     if rung == "speed_of_light":
         floor = float(roofline_floor_s(hw, op))
-        return result(floor, floor, floor, rung, {})
+        return result(floor, floor, floor, rung, {}, SPEED_OF_LIGHT_BAND)
     meas = None if measurements is None else as_measurement_set(measurements)
     t, refused = _climb(hw, op, meas, variant)
     if rung != "auto" and t.rung != rung:
         raise RungRefused(refused.get(rung) or f"the {t.rung} rung answers above it")
     lo, hi = op_band_s(hw, t)
-    return result(float(t.time_s), float(lo), float(hi), t.rung, refused)
+    return result(float(t.time_s), float(lo), float(hi), t.rung, refused, band_source(t))
 
 
 def _climb(

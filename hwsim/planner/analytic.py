@@ -17,8 +17,9 @@ replicas = ceil(peak / (lambda(b) (1 - headroom))).
 the prefills at their p90 edge (``PhaseCost.band_s[1]``, never below the point value), so
 lambda, rho, TPOT and TTFT are all computed from the slow edge and the binding batch and the
 per-replica rate are those of that world; each step time can only grow, so p90 never gives a
-larger batch or a higher rate (fewer replicas) than p50. A profile without a band (datasheet)
-keeps the point values and the result says so (``slo_band``).
+larger batch or a higher rate (fewer replicas) than p50. A calibrated profile's band is its
+calibration residuals'; a datasheet profile's the transfer band of published measurements
+(:mod:`hwsim.perf.transfer`), wider: a device nobody calibrated is less certain.
 
 The engine runtime (``DeploymentSpec.runtime``, :mod:`hwsim.profiles.runtime`): with CUDA
 graphs a decode step drops its per-kernel launch overhead; the host overhead h of a scheduling
@@ -231,7 +232,12 @@ def _steady_state(
     e2e = ttft + (g - 1) * tpot
     base.slo_confidence = slo.confidence
     if slo.confidence == "p90" and has_band:
-        base.slo_band = "SLOs checked at the p10-p90 band's high (p90) edge"
+        base.slo_band = "SLOs checked at the p10-p90 band's high (p90) edge" + (
+            " (transfer band: published measurements against hwsim's datasheet rung, for a "
+            "device nobody calibrated)"
+            if dep.hardware.calibration is None and dep.measurements is None
+            else ""
+        )
         s_lam, _, _, s_tpot, s_ttft, s_ttft_p99, _ = world(1)
         s_e2e = s_ttft + (g - 1) * s_tpot
     else:

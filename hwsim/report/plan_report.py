@@ -145,7 +145,8 @@ PRICED_BY = (
     "Priced by: every candidate's ops go through the same pricing ladder (hwsim.perf.ladder). "
     "'calibrated': the profile's curves were fitted on measurements of that device, with "
     "their residual corrections; 'datasheet': datasheet peaks times the profile's stated "
-    "efficiencies, nothing fitted (less certain, no band); a mix gives each rung's share of "
+    "efficiencies, nothing fitted (less certain: its band is the wider transfer band of published "
+    "measurements, hwsim.perf.transfer); a mix gives each rung's share of "
     "the decode step's time."
 )
 COMPACT = (

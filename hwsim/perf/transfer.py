@@ -1,0 +1,75 @@
+"""Transfer bands: how far a datasheet-rung prediction is from what other people measured.
+
+A datasheet prediction (a device nobody calibrated) has no calibration residuals of its own.
+Its band comes from the published validation set instead (``validation/published``: kernel
+throughputs and serving results from papers, engine docs and vendor blogs, none of them
+measured here): the p10 and p90 of log(published time / predicted time) over the rows of the
+op's group, written to ``transfer_bands.json`` beside this module by
+``python -m validation.published_bands --write``. The groups, most specific first
+(:func:`op_groups`, :func:`phase_groups`): the kernel class with the rung ('gemm/datasheet'),
+the class ('gemm'), every kernel row ('kernel'); for a whole forward pass the serving rows
+('serving/datasheet', 'serving'). A group with fewer rows than the file's ``min_rows`` defers
+to the next.
+
+A phase's band is the whole-model band applied to the phase's time, not the sum of its ops'
+bands: the serving rows measure whole forward passes, so they carry whatever correlation the
+ops' errors have (issue 15: do not assume the ops move together unless the data says so).
+
+How well such a band holds on a source it was not built from is the held-out coverage
+``python -m validation.published_bands`` prints (each source left out in turn); the file
+records it per group. The point predictions are never fitted to these rows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from hwsim.model.ops import Op
+
+BANDS_PATH = Path(__file__).with_name("transfer_bands.json")
+
+# hwsim op class -> the published kernel kind whose rows say how far such an op is off
+KIND_OF_CLASS = {"matmul": "gemm", "communication": "allreduce", "elementwise": "bandwidth"}
+
+
+@cache
+def shipped_bands() -> dict[str, Any]:
+    """The shipped file (see the module docstring); an empty table if it is missing."""
+    try:
+        return json.loads(BANDS_PATH.read_text())
+    except FileNotFoundError:  # a source checkout before the first --write
+        return {"min_rows": 0, "bands": {}}
+
+
+def op_groups(op: Op, rung: str = "datasheet") -> tuple[str, ...]:
+    """The band groups of one op, most specific first: its kernel kind with the rung, the kind,
+    then every kernel row (attention has no published kernel rows of its own)."""
+    kind = KIND_OF_CLASS.get(op.op_class)
+    if kind is None:
+        return ("kernel",)
+    return (f"{kind}/{rung}", kind, "kernel")
+
+
+def phase_groups(rung: str = "datasheet") -> tuple[str, ...]:
+    return (f"serving/{rung}", "serving")
+
+
+def band_factors(groups: tuple[str, ...]) -> tuple[float, float, str] | None:
+    """(exp(p10), exp(p90), group) of the first of ``groups`` with at least the file's
+    ``min_rows`` rows (the last listed group with any rows otherwise); None if none has rows."""
+    table = shipped_bands()
+    bands, min_rows = table.get("bands", {}), int(table.get("min_rows", 0))
+    present = [g for g in groups if g in bands and bands[g]["rows"] > 0]
+    for group in present:
+        if bands[group]["rows"] >= min_rows:
+            break
+    else:
+        if not present:
+            return None
+        group = present[-1]
+    band = bands[group]
+    return math.exp(band["p10"]), math.exp(band["p90"]), group
