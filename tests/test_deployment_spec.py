@@ -161,3 +161,34 @@ def test_layers_per_stage_cover_every_layer_and_match_the_memory_split(pp):
     assert max(stages) - min(stages) <= 1
     dep = make_deployment("llama-2-7b", "a100-80gb-sxm", pp=pp)
     assert max(stages) / 32 == pytest.approx(dep.stage_layer_fraction)
+
+
+def test_repeated_resolutions_are_reused_and_never_confused(tmp_path):
+    """make_deployment and DeploymentSpec.from_settings memoise; the memo must tell settings,
+    profiles and an edited profile file apart."""
+    a = make_deployment("llama-3.1-8b", "h100-sxm", tp=2)
+    assert make_deployment("llama-3.1-8b", "h100-sxm", tp=2) is a
+    assert make_deployment("llama-3.1-8b", "h100-sxm", tp=4).tp == 4
+    assert make_deployment("llama-3.1-8b", "h200-sxm", tp=2).hardware.id == "h200-sxm"
+    on = DeploymentSpec.from_settings(chunked_prefill=True)
+    off = DeploymentSpec.from_settings(chunked_prefill=False)
+    assert on.chunked_prefill is True and off.chunked_prefill is False
+    assert DeploymentSpec.from_settings(on, tp=2).chunked_prefill is True
+    assert DeploymentSpec.from_settings(off, tp=2).chunked_prefill is False
+    import os
+
+    import yaml
+
+    from hwsim.profiles.loader import shipped_dir
+
+    data = yaml.safe_load((shipped_dir("hardware") / "h100-sxm.yaml").read_text())
+    path = tmp_path / "my-gpu.yaml"
+    path.write_text(yaml.safe_dump(data))
+    first = make_deployment("llama-3.1-8b", str(path))
+    assert data["memory"]["capacity_bytes"]["value"] == "80 GB"
+    data["memory"]["capacity_bytes"]["value"] = "160 GB"
+    path.write_text(yaml.safe_dump(data))
+    os.utime(path, (1e9, 2e9))  # a different mtime, however fast the rewrite was
+    second = make_deployment("llama-3.1-8b", str(path))
+    assert second is not first
+    assert second.hardware.capacity_bytes == 2 * first.hardware.capacity_bytes

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.inference.deployment import Deployment
+from hwsim.inference.deployment import Deployment, per_deployment
 from hwsim.inference.engine import decode_step_cost, make_forward
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, ops_workspace_bytes
 from hwsim.inference.results import Capacity
@@ -82,6 +82,7 @@ def max_context(dep: Deployment, batch, free_bytes) -> np.ndarray:
     return _max_context_bisect(dep, batch, free_bytes)
 
 
+@per_deployment
 def _linear_cache(dep: Deployment) -> tuple[float, float] | None:
     """(bytes at context 0, bytes per token) when the per-sequence cache is exactly linear in
     context up to the search cap, else None (a window or a state cap bends it)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hwsim.dtypes import DType, activation_dtype, kv_dtype, weight_dtype
 from hwsim.errors import InfeasibleError
@@ -109,6 +111,30 @@ def make_deployment(
     e.g. ``tp=2, weight_dtype="fp8"``) against ``model`` and ``hardware``."""
     spec = DeploymentSpec.from_settings(spec, **settings)
     m, hw = load_model(model), load_hardware(hardware)
+    if measurements is not None:
+        return _resolve(m, hw, spec, as_measurement_set(measurements))
+    key = (id(m), id(hw), id(spec))
+    held = _RESOLVED.get(key)
+    # the held objects are kept alive with it, so an id is never reused while it is held
+    if held is not None and held.model is m and held.hardware is hw and held.spec is spec:
+        return held
+    dep = _resolve(m, hw, spec, None)
+    if len(_RESOLVED) >= RESOLVED_CACHE_SIZE:
+        _RESOLVED.pop(next(iter(_RESOLVED)))
+    _RESOLVED[key] = dep
+    return dep
+
+
+RESOLVED_CACHE_SIZE = 128
+# (model, device, spec) -> Deployment: the profiles and specs are immutable and the loader
+# hands back the same objects until a file changes, so a repeated call reuses its resolution
+_RESOLVED: dict[tuple[int, int, int], Deployment] = {}
+
+
+def _resolve(
+    m: ModelProfile, hw: HardwareProfile, spec: DeploymentSpec, measured: MeasurementSet | None
+) -> Deployment:
+    """Check ``spec``'s layout against the model and look its dtypes up."""
     tp = spec.tp
     if m.n_heads and m.n_heads % tp:
         raise InfeasibleError(
@@ -129,9 +155,32 @@ def make_deployment(
         weight=weight_dtype(spec.weight_dtype),
         kv=kv_dtype(spec.kv_dtype),
         act=activation_dtype(spec.activation_dtype),
-        measurements=None if measurements is None else as_measurement_set(measurements),
+        measurements=measured,
     )
 
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+T = TypeVar("T")
+PER_DEPLOYMENT_CACHE_SIZE = 128
+
+
+def per_deployment(fn: Callable[[Deployment], T]) -> Callable[[Deployment], T]:
+    """Memoise ``fn(dep)``, a pure function of an (immutable) deployment, per deployment
+    object (the entry holds the deployment, so its id is not reused while it is cached)."""
+    held: dict[int, tuple[Deployment, T]] = {}
+
+    @wraps(fn)
+    def cached(dep: Deployment) -> T:
+        entry = held.get(id(dep))
+        if entry is not None and entry[0] is dep:
+            return entry[1]
+        value = fn(dep)
+        if len(held) >= PER_DEPLOYMENT_CACHE_SIZE:
+            held.pop(next(iter(held)))
+        held[id(dep)] = (dep, value)
+        return value
+
+    return cached

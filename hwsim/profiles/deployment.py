@@ -108,11 +108,20 @@ class DeploymentSpec(BaseModel):
         given = {k: v for k, v in settings.items() if v is not None}
         if not given and (base is None or type(base) is cls):  # immutable, so share it
             return base if base is not None else _default_spec(cls)
-        data = (base or _default_spec(cls)).model_dump() | given
+        start = base or _default_spec(cls)
+        key = _settings_key(cls, start, given)
+        held = _SPECS.get(key) if key is not None else None
+        if held is not None and held[0] is start:
+            return held[1]
         try:
-            return cls.model_validate(data)
+            spec = cls.model_validate(start.model_dump() | given)
         except ValidationError as exc:
             raise InfeasibleError(_describe(exc)) from None
+        if key is not None:
+            if len(_SPECS) >= SPEC_CACHE_SIZE:
+                _SPECS.pop(next(iter(_SPECS)))
+            _SPECS[key] = (start, spec)  # the base is held, so its id is not reused meanwhile
+        return spec
 
     def replace(self, **settings: Any) -> DeploymentSpec:
         """This spec with ``settings`` changed (validated; see :meth:`from_settings`)."""
@@ -122,6 +131,22 @@ class DeploymentSpec(BaseModel):
 @cache
 def _default_spec(cls: type[DeploymentSpec]) -> DeploymentSpec:
     return cls()
+
+
+SPEC_CACHE_SIZE = 256
+# (spec class, base spec, settings) -> (base, spec): specs are frozen, so equal settings on
+# the same base give an equal spec; a repeated keyword call reuses it instead of revalidating
+_SPECS: dict[tuple[Any, ...], tuple[DeploymentSpec, DeploymentSpec]] = {}
+
+
+def _settings_key(cls: type, base: DeploymentSpec, given: dict[str, Any]) -> tuple | None:
+    """A hashable key for ``given`` on ``base``, or None when a value is unhashable (a dict)."""
+    items = tuple(sorted((k, type(v), v) for k, v in given.items()))
+    try:
+        hash(items)
+    except TypeError:
+        return None
+    return (cls, id(base), items)
 
 
 def _known(lookup, name: str) -> str:
