@@ -120,3 +120,19 @@ def test_prediction_interval_takes_plotting_positions_by_hand():
     assert prediction_interval(list(range(1, 20))) == (2.0, 18.0)
     lo, hi = prediction_interval([float(v) for v in range(1, 12)])
     assert lo == pytest.approx(1.2) and hi == pytest.approx(10.8)
+
+
+@pytest.mark.slow
+def test_the_shipped_transfer_bands_are_those_of_the_shipped_published_set():
+    """hwsim/perf/transfer_bands.json must be regenerated (python -m validation.published_bands
+    --write) whenever a published row or a prediction it depends on changes."""
+    import json
+
+    from hwsim.perf.transfer import BANDS_PATH
+    from validation.published_bands import evaluate, shipped_table
+
+    res, _held = evaluate()
+    shipped = json.loads(BANDS_PATH.read_text())
+    assert shipped == json.loads(json.dumps(shipped_table(res))), (
+        "transfer_bands.json is stale: run python -m validation.published_bands --write"
+    )
