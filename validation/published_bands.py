@@ -210,9 +210,7 @@ def band_table(res: list[Residual], held: list[dict[str, Any]]) -> dict[str, Any
             "p90": round(float(hi), 4),
             "rows": len(group),
             "sources": len({r.source for r in res if key in r.groups}),
-            "heldout_coverage": round(sum(m["inside"] for m in banded) / len(banded), 3)
-            if banded
-            else None,
+            "heldout_coverage": _coverage(banded),
         }
     return {
         "description": (
@@ -249,9 +247,7 @@ def shipped_table(res: list[Residual]) -> dict[str, Any]:
             "p90": round(p90, 4),
             "rows": len(values),
             "sources": len({r.source for r in res if key in r.groups}),
-            "heldout_coverage": round(sum(m["inside"] for m in banded) / len(banded), 3)
-            if banded
-            else None,
+            "heldout_coverage": _coverage(banded),
         }
     return {
         "description": (
@@ -266,6 +262,11 @@ def shipped_table(res: list[Residual]) -> dict[str, Any]:
         "quantiles": [LOW_Q, 0.5, HIGH_Q],
         "bands": bands,
     }
+
+
+def _coverage(banded: list[dict[str, Any]]) -> float | None:
+    """Share of ``banded`` (held-out rows that got a band) inside it, to 3 places."""
+    return round(sum(m["inside"] for m in banded) / len(banded), 3) if banded else None
 
 
 def write_shipped(res: list[Residual]) -> str:

@@ -206,7 +206,9 @@ def _print_published_summary(summary: list[dict]) -> None:
         title_justify="left",
         caption="band: rows with a p10-p90 band (calibrated or measured rung); in band: share "
         "whose published value lies in it (below / above); width: median high / low - 1; "
-        "no band: datasheet-rung and serving predictions, which have none today",
+        "no band: not scored here, datasheet-rung predictions (their transfer band is built "
+        "from these rows: held-out coverage in the table below) and serving predictions "
+        "(simulated point values)",
         caption_justify="left",
     )
     cols = ("group", "n", "predicted", "median", "p90", "band", "in band", "width", "no band")

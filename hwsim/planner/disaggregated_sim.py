@@ -206,20 +206,9 @@ def confirm_disaggregated(
         "overloaded": bool(overload),
         "overload": overload or None,
     }
-    slo = sc.slo
-    out["meets_slo"] = not overload and all(
-        target is None or value <= target
-        for target, value in (
-            (slo.ttft_p95_s, out["ttft_p95_s"]),
-            (slo.tpot_p95_s, out["tpot_p95_s"]),
-            (slo.e2e_p95_s, out["e2e_p95_s"]),
-            (slo.ttft_p99_s, out["ttft_p99_s"]),
-        )
-    )
-    out["analytic_vs_simulated"] = {
-        "ttft_p95_simulated_over_analytic": out["ttft_p95_s"] / r.ttft_p95_at_load_s,
-        "tpot_p95_simulated_over_analytic_mean": out["tpot_p95_s"] / r.tpot_at_load_s,
-    }
+    from hwsim.planner.plan import add_slo_verdict
+
+    add_slo_verdict(out, sc.slo, r, bool(overload))
     return out
 
 

@@ -29,7 +29,7 @@ from hwsim.planner.parallel import evaluate_all
 from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.loader import validate
-from hwsim.profiles.scenario import Scenario, load_scenario
+from hwsim.profiles.scenario import SLO, Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
 from hwsim.serving import simulate as run_simulation
 
@@ -456,8 +456,9 @@ def confidence_notes(sc: Scenario, results: list[CandidateResult]) -> list[str]:
             f" and {len(no_band) - 5} more" if len(no_band) > 5 else ""
         )
         out.append(
-            f"No band on {len(no_band)} candidate(s) ({shown}): their profile has no "
-            "calibration band (datasheet), so their SLOs were checked at the point value."
+            f"No band on {len(no_band)} candidate(s) ({shown}): no calibration band "
+            "and no shipped transfer band (hwsim/perf/transfer_bands.json) priced them, so "
+            "their SLOs were checked at the point value."
         )
     return out
 
@@ -530,7 +531,14 @@ def confirm_with_simulator(
         "overload": summary.overload_reason,
         "sustained_rate_per_s": summary.sustained_rate_per_s,
     }
-    out["meets_slo"] = not summary.overloaded and all(
+    add_slo_verdict(out, slo, r, bool(summary.overloaded))
+    return out
+
+
+def add_slo_verdict(out: dict[str, Any], slo: SLO, r: CandidateResult, overloaded: bool) -> None:
+    """Add to a simulated summary ``out`` whether it meets ``slo`` (never when overloaded) and
+    its simulated / analytic ratios against ``r``."""
+    out["meets_slo"] = not overloaded and all(
         target is None or value <= target
         for target, value in (
             (slo.ttft_p95_s, out["ttft_p95_s"]),
@@ -543,7 +551,6 @@ def confirm_with_simulator(
         "ttft_p95_simulated_over_analytic": out["ttft_p95_s"] / r.ttft_p95_at_load_s,
         "tpot_p95_simulated_over_analytic_mean": out["tpot_p95_s"] / r.tpot_at_load_s,
     }
-    return out
 
 
 def assumptions(sc: Scenario, work: Workload) -> list[str]:
