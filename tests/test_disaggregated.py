@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import hwsim
 from hwsim.cli.main import app
-from hwsim.errors import InfeasibleError, ProfileError
+from hwsim.errors import HwsimError, InfeasibleError, ProfileError
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.engine import decode_step_cost, prefill_cost
 from hwsim.inference.kv_transfer import exposed_transfer_s, kv_bytes_per_request, kv_transfer
@@ -324,11 +324,49 @@ def test_both_kinds_in_the_json_the_table_and_the_report(tmp_path):
     assert "Disaggregated vs aggregated" in paths["html"].read_text()
 
 
-def test_emit_refuses_a_disaggregated_candidate(tmp_path):
-    path = _write(tmp_path, small())
-    result = runner.invoke(app, ["plan", str(path), "--emit", "vllm"])
-    assert result.exit_code == 2
-    assert "disaggregated" in result.output and "--rank" in result.output
+def test_emit_writes_one_launch_script_per_pool(tmp_path):
+    """A disaggregated recommendation emits the prefill and the decode pool's vLLM commands,
+    each with its own layout, the NixlConnector config and a distinct NIXL handshake port."""
+    import shlex
+
+    from hwsim.deploy import parse_emit, pool_targets, render_pools
+    from hwsim.deploy.engines import NIXL_KV_TRANSFER
+
+    sc = small(
+        candidates={"tp": [1, 2], "disaggregated": [True]},
+        slo={"ttft_p95_s": "300 ms", "tpot_p95_s": "25 ms", "headroom_fraction": 0.25},
+    )
+    result = plan(sc)
+    best = result.best
+    assert best is not None and is_disaggregated(best)
+    prefill, decode = pool_targets(result, 1)
+    assert (prefill.pool, decode.pool) == ("prefill", "decode")
+    assert prefill.spec == best.candidate.prefill_deployment
+    assert decode.spec == best.candidate.deployment
+    assert (prefill.replicas, decode.replicas) == (best.prefill_replicas, best.decode_replicas)
+    files = render_pools(parse_emit(["vllm"]), (prefill, decode))
+    assert list(files) == ["launch-vllm-prefill.sh", "launch-vllm-decode.sh"]
+    ports = set()
+    for text, t in zip(files.values(), (prefill, decode)):
+        argv = shlex.split(text.split("exec ", 1)[1].replace("\\\n", " "))
+        assert argv[argv.index("--tensor-parallel-size") + 1] == str(t.spec.tp)
+        config = json.loads(argv[argv.index("--kv-transfer-config") + 1])
+        assert config == NIXL_KV_TRANSFER
+        port = next(line for line in text.splitlines() if "VLLM_NIXL_SIDE_CHANNEL_PORT" in line)
+        ports.add(port.rsplit(":-", 1)[1])
+        assert f"runs {t.replicas} {t.pool} instance(s)" in text
+    assert len(ports) == 2
+    with pytest.raises(HwsimError, match="k8s"):
+        render_pools(parse_emit(["k8s"]), (prefill, decode))
+    path = _write(tmp_path, sc)
+    out = runner.invoke(app, ["plan", str(path), "--emit", "sglang"])
+    assert out.exit_code == 2 and "vLLM only" in out.output and "disaggregated" in out.output
+    out = runner.invoke(app, ["plan", str(path), "--emit", "vllm", "--out", str(tmp_path / "a")])
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "launch-vllm-decode.sh",
+        "launch-vllm-prefill.sh",
+    ]
 
 
 def test_the_example_runs_and_disaggregation_wins_there():

@@ -68,12 +68,21 @@ def run_capacity_plan(
         fail(f"no candidate meets the SLOs ({len(result.pruned)} pruned). {reasons}")
     target = None
     if emit is not None:
-        from hwsim.deploy import from_plan
+        from hwsim.deploy import from_plan, pool_targets
 
         if 1 <= rank <= len(result.feasible) and result.feasible[rank - 1].candidate.disaggregated:
-            from hwsim.report.first_screen import DISAGGREGATED_LAUNCH
-
-            fail(f"--rank {rank} is a disaggregated candidate: {DISAGGREGATED_LAUNCH}")
+            pools = pool_targets(result, rank)
+            if out is None:  # stdout holds the artifacts alone
+                err_console.print(pools[0].summary, markup=False, highlight=False)
+            elif json_out:
+                print_json(result.to_dict())
+            else:
+                _print_summary(result)
+            emit_pools(emit, pools, out=out, force=force)
+            if report is not None:
+                paths = write_report(result, report, overwrite=force)
+                err_console.print(f"report: {paths['html']} and {paths['markdown']}")
+            return
         target = from_plan(result, rank)
     if target is not None and out is None:  # stdout holds the artifacts alone
         err_console.print(f"{target.summary}\n{target.label}", markup=False, highlight=False)
@@ -100,6 +109,20 @@ def emit_artifacts(
         return
     paths = write(out, files, overwrite=force)
     err_console.print(f"launch artifacts ({target.label}): " + ", ".join(str(p) for p in paths))
+
+
+def emit_pools(
+    request: EmitRequest, pools: tuple[LaunchTarget, LaunchTarget], *, out: Path | None, force: bool
+) -> None:
+    """``--emit`` for a disaggregated candidate: each pool's launch script."""
+    from hwsim.deploy import for_stdout, render_pools, write
+
+    files = render_pools(request, pools)
+    if out is None:
+        typer.echo(for_stdout(files), nl=False)
+        return
+    paths = write(out, files, overwrite=force)
+    err_console.print("launch artifacts (both pools): " + ", ".join(str(p) for p in paths))
 
 
 def _print_summary(result) -> None:

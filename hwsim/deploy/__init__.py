@@ -18,11 +18,12 @@ from hwsim.deploy.artifacts import (
     launch_script,
     parse_emit,
     render,
+    render_pools,
     write,
 )
 from hwsim.deploy.engines import ENGINES, EngineCommand, engine_command
 from hwsim.deploy.k8s import manifest, manifest_documents
-from hwsim.deploy.target import LaunchTarget, from_plan, from_scenario
+from hwsim.deploy.target import LaunchTarget, from_plan, from_scenario, pool_targets
 
 __all__ = [
     "EMIT_CHOICES",
@@ -39,6 +40,8 @@ __all__ = [
     "manifest",
     "manifest_documents",
     "parse_emit",
+    "pool_targets",
     "render",
+    "render_pools",
     "write",
 ]

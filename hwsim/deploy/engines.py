@@ -60,7 +60,13 @@ VLLM_FLAGS: dict[str, str] = {
     "--enforce-eager": f"{VLLM_DOC} (ModelConfig; no CUDA graphs)",
     "--host": "vllm/entrypoints/openai/cli_args.py (make_arg_parser)",
     "--port": "vllm/entrypoints/openai/cli_args.py (make_arg_parser; default 8000)",
+    "--kv-transfer-config": "docs/features/nixl_connector_usage.md (vLLM V1: NixlConnector, "
+    "kv_role kv_both on the prefill and the decode instance)",
 }
+# vLLM's NixlConnector (docs/features/nixl_connector_usage.md): the same JSON on both pools'
+# instances, a NIXL handshake port per worker (base + tp_rank on a host), a proxy in front
+NIXL_KV_TRANSFER = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+NIXL_SIDE_CHANNEL_BASE_PORT = 5600  # the guide's default VLLM_NIXL_SIDE_CHANNEL_PORT
 
 SGLANG_FLAGS: dict[str, str] = {
     "--model-path": f"{SGLANG_DOC} (alias --model)",
@@ -267,6 +273,8 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
     argv += spec_argv
     if t.ep > 1:  # vLLM expert parallelism: EP spans TP x DP ranks, attention data-parallel
         argv += ["--enable-expert-parallel", "--data-parallel-size", str(t.ep // s.tp)]
+    if t.pool is not None:  # one pool of a disaggregated plan: the KV moves over NIXL
+        argv += ["--kv-transfer-config", json.dumps(NIXL_KV_TRANSFER, separators=(",", ":"))]
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
     notes = _common_notes(engine, t) + spec_notes
     if runtime.num_scheduler_steps > 1:
@@ -314,11 +322,13 @@ def _vllm_speculative(t: LaunchTarget) -> tuple[list[str], list[str]]:
 
 
 def _one_pool_only(engine: Engine, t: LaunchTarget) -> None:
-    """SGLang and TensorRT-LLM artifacts cover plain replicas; speculative and EP candidates
-    are emitted for vLLM."""
+    """SGLang and TensorRT-LLM artifacts cover plain replicas; speculative, EP and
+    disaggregated candidates are emitted for vLLM."""
     what = f"speculative decoding ({t.speculative.label})" if t.speculative is not None else None
     if what is None and t.ep > 1:
         what = f"expert parallelism (ep={t.ep})"
+    if what is None and t.pool is not None:
+        what = "a disaggregated plan's pools (the KV connector between them)"
     if what is not None:
         raise HwsimError(
             f"launch artifacts for {what} are written for vLLM only; emit vllm "

@@ -48,6 +48,7 @@ class LaunchTarget:
     notes: list[str] = field(default_factory=list)
     speculative: Any = None  # hwsim.planner.spec.SpeculativeSpec of the candidate, if any
     ep: int = 1  # expert-parallel degree of the candidate (its replica: ep x pp GPUs)
+    pool: str | None = None  # "prefill" or "decode": one pool of a disaggregated plan
 
     @property
     def gpus_per_replica(self) -> int:
@@ -132,13 +133,7 @@ def _max_model_len(
 def from_plan(result: PlanResult, rank: int = 1) -> LaunchTarget:
     """The feasible candidate at ``rank`` (1 = cheapest, the recommendation)."""
     n = len(result.feasible)
-    if rank < 1 or rank > n:
-        raise HwsimError(
-            f"--rank {rank}: the plan has {n} feasible candidate(s); choose 1 to {n}"
-            if n
-            else "no candidate meets the SLOs; nothing to emit"
-        )
-    chosen: CandidateResult = result.feasible[rank - 1]
+    chosen: CandidateResult = _ranked(result, rank)
     sc = result.scenario
     from hwsim.model.load import load_model
 
@@ -177,6 +172,77 @@ def from_plan(result: PlanResult, rank: int = 1) -> LaunchTarget:
         speculative=chosen.candidate.speculative,
         ep=chosen.candidate.ep,
     )
+
+
+def pool_targets(result: PlanResult, rank: int = 1) -> tuple[LaunchTarget, LaunchTarget]:
+    """The prefill pool and the decode pool of the disaggregated candidate at ``rank``: each
+    pool's device, layout and replica count; every instance keeps the whole max model
+    length (a prefill instance holds the prompt's cache until the decode instance pulls it)."""
+    from hwsim.inference.deployment import make_deployment
+    from hwsim.inference.memory import weight_bytes_per_gpu
+    from hwsim.model.load import load_model
+    from hwsim.planner.disaggregated import DisaggregatedCandidate, DisaggregatedResult
+    from hwsim.planner.disaggregated_sim import kv_capacity_tokens
+
+    chosen = _ranked(result, rank)
+    if not isinstance(chosen, DisaggregatedResult):
+        raise HwsimError(f"--rank {rank} is not a disaggregated candidate")
+    c = chosen.candidate
+    assert isinstance(c, DisaggregatedCandidate)
+    sc = result.scenario
+    model = load_model(sc.model)
+    model_id, known = model_checkpoint(sc.model, model)
+    n = len(result.feasible)
+    summary = (
+        result.recommendation_sentence()
+        if rank == 1
+        else f"Candidate {rank} of {n}: {c.label}, ${chosen.cost_per_hour_usd:,.2f}/hour."
+    )
+    proxy = (
+        "requests go through a proxy that sends each one to a prefill instance (max_tokens 1) "
+        "and then to a decode instance, which pulls the prompt's KV over NIXL (vLLM's "
+        "tests/v1/kv_connector/nixl_integration/toy_proxy_server.py, "
+        "docs/features/nixl_connector_usage.md); NixlConnector needs vLLM's V1 engine and "
+        "the nixl package (pip install nixl)"
+    )
+    pools = []
+    for pool, hardware, spec, replicas in (
+        ("prefill", c.prefill_hardware, c.prefill_deployment, chosen.prefill_replicas),
+        ("decode", c.hardware, c.deployment, chosen.decode_replicas),
+    ):
+        notes = [proxy]
+        dep = make_deployment(model, hardware, spec)
+        kv_tokens = kv_capacity_tokens(dep, spec.max_num_batched_tokens)
+        length = _max_model_len(model, spec, kv_tokens, notes)
+        pools.append(
+            LaunchTarget(
+                name=k8s_name(sc.name, model.id) + f"-{pool}",
+                model=model,
+                model_id=model_id,
+                model_id_known=known,
+                hardware=load_hardware(hardware),
+                spec=spec,
+                replicas=replicas,
+                max_model_len=length,
+                weights_bytes_per_gpu=weight_bytes_per_gpu(dep),
+                label=f"plan rank {rank} of {n} feasible, {pool} pool: {c.label}",
+                summary=summary,
+                notes=notes,
+                pool=pool,
+            )
+        )
+    return pools[0], pools[1]
+
+
+def _ranked(result: PlanResult, rank: int) -> CandidateResult:
+    n = len(result.feasible)
+    if rank < 1 or rank > n:
+        raise HwsimError(
+            f"--rank {rank}: the plan has {n} feasible candidate(s); choose 1 to {n}"
+            if n
+            else "no candidate meets the SLOs; nothing to emit"
+        )
+    return result.feasible[rank - 1]
 
 
 def from_scenario(sc: Scenario, rank: int = 1) -> LaunchTarget:

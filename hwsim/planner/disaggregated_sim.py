@@ -35,6 +35,7 @@ from hwsim.inference.engine import prefill_cost
 from hwsim.inference.kv_transfer import kv_transfer
 from hwsim.inference.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from hwsim.planner.disaggregated import DisaggregatedCandidate, DisaggregatedResult
+from hwsim.planner.slo_verdict import add_slo_verdict
 from hwsim.planner.spec import DisaggregationSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.deployment import DeploymentSpec
@@ -70,7 +71,9 @@ def _config(
     )
 
 
-def _kv_tokens(dep: Deployment, workspace_tokens: float) -> float:
+def kv_capacity_tokens(dep: Deployment, workspace_tokens: float) -> float:
+    """Tokens of KV cache one replica of ``dep`` holds beside its weights and the workspace
+    of a ``workspace_tokens`` prefill chunk."""
     free = float(free_bytes_for_cache(dep, workspace_tokens, weight_bytes_per_gpu(dep)))
     per_token = kv_bytes_per_token_per_gpu(dep)
     return free / per_token if per_token > 0 else float("inf")
@@ -123,7 +126,7 @@ def confirm_disaggregated(
 
     # prefill pool: every replica with its round-robin share, one output token each
     p = c.prefill_deployment
-    pre_config = _config(p, _kv_tokens(pre, p.max_num_batched_tokens), serving)
+    pre_config = _config(p, kv_capacity_tokens(pre, p.max_num_batched_tokens), serving)
     prefill_end = np.full(n, np.nan)
     prefill_overloads = []
     for j in range(n_p):
@@ -206,8 +209,6 @@ def confirm_disaggregated(
         "overloaded": bool(overload),
         "overload": overload or None,
     }
-    from hwsim.planner.plan import add_slo_verdict
-
     add_slo_verdict(out, sc.slo, r, bool(overload))
     return out
 

@@ -26,10 +26,11 @@ from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
 from hwsim.planner.parallel import evaluate_all
+from hwsim.planner.slo_verdict import add_slo_verdict
 from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
 from hwsim.profiles.loader import validate
-from hwsim.profiles.scenario import SLO, Scenario, load_scenario
+from hwsim.profiles.scenario import Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
 from hwsim.serving import simulate as run_simulation
 
@@ -533,24 +534,6 @@ def confirm_with_simulator(
     }
     add_slo_verdict(out, slo, r, bool(summary.overloaded))
     return out
-
-
-def add_slo_verdict(out: dict[str, Any], slo: SLO, r: CandidateResult, overloaded: bool) -> None:
-    """Add to a simulated summary ``out`` whether it meets ``slo`` (never when overloaded) and
-    its simulated / analytic ratios against ``r``."""
-    out["meets_slo"] = not overloaded and all(
-        target is None or value <= target
-        for target, value in (
-            (slo.ttft_p95_s, out["ttft_p95_s"]),
-            (slo.tpot_p95_s, out["tpot_p95_s"]),
-            (slo.e2e_p95_s, out["e2e_p95_s"]),
-            (slo.ttft_p99_s, out["ttft_p99_s"]),
-        )
-    )
-    out["analytic_vs_simulated"] = {
-        "ttft_p95_simulated_over_analytic": out["ttft_p95_s"] / r.ttft_p95_at_load_s,
-        "tpot_p95_simulated_over_analytic_mean": out["tpot_p95_s"] / r.tpot_at_load_s,
-    }
 
 
 def assumptions(sc: Scenario, work: Workload) -> list[str]:

@@ -23,10 +23,6 @@ SLO_ROWS = (
     ("e2e_p95_s", "end to end p95", "e2e_s", "analytic at the SLO batch", "e2e_p95_s", None),
 )  # fmt: skip
 TOP_PER_HARDWARE = 3  # candidates shown per hardware before the rest are folded
-DISAGGREGATED_LAUNCH = (
-    "launch artifacts for a disaggregated plan (a prefill pool, a decode pool and the KV "
-    "connector between them) are not generated yet; --rank N emits an aggregated candidate"
-)
 
 
 @dataclass(frozen=True)
@@ -130,11 +126,14 @@ def launch_command(result, engine: str = "vllm") -> str:
     """The engine command that realises the recommendation (``hwsim plan --emit``), or why
     there is none."""
     from hwsim.deploy.engines import engine_command
-    from hwsim.deploy.target import from_plan
+    from hwsim.deploy.target import from_plan, pool_targets
 
-    if result.best is not None and result.best.candidate.disaggregated:
-        return f"none: {DISAGGREGATED_LAUNCH}"
     try:
+        if result.best is not None and result.best.candidate.disaggregated:
+            return "; ".join(
+                f"{t.pool} pool: {shlex.join(engine_command(engine, t).argv)}"
+                for t in pool_targets(result, 1)
+            )
         cmd = engine_command(engine, from_plan(result, 1))
     except HwsimError as exc:
         return f"none: {exc}"
