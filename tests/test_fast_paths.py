@@ -19,6 +19,7 @@ from hwsim.inference.engine import decode_contexts, decode_step_cost, mean_decod
 from hwsim.inference.estimate import _check_lengths, estimate_deployment
 from hwsim.inference.results import Estimate
 from hwsim.labels import label_array
+from hwsim.perf.roofline import roofline_floor_s
 
 
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=50))
@@ -79,9 +80,12 @@ def test_phase_sums_equal_the_op_by_op_sums_over_a_decode_sample_axis(hardware):
     np.testing.assert_allclose(cost.time_s, brute, rtol=1e-12)
     comm = sum(t.total_s for t in cost.op_times if t.op.op_class == "communication")
     np.testing.assert_allclose(cost.time_by_bound_s[2], np.broadcast_to(comm, ctx.shape))
-    if cost.band_s is not None:
-        assert np.all(cost.band_s[0] <= cost.time_s * (1 + 1e-12))
+    if cost.band_s is not None:  # (a decode band may sit wholly above the point: hwsim's
+        # datasheet TPOT is faster than every published one, issue 15's transfer band)
         assert np.all(cost.band_s[1] >= cost.band_s[0])
+        assert np.all(cost.band_s[1] >= cost.time_s * (1 - 1e-12))
+        floor = sum(roofline_floor_s(dep.hardware, t.op) * t.op.count for t in cost.op_times)
+        assert np.all(cost.band_s[0] >= floor * (1 - 1e-12))
 
 
 def test_lazy_decode_op_averages_match_the_phase_mean():

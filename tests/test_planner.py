@@ -290,7 +290,8 @@ def test_every_candidate_carries_a_tpot_band_and_the_transfer_band_only_widens(m
     assert cal.tpot_at_load_low_s <= cal.tpot_at_load_s <= cal.tpot_at_load_high_s
     assert cal.tpot_at_load_high_s > cal.tpot_at_load_low_s
     # a datasheet profile: the transfer band of published measurements
-    assert raw.tpot_at_load_low_s < raw.tpot_at_load_s < raw.tpot_at_load_high_s
+    assert raw.tpot_at_load_low_s < raw.tpot_at_load_high_s
+    assert raw.tpot_at_load_s < raw.tpot_at_load_high_s  # (the TPOT band may sit above it)
     # without the published set: no band on the datasheet profile, and the calibrated band
     # is the fit's residuals alone, which the union with the transfer band only widens
     import hwsim.perf.transfer as transfer

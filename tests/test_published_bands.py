@@ -43,6 +43,13 @@ def test_a_fork_of_a_repository_is_the_same_source_and_sites_split_by_first_segm
 def test_groups_go_from_kernel_class_and_rung_to_every_kernel():
     assert group_keys("gemm", "calibrated") == ("gemm/calibrated", "gemm", "kernel")
     assert group_keys("serving", "datasheet") == ("serving/datasheet", "serving")
+    assert group_keys("serving", "calibrated", "median_tpot") == (
+        "serving/median_tpot/calibrated",
+        "serving/median_tpot",
+        "serving/calibrated",
+        "serving",
+    )  # a decode step is banded by the TPOT rows; a TTFT holds the queue: every serving row
+    assert group_keys("serving", "datasheet", "median_ttft") == ("serving/datasheet", "serving")
 
 
 def test_a_held_out_source_never_contributes_to_its_own_band():

@@ -53,14 +53,23 @@ class Residual:
 
     @property
     def groups(self) -> tuple[str, ...]:
-        return group_keys(self.kind, self.rung)
+        return group_keys(self.kind, self.rung, self.metric)
 
 
-def group_keys(kind: str, rung: str) -> tuple[str, ...]:
+def group_keys(kind: str, rung: str, metric: str | None = None) -> tuple[str, ...]:
     """Band groups of a prediction, most specific first: 'gemm/datasheet', 'gemm', 'kernel';
-    'serving/calibrated', 'serving'."""
+    'serving/calibrated', 'serving', after the metric's own groups for a metric that measures
+    a forward pass hwsim bands by it ('serving/median_tpot/calibrated', 'serving/median_tpot':
+    :data:`hwsim.perf.transfer.METRIC_OF_PHASE`), so a row is scored against the band hwsim
+    would give it."""
+    from hwsim.perf.transfer import METRIC_OF_PHASE
+
     family = "kernel" if kind in KERNEL_KINDS else kind
-    return (f"{kind}/{rung}", kind, family) if family != kind else (f"{kind}/{rung}", kind)
+    if family != kind:
+        return (f"{kind}/{rung}", kind, family)
+    banded = metric in METRIC_OF_PHASE.values()
+    by_metric = (f"{kind}/{metric}/{rung}", f"{kind}/{metric}") if banded else ()
+    return (*by_metric, f"{kind}/{rung}", kind)
 
 
 def source_of(url: str) -> str:
@@ -203,7 +212,7 @@ def band_table(res: list[Residual], held: list[dict[str, Any]]) -> dict[str, Any
     for key in keys:
         group = [r for r in res if key in r.groups]
         lo, hi = source_band(group)  # the band a source none of these rows came from gets
-        members = [h for h in held if key in group_keys(h["kind"], h["rung"])]
+        members = [h for h in held if key in group_keys(h["kind"], h["rung"], h["metric"])]
         banded = [m for m in members if m["inside"] is not None]
         bands[key] = {
             "p10": round(float(lo), 4),
@@ -239,7 +248,7 @@ def shipped_table(res: list[Residual]) -> dict[str, Any]:
         values = [r.residual for r in res if key in r.groups]
         p10, p90 = prediction_interval(values)
         p50 = float(np.median(values))
-        members = [h for h in held if key in group_keys(h["kind"], h["rung"])]
+        members = [h for h in held if key in group_keys(h["kind"], h["rung"], h["metric"])]
         banded = [m for m in members if m["inside"] is not None]
         bands[key] = {
             "p10": round(p10, 4),

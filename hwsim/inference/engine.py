@@ -95,11 +95,12 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
 
 
 def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
-    return price_ops(dep, forward_ops(fw, dep.pp))
+    return price_ops(dep, forward_ops(fw, dep.pp), fw.phase)
 
 
-def price_ops(dep: Deployment, ops: Sequence[Op]) -> PhaseCost:
-    """Price ``ops`` on ``dep``'s device and sum them into a phase (arrays broadcast)."""
+def price_ops(dep: Deployment, ops: Sequence[Op], phase: str | None = None) -> PhaseCost:
+    """Price ``ops`` on ``dep``'s device and sum them into a phase (arrays broadcast);
+    ``phase`` (prefill or decode) picks the published metric of its whole-model band."""
     hw, measured = dep.hardware, dep.measurements
     times = tuple(price_op(hw, op, measured) for op in ops)
     total, comm, compute, flops, hbm = (_Sum() for _ in range(5))
@@ -114,7 +115,7 @@ def price_ops(dep: Deployment, ops: Sequence[Op]) -> PhaseCost:
     total_s, compute_s = total.value(), compute.value()
     comm_s = comm.value() + 0.0 * total_s
     by_bound = (compute_s, total_s - compute_s - comm_s, comm_s)  # communication ops: bound 2
-    band = phase_band_s(hw, times, total_s)
+    band = phase_band_s(hw, times, total_s, phase)
     return PhaseCost(total_s, flops.value(), hbm.value(), by_bound, times, band)
 
 
@@ -158,7 +159,9 @@ class _Sum:
         return out
 
 
-def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...], total_s=None):
+def phase_band_s(
+    hw: HardwareProfile, times: tuple[OpTime, ...], total_s=None, phase: str | None = None
+):
     """The p10-p90 band of a forward pass (None where no rung gives one).
 
     On a calibrated (or measured) profile each op's band is its own (calibration residual
@@ -172,23 +175,25 @@ def phase_band_s(hw: HardwareProfile, times: tuple[OpTime, ...], total_s=None):
     errors have; the low edge never below the ops' speed of light."""
     calibrated = hw.calibration is not None and bool(hw.calibration.residuals)
     if not calibrated and all(t.band_s is None for t in times):
-        return _whole_model_band_s(hw, times, total_s, "datasheet")
+        return _whole_model_band_s(hw, times, total_s, "datasheet", phase)
     low, high = _Sum(), _Sum()
     for t in times:
         lo, hi = op_band_s(hw, t)
         low.add(lo)
         high.add(hi)
     band = low.value(), high.value()
-    whole = _whole_model_band_s(hw, times, total_s, "calibrated") if calibrated else None
+    whole = _whole_model_band_s(hw, times, total_s, "calibrated", phase) if calibrated else None
     if whole is None:
         return band
     return np.minimum(band[0], whole[0]), np.maximum(band[1], whole[1])
 
 
-def _whole_model_band_s(hw: HardwareProfile, times: tuple[OpTime, ...], total_s, rung: str):
+def _whole_model_band_s(
+    hw: HardwareProfile, times: tuple[OpTime, ...], total_s, rung: str, phase: str | None
+):
     """The published whole-model band at ``rung`` on the phase's time, the low edge never
     below the ops' speed of light (None without a shipped band)."""
-    factors = band_factors(phase_groups(rung))
+    factors = band_factors(phase_groups(rung, phase))
     if factors is None or total_s is None:
         return None
     lo, hi, _group = factors

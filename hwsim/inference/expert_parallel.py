@@ -228,13 +228,13 @@ def ep_phase_cost(
     ops = forward_ops(fw, dep.pp)
     layers = _moe_layers(m) if m.ffn.moe is not None and m.ffn.type != "none" else 0
     if ep == 1 or not layers:
-        return price_ops(dep, ops)
+        return price_ops(dep, ops, phase)
     replicas = ep // dep.tp
     ops = [
         _ep_expert_op(fw, op, ep, replicas, imbalance) if op.name == "moe.experts" else op
         for op in ops
     ]
-    cost = price_ops(dep, ops)
+    cost = price_ops(dep, ops, phase)
     per_token = a2a_bytes_per_token(m, dep.act.bytes_per_element)
     shape = np.broadcast_shapes(np.shape(batch), np.shape(new))
     buffer = imbalance * np.broadcast_to(np.asarray(batch, float) * new, shape) / dep.tp * per_token

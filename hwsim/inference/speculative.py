@@ -378,7 +378,9 @@ def speculative_round(
     k = check_k(k)
     e = tokens_per_step(acceptance, k)
     draft_dep, heads, _name = _drafter(draft, dep, draft_tp, None)
-    verify = price_ops(dep, _ops(dep, _forward(dep, batch, k + 1, np.asarray(context) + k)))
+    verify = price_ops(
+        dep, _ops(dep, _forward(dep, batch, k + 1, np.asarray(context) + k)), "decode"
+    )
     draft_s: Any = 0.0
     for i in range(k):
         if draft_dep is not None:

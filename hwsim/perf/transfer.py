@@ -7,9 +7,10 @@ measured here): the p10 and p90 of log(published time / predicted time) over the
 op's group, written to ``transfer_bands.json`` beside this module by
 ``python -m validation.published_bands --write``. The groups, most specific first
 (:func:`op_groups`, :func:`phase_groups`): the kernel class with the rung ('gemm/datasheet'),
-the class ('gemm'), every kernel row ('kernel'); for a whole forward pass the serving rows
-('serving/datasheet', 'serving'). A group with fewer rows than the file's ``min_rows`` defers
-to the next.
+the class ('gemm'), every kernel row ('kernel'); for a whole forward pass the serving rows of
+the metric that measures that phase ('serving/median_tpot/datasheet', 'serving/median_tpot'
+for a decode step), then every serving row ('serving/datasheet', 'serving'). A group with
+fewer rows than the file's ``min_rows`` defers to the next.
 
 A phase's band is the whole-model band applied to the phase's time, not the sum of its ops'
 bands: the serving rows measure whole forward passes, so they carry whatever correlation the
@@ -54,8 +55,19 @@ def op_groups(op: Op, rung: str = "datasheet") -> tuple[str, ...]:
     return (f"{kind}/{rung}", kind, "kernel")
 
 
-def phase_groups(rung: str = "datasheet") -> tuple[str, ...]:
-    return (f"serving/{rung}", "serving")
+# a forward pass -> the published serving metric that measures it: a decode step is what a
+# TPOT is (little queueing in it); a TTFT also holds the queue the planner and the simulator
+# model themselves, so a prefill keeps the band of every serving row
+METRIC_OF_PHASE = {"decode": "median_tpot"}
+
+
+def phase_groups(rung: str = "datasheet", phase: str | None = None) -> tuple[str, ...]:
+    """The band groups of a whole forward pass, most specific first: for a decode step the
+    TPOT rows with the rung, the TPOT rows; then every serving row with the rung, every
+    serving row (:data:`METRIC_OF_PHASE`)."""
+    metric = METRIC_OF_PHASE.get(phase or "")
+    by_metric = (f"serving/{metric}/{rung}", f"serving/{metric}") if metric else ()
+    return (*by_metric, f"serving/{rung}", "serving")
 
 
 def band_factors(groups: tuple[str, ...]) -> tuple[float, float, str] | None:
