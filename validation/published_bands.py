@@ -19,8 +19,8 @@ fork of a benchmark guide is the same source as the guide): each source's rows g
 from the other sources' rows only, and coverage is the share of rows whose published value lies
 inside their band. Nothing here changes a point prediction; the bands only say how far to trust
 one (issue 15). :func:`shipped_table` is what hwsim ships as the datasheet rung's band
-(``hwsim/perf/transfer_bands.json``, :mod:`hwsim.perf.transfer`); :func:`band_table` the wider
-random-effects band for an unseen source, for contrast.
+(``hwsim/perf/transfer_bands.json``, :mod:`hwsim.perf.transfer`); :func:`source_band` the wider
+random-effects band for an unseen source, whose held-out coverage is printed for contrast.
 """
 
 from __future__ import annotations
@@ -202,36 +202,6 @@ def coverage_table(held: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "sources": len({m["source"] for m in members}),
         })  # fmt: skip
     return table
-
-
-def band_table(res: list[Residual], held: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every group's band for an unseen source (:func:`source_band`) over all rows, with the
-    held-out coverage of the group's rows beside it (how well such a band held)."""
-    keys = sorted({g for r in res for g in r.groups})
-    bands = {}
-    for key in keys:
-        group = [r for r in res if key in r.groups]
-        lo, hi = source_band(group)  # the band a source none of these rows came from gets
-        members = [h for h in held if key in group_keys(h["kind"], h["rung"], h["metric"])]
-        banded = [m for m in members if m["inside"] is not None]
-        bands[key] = {
-            "p10": round(float(lo), 4),
-            "p90": round(float(hi), 4),
-            "rows": len(group),
-            "sources": len({r.source for r in res if key in r.groups}),
-            "heldout_coverage": _coverage(banded),
-        }
-    return {
-        "description": (
-            "p10/p90 of log(published time / predicted time) for a source not in the published "
-            "validation set (validation/published; random effects over its sources), by "
-            "kernel class or serving, and by the rung that "
-            "priced the row. heldout_coverage: the share of the group's rows inside a band "
-            "built without their source. The point predictions are not fitted to these rows."
-        ),
-        "min_rows": MIN_ROWS,
-        "bands": bands,
-    }
 
 
 def shipped_table(res: list[Residual]) -> dict[str, Any]:

@@ -101,28 +101,29 @@ def emit_artifacts(
     request: EmitRequest, target: LaunchTarget, *, out: Path | None, force: bool
 ) -> None:
     """``--emit``: the artifacts on stdout, or written into ``out``."""
-    from hwsim.deploy import for_stdout, render, write
+    from hwsim.deploy import render
 
-    files = render(request, target)
-    if out is None:
-        typer.echo(for_stdout(files), nl=False)
-        return
-    paths = write(out, files, overwrite=force)
-    err_console.print(f"launch artifacts ({target.label}): " + ", ".join(str(p) for p in paths))
+    _deliver(render(request, target), target.label, out=out, force=force)
 
 
 def emit_pools(
     request: EmitRequest, pools: tuple[LaunchTarget, LaunchTarget], *, out: Path | None, force: bool
 ) -> None:
     """``--emit`` for a disaggregated candidate: each pool's launch script."""
-    from hwsim.deploy import for_stdout, render_pools, write
+    from hwsim.deploy import render_pools
 
-    files = render_pools(request, pools)
+    _deliver(render_pools(request, pools), "both pools", out=out, force=force)
+
+
+def _deliver(files: dict[str, str], label: str, *, out: Path | None, force: bool) -> None:
+    """Rendered artifacts on stdout, or written into ``out`` (never replacing without force)."""
+    from hwsim.deploy import for_stdout, write
+
     if out is None:
         typer.echo(for_stdout(files), nl=False)
         return
     paths = write(out, files, overwrite=force)
-    err_console.print("launch artifacts (both pools): " + ", ".join(str(p) for p in paths))
+    err_console.print(f"launch artifacts ({label}): " + ", ".join(str(p) for p in paths))
 
 
 def _print_summary(result) -> None:
