@@ -56,7 +56,7 @@ class PlanResult:
         if best is None:
             return "No candidate meets the SLOs; see the pruned candidates for why."
         if best.candidate.disaggregated:  # two pools (hwsim.planner.disaggregated)
-            from hwsim.planner.disaggregated import recommendation_sentence
+            from hwsim.planner.disaggregated_report import recommendation_sentence
 
             return recommendation_sentence(self)
         c, d = best.candidate, best.candidate.deployment
@@ -98,10 +98,10 @@ class PlanResult:
 
     def disaggregation(self) -> dict[str, Any] | None:
         """With ``candidates.disaggregated`` searched: the best aggregated and disaggregated
-        plans side by side (:func:`hwsim.planner.disaggregated.comparison`), else None."""
+        plans side by side (:func:`hwsim.planner.disaggregated_report.comparison`), else None."""
         if not any(r.candidate.disaggregated for r in self.feasible + self.pruned):
             return None
-        from hwsim.planner.disaggregated import comparison
+        from hwsim.planner.disaggregated_report import comparison
 
         return comparison(self)
 
@@ -406,7 +406,7 @@ def plan(
         r.estimate = operating_point_estimate(sc, r, work)
     notes = assumptions(sc, work) + confidence_notes(sc, feasible + pruned)
     if True in cands.disaggregated:
-        from hwsim.planner.disaggregated import assumptions as disaggregation_notes
+        from hwsim.planner.disaggregated_report import assumptions as disaggregation_notes
 
         notes += disaggregation_notes(cands.disaggregation)
     notes += variant_notes(cands)
