@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 
 from hwsim.inference.capacity import (
+    MAX_BATCH,
     MAX_CONTEXT_SEARCH_TOKENS,
     _linear_cache,
     _max_context_bisect,
     capacity_section,
     free_bytes_for_cache,
+    max_batch,
     max_context,
     prefill_workspace_bytes,
+    slo_batch,
 )
 from hwsim.inference.deployment import make_deployment
-from hwsim.inference.engine import PhaseCost, _Sum, make_forward, pricing_label
-from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu
+from hwsim.inference.engine import PhaseCost, _Sum, decode_step_cost, make_forward, pricing_label
+from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.model.ops import Op
 from hwsim.perf.roofline import BOUNDS, OpTime
 
@@ -325,3 +328,149 @@ def test_sum_of_parts_that_only_broadcast_together():
     s.add(np.ones((4, 1)))
     s.add(np.full((1, 3), 2.0))
     np.testing.assert_array_equal(s.value(), np.full((4, 3), 3.0))
+
+
+# --- capacity.py ----------------------------------------------------------------------------
+# Llama 2 7B bf16 on one H100 SXM: usable = 80 GB x 0.9 = 72e9 B, weights 6,738,415,616 x 2 B;
+# its cache grows by 524,288 B a token (2 x 32 layers x 32 heads x 128 x 2 B).
+LLAMA_KV = 524_288
+LLAMA_WEIGHTS = 6_738_415_616 * 2
+
+
+@pytest.fixture(scope="module")
+def llama():
+    dep = make_deployment("llama-2-7b", "h100-sxm")
+    assert dep.usable_bytes == 72e9 and weight_bytes_per_gpu(dep) == LLAMA_WEIGHTS
+    return dep
+
+
+def test_free_memory_reserves_the_workspace_of_one_prefill_chunk(llama):
+    """A prompt longer than the 8192-token chunk (vLLM's default max_num_batched_tokens) is
+    prefilled 8192 new tokens at a time, one sequence at a time; the largest op of such a chunk
+    is the SwiGLU activation, 8192 x 3 x 11008 x 2 B = 541,065,216 B, whatever the prompt
+    length (the attention core holds less up to ~24.8k tokens). A 1000-token prompt is one
+    chunk: 1000 x 3 x 11008 x 2 B."""
+    prompts = np.array([1000.0, 8192.0, 10000.0, 20000.0])
+    free = free_bytes_for_cache(llama, prompts, LLAMA_WEIGHTS)
+    chunk = np.array([1000.0, 8192.0, 8192.0, 8192.0])
+    np.testing.assert_array_equal(free, 72e9 - LLAMA_WEIGHTS - chunk * 3 * 11008 * 2)
+
+
+def test_free_memory_is_zero_not_negative_when_the_weights_fill_the_device(llama):
+    free = free_bytes_for_cache(llama, np.array([1.0, 4096.0]), weights_bytes=80e9)
+    np.testing.assert_array_equal(free, [0.0, 0.0])
+
+
+def test_max_context_is_the_largest_context_whose_cache_fits(llama):
+    """Full attention: the cache of one sequence at c tokens is c x 524,288 B, so the largest
+    context that fits is floor(free / 524,288), checked against cache(c) <= free < cache(c+1)
+    and exactly at the boundary (free a whole number of tokens: that many fit)."""
+    free = np.array([0.0, 1.0, 1e9, 5e10, 1000 * LLAMA_KV, 123_457 * LLAMA_KV])
+    got = max_context(llama, 1.0, free)
+    want = np.floor(free / LLAMA_KV)
+    np.testing.assert_array_equal(got, want)
+    assert np.all(cache_bytes_per_sequence_per_gpu(llama, got) <= free)
+    assert np.all(cache_bytes_per_sequence_per_gpu(llama, got + 1) > free)
+    # four sequences share the memory
+    np.testing.assert_array_equal(max_context(llama, 4.0, free), np.floor(free / 4 / LLAMA_KV))
+
+
+def test_a_bounded_cache_that_fits_whole_fits_any_context():
+    """Mistral 7B v0.1 holds at most its 4096-token window: 4096 x 2 x 32 layers x 8 KV heads
+    x 128 x 2 B = 536,870,912 B. If that fits (even exactly), max_context reports the 2^30-token
+    cap of the search (docstring); if not, the largest context whose buffer fits."""
+    dep = make_deployment("mistral-7b", "h100-sxm")
+    full = 4096 * 2 * 32 * 8 * 128 * 2
+    assert float(cache_bytes_per_sequence_per_gpu(dep, 1e9)) == full
+    got = max_context(dep, 1.0, np.array([full, 1e12, 5e8]))
+    np.testing.assert_array_equal(got, [2.0**30, 2.0**30, np.floor(5e8 / (full / 4096))])
+
+
+# 0 free / 0 bytes per sequence: max_batch divides before it masks (docs/mutation-testing.md)
+@pytest.mark.filterwarnings("ignore:invalid value encountered in divide:RuntimeWarning")
+def test_a_model_that_caches_nothing_is_only_capped_by_max_batch():
+    """An encoder keeps no KV cache: per-sequence cache bytes are 0, memory does not limit the
+    batch (0 free bytes included) and max_batch is the MAX_BATCH cap."""
+    dep = make_deployment("bigbird-roberta-large", "h100-sxm")
+    assert float(cache_bytes_per_sequence_per_gpu(dep, 4096.0)) == 0.0
+    got = max_batch(dep, 4096.0, np.array([0.0, 1e9]))
+    np.testing.assert_array_equal(got, [MAX_BATCH, MAX_BATCH])
+
+
+def brute_slo_batch(dep, context, limit, slo):
+    """Largest b in 1..limit with step(b) <= slo, else 0, by trying every batch."""
+    times = decode_step_cost(dep, np.arange(1.0, limit + 1), context).time_s
+    ok = np.nonzero(times <= slo)[0]
+    return float(ok[-1] + 1) if ok.size else 0.0
+
+
+def test_slo_batch_equals_brute_force_including_exact_ties(llama):
+    """The decode step at 2000 keys grows strictly with batch (each sequence reads its own
+    ~1 GB of KV), so the largest batch under the SLO is unique; an SLO equal to a batch's
+    step time admits that batch ("meets": <=)."""
+    ctx, limit = 2000.0, 64
+    times = decode_step_cost(llama, np.arange(1.0, limit + 1), ctx).time_s
+    assert np.all(np.diff(times) > 0)
+    slos = [
+        times[0] / 2,
+        times[0],
+        (times[0] + times[1]) / 2,
+        times[1],
+        times[36],
+        times[36] * 1.001,
+        times[-1],
+        1.0,
+    ]
+    for slo in slos:
+        got = float(slo_batch(llama, ctx, limit, float(slo)))
+        assert got == brute_slo_batch(llama, ctx, limit, float(slo)), slo
+    assert float(slo_batch(llama, ctx, limit, float(times[0]))) == 1.0
+    assert float(slo_batch(llama, ctx, limit, float(times[36]))) == 37.0
+
+
+def test_slo_batch_over_every_limit_and_threshold_up_to_64(llama):
+    """The bisection against its specification for every memory limit 1..64 and every SLO
+    equal to one batch's step time (an exact tie: that batch meets it): min(T, limit)."""
+    ctx = 2000.0
+    times = decode_step_cost(llama, np.arange(1.0, 65.0), ctx).time_s
+    limits = np.arange(1.0, 65.0)
+    for t in range(1, 65):
+        got = slo_batch(llama, ctx, limits, float(times[t - 1]))
+        np.testing.assert_array_equal(got, np.minimum(t, limits), err_msg=f"T={t}")
+
+
+def test_slo_batch_with_room_for_exactly_one_sequence(llama):
+    # memory allows one sequence and the SLO is generous: one user, not zero
+    assert float(slo_batch(llama, 2000.0, 1.0, 1.0)) == 1.0
+    assert float(slo_batch(llama, 2000.0, 0.0, 1.0)) == 0.0
+
+
+def capacity_for(dep, prompt, gen, free_target, slo=None):
+    """capacity_section with weights sized so that exactly ``free_target`` bytes stay free."""
+    no_weights = float(free_bytes_for_cache(dep, prompt, 0.0))
+    return capacity_section(dep, prompt, gen, no_weights - free_target, slo)
+
+
+def test_binding_constraint_at_one_and_zero_sequences(llama):
+    """Context 1000 + 24 = 1024 tokens: one sequence holds 1024 x 524,288 B = 512 MiB. With
+    room for 1.5 of them one fits (memory binds); with 0.5, none does."""
+    per_seq = 1024 * LLAMA_KV
+    one = capacity_for(llama, 1000.0, 24.0, 1.5 * per_seq)
+    assert float(one.max_batch) == 1.0 and str(one.binding_constraint) == "memory"
+    none = capacity_for(llama, 1000.0, 24.0, 0.5 * per_seq)
+    assert float(none.max_batch) == 0.0
+    assert str(none.binding_constraint) == "memory (not even one sequence fits)"
+    # max_context_tokens is for one sequence: floor(1.5 x 1024) = 1536 tokens fit
+    assert float(one.max_context_tokens) == 1536.0
+
+
+def test_a_loose_slo_does_not_bind_and_users_are_per_gpu():
+    """With a 1 s TPOT SLO memory binds; at tp=2 the replica's users are shared by 2 GPUs."""
+    dep = make_deployment("llama-2-7b", "h100-sxm", tp=2)
+    cap = capacity_section(dep, 1000.0, 24.0, weight_bytes_per_gpu(dep), 1.0)
+    assert str(cap.binding_constraint) == "memory"
+    assert float(cap.max_batch) > 1
+    assert float(cap.users_per_gpu) == float(cap.max_batch) / 2
+
+
+# --- model/mixers/sliding_window.py ---------------------------------------------------------
