@@ -31,25 +31,33 @@ def _no_transfer_bands():
     return {"min_rows": 0, "bands": {}}
 
 
+def _no_lodo_band(op_class):
+    return None
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "calibration_only: the calibration residual band alone (no transfer band from the "
-        "published set), for tests of the residual mechanics",
+        "published set, none from leave-one-device-out; op bands add edge to edge), for "
+        "tests of the residual mechanics",
     )
 
 
 def pytest_runtest_setup(item):
     if item.get_closest_marker("calibration_only") is not None:
+        import hwsim.perf.bands as bands
         import hwsim.perf.transfer as transfer
 
-        item._saved_bands = transfer.shipped_bands
+        item._saved_bands = transfer.shipped_bands, bands.lodo_factors
         transfer.shipped_bands = _no_transfer_bands
+        bands.lodo_factors = _no_lodo_band
 
 
 def pytest_runtest_teardown(item):
     saved = getattr(item, "_saved_bands", None)
     if saved is not None:
+        import hwsim.perf.bands as bands
         import hwsim.perf.transfer as transfer
 
-        transfer.shipped_bands = saved
+        transfer.shipped_bands, bands.lodo_factors = saved

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+import hwsim.inference.engine as engine
+import hwsim.perf.transfer as transfer
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.engine import (
     PhaseCost,
@@ -306,37 +308,59 @@ def gemm_rows(n: int, k: int, times_by_m: dict[int, float]) -> list[Measurement]
 MEASURED_QKV = MeasurementSet(gemm_rows(12288, 4096, {1: 2e-4, 64: 2e-4}), source="test")
 
 
-def test_a_measured_op_band_counts_every_execution():
+def test_a_measured_op_band_counts_every_execution(monkeypatch):
     """The QKV projection runs once per layer (32 times); measured at 0.2 ms with p10 0.18 ms
     and p90 0.24 ms per call, it adds 32 x (0.18 - 0.2) ms = -0.64 ms and 32 x (0.24 - 0.2) ms
-    = +1.28 ms to the step's band; the other ops (uncalibrated) add their transfer bands."""
+    = +1.28 ms to the step's band; the other ops (uncalibrated) add their transfer bands,
+    each side as sqrt((1 - rho) sum d^2 + rho (sum d)^2) with the shipped correlation rho,
+    the plain sum of the edges at rho = 1."""
     dep = make_deployment("llama-2-7b", "a100-80gb-sxm", measurements=MEASURED_QKV)
     cost = decode_step_cost(dep, 8, 1000)
     qkv = the(cost, "attn.qkv_proj")
     assert qkv.rung == "measured" and qkv.op.count == 32
     assert op_band_s(dep.hardware, qkv) == pytest.approx((32 * 1.8e-4, 32 * 2.4e-4), rel=1e-12)
     # the other ops (datasheet rung) carry their class's transfer band
-    low, high = cost.band_s
-    others = [t for t in cost.op_times if t is not qkv]
-    lows = highs = 0.0
-    for t in others:
+    points, downs, ups = [32 * 2e-4], [32 * 0.2e-4], [32 * 0.4e-4]
+    for t in cost.op_times:
+        if t is qkv:
+            continue
         lo, hi, _ = band_factors(op_groups(t.op))
         floor = float(roofline_floor_s(dep.hardware, t.op)) * t.op.count
-        lows += max(float(t.total_s) * lo, floor)
-        highs += float(t.total_s) * hi
-    assert float(low) == pytest.approx(32 * 1.8e-4 + lows, rel=1e-9)
-    assert float(high) == pytest.approx(32 * 2.4e-4 + highs, rel=1e-9)
+        low_s, high_s = max(float(t.total_s) * lo, floor), float(t.total_s) * hi
+        p = min(max(float(t.total_s), low_s), high_s)
+        points.append(p)
+        downs.append(p - low_s)
+        ups.append(high_s - p)
+
+    def side(d: list[float], rho: float) -> float:
+        return math.sqrt((1 - rho) * sum(x * x for x in d) + rho * sum(d) ** 2)
+
+    rho = transfer.op_correlation()
+    low, high = cost.band_s
+    assert float(low) == pytest.approx(sum(points) - side(downs, rho), rel=1e-9)
+    assert float(high) == pytest.approx(sum(points) + side(ups, rho), rel=1e-9)
+    monkeypatch.setattr(engine, "op_correlation", lambda: 1.0)
+    low, high = decode_step_cost(dep, 8, 1000).band_s
+    assert float(low) == pytest.approx(sum(points) - sum(downs), rel=1e-9)
+    assert float(high) == pytest.approx(sum(points) + sum(ups), rel=1e-9)
 
 
-def test_mean_decode_op_bands_average_like_the_phase_band():
-    """Averaging over the sampled contexts is linear, so the phase band of the averaged ops is
-    the averaged phase band; the measured QKV projection does not depend on context, so its
+def test_mean_decode_op_bands_average_like_the_phase_band(monkeypatch):
+    """Averaging over the sampled contexts is linear, so where op bands add edge to edge
+    (rho = 1) the phase band of the averaged ops is the averaged phase band; with rho < 1 it
+    is no wider (Minkowski: the root-sum-square of averaged deviations is at most the average
+    of the root-sum-squares). The measured QKV projection does not depend on context, so its
     averaged band is still its measured (p10, p90) = (0.18, 0.24) ms per call."""
     dep = make_deployment("llama-2-7b", "a100-80gb-sxm", measurements=MEASURED_QKV)
     mean = mean_decode_cost(dep, 8, 1000, 64)
     qkv = the(mean, "attn.qkv_proj")
     assert qkv.band_s is not None
     assert (float(qkv.band_s[0]), float(qkv.band_s[1])) == pytest.approx((1.8e-4, 2.4e-4))
+    low, high = phase_band_s(dep.hardware, mean.op_times)
+    assert float(mean.band_s[0]) <= float(low) * (1 + 1e-12)
+    assert float(high) <= float(mean.band_s[1]) * (1 + 1e-12)
+    monkeypatch.setattr(engine, "op_correlation", lambda: 1.0)
+    mean = mean_decode_cost(dep, 8, 1000, 64)
     low, high = phase_band_s(dep.hardware, mean.op_times)
     assert (float(low), float(high)) == pytest.approx(
         (float(mean.band_s[0]), float(mean.band_s[1])), rel=1e-12

@@ -35,6 +35,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from validation.op_correlation import estimate_correlation
+
 MIN_ROWS = 8  # a band from fewer rows borrows a broader group's (p10/p90 of 8 rows is coarse)
 KERNEL_KINDS = ("gemm", "bandwidth", "allreduce")
 LOW_Q, HIGH_Q = 0.10, 0.90
@@ -50,6 +52,9 @@ class Residual:
     rung: str
     source: str
     residual: float  # log(published time / predicted time)
+    # a whole-model row: (op name, kind, share of hwsim's time) per distinct op
+    # (validation.published_serving.decode_step_shares); () for the rest
+    shares: tuple[tuple[str, str, float], ...] = ()
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -99,9 +104,9 @@ def residuals(preds: Iterable[Any], rows: dict[str, Any]) -> list[Residual]:
             continue
         row = rows[d["id"]]
         r = time_residual(d["published"], d["predicted"], d["unit"])
-        out.append(
-            Residual(d["id"], d["kind"], d["metric"], d["rung"], source_of(row.source.url), r)
-        )
+        shares = tuple(tuple(s) for s in d.get("op_shares") or ())
+        source = source_of(row.source.url)
+        out.append(Residual(d["id"], d["kind"], d["metric"], d["rung"], source, r, shares))
     return out
 
 
@@ -229,13 +234,16 @@ def shipped_table(res: list[Residual]) -> dict[str, Any]:
             "heldout_coverage": _coverage(banded),
         }
     return {
+        "op_correlation": estimate_correlation(res, bands, MIN_ROWS),
         "description": (
             "p10/p50/p90 of log(published time / predicted time) over the published validation "
             "set (validation/published), by kernel class or serving and by the rung that priced "
             "the row; heldout_coverage: the share of the group's rows inside such a band built "
             "without their source. Written by python -m validation.published_bands --write; "
-            "read by hwsim.perf.transfer for datasheet-rung bands. The point predictions are "
-            "not fitted to these rows."
+            "read by hwsim.perf.transfer for datasheet-rung bands. op_correlation: the "
+            "correlation of different ops' errors estimated from the TPOT rows "
+            "(validation.op_correlation), with which a calibrated profile's op bands add. The "
+            "point predictions are not fitted to these rows."
         ),
         "min_rows": MIN_ROWS,
         "quantiles": [LOW_Q, 0.5, HIGH_Q],
@@ -288,6 +296,13 @@ def main(argv: list[str] | None = None) -> None:
     _print(coverage_table(held_out_bands(res, "pooled")))
     print("\nfor contrast, a band for an unseen source (random effects over sources):")
     _print(coverage_table(held))
+    corr = estimate_correlation(res, shipped_table(res)["bands"], MIN_ROWS)
+    print(
+        f"\nop-error correlation from {corr['rows']} TPOT rows: rho = {corr['rho']} "
+        f"(unclipped {corr.get('rho_unclipped')}); spread of log residuals observed "
+        f"{corr.get('observed_sd')}, independent ops would give {corr.get('independent_sd')}, "
+        f"ops moving together {corr.get('together_sd')}"
+    )
     if args.json:
         print(json.dumps(shipped_table(res), indent=1))
     if args.write:

@@ -69,6 +69,10 @@ class Prediction:
     low: float | None = None
     high: float | None = None
     band: str | None = None  # why there is no band, where there is none
+    # a TPOT row: (op name, kind, share of hwsim's decode step time) of each distinct op, at
+    # the simulation's median decode batch; kind: the published kernel kind whose rows say how
+    # far such an op is off ('kernel': every kernel row); read by validation.op_correlation
+    op_shares: list[tuple[str, str, float]] | None = None
 
     @property
     def in_band(self) -> bool | None:

@@ -20,7 +20,7 @@ from hwsim.model.ops import Op
 from hwsim.perf.bands import op_band_s
 from hwsim.perf.ladder import price_op
 from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
-from hwsim.perf.transfer import band_factors, phase_groups
+from hwsim.perf.transfer import band_factors, op_correlation, phase_groups
 from hwsim.profiles.hardware import HardwareProfile
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
@@ -166,26 +166,52 @@ def phase_band_s(
 
     On a calibrated (or measured) profile each op's band is its own (calibration residual
     quantiles, a measurement's spread; datasheet-priced ops such as collectives their
-    transfer band) and the phase band adds the ops' low ends and their high ends, i.e.
-    assumes the errors of the ops move together: ops of one class share one fitted curve, so
-    their errors are correlated; united with the published whole-model band of the
-    calibrated rung. On a datasheet profile the band is the published whole-model band
-    (:func:`hwsim.perf.transfer.phase_groups`) applied to the phase's time (``total_s``):
-    those rows measure whole forward passes, so they hold whatever correlation the ops'
-    errors have; the low edge never below the ops' speed of light."""
+    transfer band), and the ops' bands combine with the correlation of different ops' errors
+    estimated from the published TPOT rows (:func:`hwsim.perf.transfer.op_correlation`;
+    :func:`combine_op_bands_s`), the plain sum of the edges at rho = 1; united with the
+    published whole-model band of the calibrated rung. On a datasheet profile
+    the band is the published whole-model band (:func:`hwsim.perf.transfer.phase_groups`)
+    applied to the phase's time (``total_s``): those rows measure whole forward passes, so
+    they hold whatever correlation the ops' errors have; the low edge never below the ops'
+    speed of light."""
     calibrated = hw.calibration is not None and bool(hw.calibration.residuals)
     if not calibrated and all(t.band_s is None for t in times):
         return _whole_model_band_s(hw, times, total_s, "datasheet", phase)
-    low, high = _Sum(), _Sum()
-    for t in times:
-        lo, hi = op_band_s(hw, t)
-        low.add(lo)
-        high.add(hi)
-    band = low.value(), high.value()
+    band = combine_op_bands_s(hw, times, op_correlation())
     whole = _whole_model_band_s(hw, times, total_s, "calibrated", phase) if calibrated else None
     if whole is None:
         return band
     return np.minimum(band[0], whole[0]), np.maximum(band[1], whole[1])
+
+
+def combine_op_bands_s(hw: HardwareProfile, times: tuple[OpTime, ...], rho: float):
+    """The ops' bands added into one with correlation ``rho`` between different ops.
+
+    Each op's band [lo, hi] around its time t splits into a point p = t clipped into the band
+    (a band wholly on one side of t is a systematic offset: it adds as it is) and the
+    deviations below and above it, p - lo and hi - p; each side combines on its own,
+    sqrt((1 - rho) sum d^2 + rho (sum d)^2) (asymmetric uncertainties added side by side),
+    which is the plain sum of the edges at rho = 1."""
+    point, below, below_sq, above, above_sq = _Sum(), _Sum(), _Sum(), _Sum(), _Sum()
+    for t in times:
+        lo, hi = op_band_s(hw, t)
+        p = np.minimum(np.maximum(t.total_s, lo), hi)
+        down, up = p - lo, hi - p
+        point.add(p)
+        below.add(down)
+        below_sq.add(down * down)
+        above.add(up)
+        above_sq.add(up * up)
+    centre = point.value()
+    return centre - _side(below, below_sq, rho), centre + _side(above, above_sq, rho)
+
+
+def _side(total: _Sum, squares: _Sum, rho: float):
+    """One side of a combined band: sqrt((1 - rho) sum d^2 + rho (sum d)^2)."""
+    s = total.value()
+    if rho >= 1.0:
+        return s
+    return np.sqrt((1.0 - rho) * squares.value() + rho * s * s)
 
 
 def _whole_model_band_s(

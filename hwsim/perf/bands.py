@@ -33,7 +33,7 @@ from hwsim.perf.roofline import (
     roofline_floor_s,
     time_op,
 )
-from hwsim.perf.transfer import band_factors, op_groups
+from hwsim.perf.transfer import band_factors, lodo_factors, op_groups
 from hwsim.profiles.hardware import HardwareProfile, ResidualBand
 
 TINY = np.finfo(float).tiny
@@ -144,10 +144,12 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
         return transfer_band_s(hw, t)
     lo, hi = band_edges_s(hw, t)
     lo, hi = lo * t.op.count, hi * t.op.count
-    t_lo, t_hi = transfer_band_s(hw, t, "calibrated")
-    if type(lo) is float and type(t_lo) is float:
-        return min(lo, t_lo), max(hi, t_hi)
-    return np.minimum(lo, t_lo), np.maximum(hi, t_hi)
+    for t_lo, t_hi in (transfer_band_s(hw, t, "calibrated"), lodo_band_s(hw, t)):
+        if type(lo) is float and type(t_lo) is float:
+            lo, hi = min(lo, t_lo), max(hi, t_hi)
+        else:
+            lo, hi = np.minimum(lo, t_lo), np.maximum(hi, t_hi)
+    return lo, hi
 
 
 def transfer_band_s(
@@ -159,15 +161,29 @@ def transfer_band_s(
     A datasheet op's whole band; a calibrated op's band is the union of this and its
     calibration residuals' (the fit's own spread and how far engines were from it)."""
     factors = band_factors(op_groups(t.op, rung))
+    return scaled_band_s(hw, t, None if factors is None else factors[:2])
+
+
+def lodo_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
+    """(p10, p90) seconds of a calibrated op (all its executions) from how far a fit of its
+    class transferred between sibling devices (:func:`hwsim.perf.transfer.lodo_factors`), the
+    low edge never below the speed of light; the point value where none is shipped."""
+    return scaled_band_s(hw, t, lodo_factors(t.op.op_class))
+
+
+def scaled_band_s(
+    hw: HardwareProfile, t: OpTime, factors: tuple[float, float] | None
+) -> tuple[Seconds, Seconds]:
+    """An op's time (all its executions) times the (p10, p90) ``factors``, the low edge never
+    below the speed of light; the point value without factors."""
     total = t.total_s
     if factors is None:
         return total, total
-    lo, hi, _group = factors
     floor = roofline_floor_s(hw, t.op) * t.op.count
-    low = total * lo
+    low = total * factors[0]
     if type(low) is float and type(floor) is float:
-        return (low if low > floor else floor), total * hi
-    return np.maximum(low, floor), total * hi
+        return (low if low > floor else floor), total * factors[1]
+    return np.maximum(low, floor), total * factors[1]
 
 
 def band_source(t: OpTime) -> str:

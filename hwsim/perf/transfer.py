@@ -15,6 +15,13 @@ fewer rows than the file's ``min_rows`` defers to the next.
 A phase's band is the whole-model band applied to the phase's time, not the sum of its ops'
 bands: the serving rows measure whole forward passes, so they carry whatever correlation the
 ops' errors have (issue 15: do not assume the ops move together unless the data says so).
+Where op bands are added into a phase band (a calibrated profile's), they combine with the
+correlation the file's ``op_correlation`` records (:func:`op_correlation`), estimated from the
+TPOT rows by :mod:`validation.op_correlation`.
+
+A fitted curve carries a second transfer band: how far one device's fit was from a sibling
+device's measurements (:func:`lodo_factors`, ``lodo_bands.json``, written by
+``python -m validation.lodo --write``).
 
 How well such a band holds on a source it was not built from is the held-out coverage
 ``python -m validation.published_bands`` prints (each source left out in turn); the file
@@ -32,6 +39,7 @@ from typing import Any
 from hwsim.model.ops import Op
 
 BANDS_PATH = Path(__file__).with_name("transfer_bands.json")
+LODO_PATH = Path(__file__).with_name("lodo_bands.json")
 
 # hwsim op class -> the published kernel kind whose rows say how far such an op is off
 KIND_OF_CLASS = {"matmul": "gemm", "communication": "allreduce", "elementwise": "bandwidth"}
@@ -85,3 +93,27 @@ def band_factors(groups: tuple[str, ...]) -> tuple[float, float, str] | None:
         group = present[-1]
     band = bands[group]
     return math.exp(band["p10"]), math.exp(band["p90"]), group
+
+
+@cache
+def _lodo_classes() -> dict[str, Any]:
+    try:
+        return json.loads(LODO_PATH.read_text())["classes"]
+    except FileNotFoundError:  # a source checkout before the first --write
+        return {}
+
+
+def lodo_factors(op_class: str) -> tuple[float, float] | None:
+    """(exp(p10), exp(p90)) of how far one device's fitted curves of ``op_class`` were from a
+    sibling device's measurements (leave one device out, :mod:`validation.lodo`); None where
+    no such rows are shipped."""
+    band = _lodo_classes().get(op_class)
+    return None if band is None else (math.exp(band["p10"]), math.exp(band["p90"]))
+
+
+def op_correlation() -> float:
+    """The correlation of different ops' errors the shipped file records (estimated from the
+    published TPOT rows, :mod:`validation.op_correlation`); 1 (errors move together, the widest
+    band) where it records none."""
+    rho = shipped_bands().get("op_correlation", {}).get("rho")
+    return 1.0 if rho is None else float(rho)

@@ -1,0 +1,206 @@
+"""Leave one device out: fit the efficiency curves on one device's measurements, predict
+another's untouched, per op class (issue 10: does the device model transfer?).
+
+    python -m validation.lodo            # both directions on the shipped H100 / H200 results
+    python -m validation.lodo --write    # also write hwsim/perf/lodo_bands.json (shipped)
+
+For each direction the fitted device's curves (fractions of peak, half-saturation sizes,
+launch costs, overlap; and its residual bands) are put into the predicted device's datasheet
+profile, whose peaks and bandwidth stay its own: what hwsim would do for a GPU nobody
+measured, given a sibling of the same family that somebody did. Every shape of the predicted
+device is scored (none was used to fit), against two references: its own datasheet profile
+(the flat fractions an unmeasured profile carries) and its own calibration (fitted on its
+training split, scored on its held-out split). A row's residual is log(measured / predicted).
+
+The transferred residuals of both directions, pooled per op class, are what hwsim ships as the
+transfer band of a fitted curve (``hwsim/perf/lodo_bands.json``, read by
+:func:`hwsim.perf.transfer.lodo_factors`): a calibrated op's band holds it beside its own fit's
+residuals and the published rows' band (:func:`hwsim.perf.bands.op_band_s`), since a profile
+calibrated on one machine prices others of its kind.
+
+Both devices ran the same harness (eager PyTorch, validation.suite), so this says how well the
+fit transfers between devices under that harness; how far an engine is from the harness is
+the published set's question (validation.published_bands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim.perf.bands import calibrated_band
+from hwsim.perf.kernels import kernel_op
+from hwsim.perf.measured import Measurement, best_per_shape
+from hwsim.perf.roofline import time_op
+from hwsim.profiles.hardware import HardwareProfile
+from hwsim.profiles.loader import load_hardware
+from validation.curve import split
+from validation.fit import FIT_CLASSES, fit_profile
+from validation.results import load
+
+RESULTS = Path(__file__).with_name("results")
+# measured device folder -> its datasheet profile
+DEVICES = {
+    "cuda-nvidia-h100-80gb-hbm3": "h100-sxm",
+    "cuda-nvidia-h200": "h200-sxm",
+}
+
+
+def device_rows(folder: str) -> list[Measurement]:
+    """The fastest variant of every fitted-class shape measured on one device."""
+    measured, _meta = load(RESULTS / folder)
+    return [
+        r
+        for r in best_per_shape(measured.rows)
+        if kernel_op(r.kernel, **r.params).op_class in FIT_CLASSES
+    ]
+
+
+def fitted_profile(base: HardwareProfile, rows: list[Measurement], note: str) -> dict:
+    """``base``'s profile data with curves and residual bands fitted to ``rows``."""
+    data, _reports, _raised = fit_profile(base, rows, note)
+    return data
+
+
+def transplant(fitted: dict, target: HardwareProfile, note: str) -> HardwareProfile:
+    """``target``'s datasheet profile carrying ``fitted``'s curves and residual bands."""
+    data = target.model_dump(mode="json", exclude_none=True)
+    data["efficiency"] = fitted["efficiency"]
+    data["calibration"] = {**fitted["calibration"], "calibrated_from": note}
+    data["id"] = f"{target.id}-from-{note}"
+    return HardwareProfile.model_validate(data)
+
+
+def score(hw: HardwareProfile, rows: list[Measurement], banded: bool) -> list[dict[str, Any]]:
+    """Per row: op class, log(measured / predicted), and whether the p10-p90 band holds it."""
+    out = []
+    for r in rows:
+        op = kernel_op(r.kernel, **r.params)
+        if banded:
+            t, lo, hi = (float(v) for v in calibrated_band(hw, op))
+            inside: bool | None = lo <= r.median_s <= hi
+        else:
+            t, inside = float(time_op(hw, op).time_s), None
+        out.append(
+            {"op_class": op.op_class, "residual": math.log(r.median_s / t), "inside": inside}
+        )
+    return out
+
+
+def summary(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per op class (and 'all'): rows, median |error|, p10 / p90 of the log residual, band
+    coverage where a band was given."""
+    by: dict[str, list] = defaultdict(list)
+    for s in scored:
+        by[s["op_class"]].append(s)
+        by["all"].append(s)
+    out = {}
+    for cls, items in sorted(by.items()):
+        res = np.array([s["residual"] for s in items])
+        inside = [s["inside"] for s in items if s["inside"] is not None]
+        out[cls] = {
+            "rows": len(items),
+            "median_abs_error": round(float(np.median(np.abs(np.expm1(-res)))), 4),
+            "p10": round(float(np.quantile(res, 0.1)), 4),
+            "p90": round(float(np.quantile(res, 0.9)), 4),
+            "band_coverage": round(sum(inside) / len(inside), 3) if inside else None,
+        }
+    return out
+
+
+def direction(fit_on: str, predict: str) -> dict[str, Any]:
+    """Fit on device folder ``fit_on``, predict ``predict``; with both references."""
+    fit_rows, target_rows = device_rows(fit_on), device_rows(predict)
+    fit_base, target = load_hardware(DEVICES[fit_on]), load_hardware(DEVICES[predict])
+    moved = transplant(fitted_profile(fit_base, fit_rows, fit_on), target, DEVICES[fit_on])
+    train, heldout = split(target_rows)
+    own = HardwareProfile.model_validate(fitted_profile(target, train, predict))
+    return {
+        "fit_on": fit_on,
+        "predict": predict,
+        "transferred": summary(score(moved, target_rows, banded=True)),
+        "own_datasheet": summary(score(target, target_rows, banded=False)),
+        "own_calibration_heldout": summary(score(own, heldout, banded=True)),
+        "residuals": score(moved, target_rows, banded=True),
+    }
+
+
+def run() -> list[dict[str, Any]]:
+    a, b = DEVICES
+    return [direction(a, b), direction(b, a)]
+
+
+def lodo_table(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per op class, p10 / p50 / p90 of the transferred residuals of every direction
+    (plotting positions p (n + 1), as the published bands), and their rows."""
+    by: dict[str, list[float]] = defaultdict(list)
+    for d in results:
+        for r in d["residuals"]:
+            by[r["op_class"]].append(r["residual"])
+    classes = {}
+    for cls, values in sorted(by.items()):
+        p10, p50, p90 = np.quantile(values, [0.1, 0.5, 0.9], method="weibull")
+        classes[cls] = {
+            "p10": round(float(p10), 4),
+            "p50": round(float(p50), 4),
+            "p90": round(float(p90), 4),
+            "rows": len(values),
+        }
+    return {
+        "description": (
+            "p10/p50/p90 of log(measured / predicted) when one device's fitted efficiency "
+            "curves price another device's measurements (leave one device out, both "
+            "directions: "
+            + ", ".join(f"{d['fit_on']} -> {d['predict']}" for d in results)
+            + "). Written by python -m validation.lodo --write; read by hwsim.perf.transfer."
+        ),
+        "classes": classes,
+    }
+
+
+def write_shipped(results: list[dict[str, Any]]) -> str:
+    from hwsim.perf.transfer import LODO_PATH
+
+    LODO_PATH.write_text(json.dumps(lodo_table(results), indent=1, sort_keys=True) + "\n")
+    return str(LODO_PATH)
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    for d in results:
+        print(f"\nfit on {d['fit_on']}, predict {d['predict']} (median |error|, band coverage):")
+        print(f"{'op class':<14}{'rows':>5}{'transferred':>13}{'cover':>7}"
+              f"{'datasheet':>11}{'own fit':>9}{'cover':>7}")  # fmt: skip
+        for cls, t in d["transferred"].items():
+            ds = d["own_datasheet"].get(cls, {})
+            own = d["own_calibration_heldout"].get(cls, {})
+            cover = "-" if t["band_coverage"] is None else f"{t['band_coverage']:.0%}"
+            own_cover = own.get("band_coverage")
+            own_cover_s = "-" if own_cover is None else f"{own_cover:.0%}"
+            print(f"{cls:<14}{t['rows']:>5}{t['median_abs_error']:>13.1%}{cover:>7}"
+                  f"{ds.get('median_abs_error', math.nan):>11.1%}"
+                  f"{own.get('median_abs_error', math.nan):>9.1%}{own_cover_s:>7}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print the summaries as JSON")
+    parser.add_argument(
+        "--write", action="store_true", help="write hwsim/perf/lodo_bands.json (shipped)"
+    )
+    args = parser.parse_args(argv)
+    results = run()
+    _print(results)
+    if args.write:
+        print(f"wrote {write_shipped(results)}")
+    if args.json:
+        print(json.dumps([{k: v for k, v in d.items() if k != "residuals"} for d in results]))
+
+
+if __name__ == "__main__":
+    main()
