@@ -14,6 +14,7 @@ import numpy as np
 
 from hwsim.inference.deployment import Deployment
 from hwsim.labels import label_array
+from hwsim.lean import direct_init
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
@@ -28,6 +29,7 @@ from hwsim.profiles.hardware import HardwareProfile
 DECODE_SAMPLES = 4
 
 
+@direct_init
 @dataclass(frozen=True)
 class PhaseCost:
     """A forward pass priced on one GPU of the group (all pipeline stages in sequence)."""
@@ -247,8 +249,8 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
 def _sample_mean(x, shape: tuple[int, ...]) -> np.ndarray:
     """Mean over the leading decode-sample axis where ``x`` has one, else ``x`` at ``shape``."""
     x = np.asarray(x, dtype=float)
-    if x.ndim > len(shape):
-        return x.mean(axis=0)
+    if x.ndim > len(shape):  # x.mean(axis=0) without its dispatch: the same sum and division
+        return np.add.reduce(x, axis=0) / x.shape[0]
     return np.broadcast_to(x, shape) if x.ndim < len(shape) else x
 
 
