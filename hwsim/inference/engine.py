@@ -5,6 +5,7 @@ Everything broadcasts: batch, new_tokens and context may be numpy arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -132,6 +133,10 @@ class _Sum:
         self._by_shape: dict[tuple[int, ...], np.ndarray] = {}
 
     def add(self, x, where=None) -> None:
+        if type(x) is float:  # one op of a scalar call: the common case first
+            if where is None or where:
+                self._scalar += x
+            return
         shape = getattr(x, "shape", ())
         if not shape:
             if where is None or where:
@@ -221,10 +226,18 @@ def decode_contexts(
     stacked on a new leading axis of length ``samples``. ``shape``: the broadcast shape of the
     whole sweep (batch included), so the sample axis never lines up with a sweep axis."""
     s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
+    if s.ndim == 0 and g.ndim == 0 and not shape and not math.isnan(g):  # one point
+        return _point_contexts(float(s), float(g), samples)
     shape = np.broadcast_shapes(np.shape(s), np.shape(g), shape or ())
     steps = np.maximum(g - 1.0, 1.0)
     j = np.arange(samples, dtype=float).reshape((samples,) + (1,) * len(shape))
     return np.broadcast_to(s + 0.5 + (j + 0.5) * steps / samples, (samples, *shape))
+
+
+def _point_contexts(s: float, g: float, samples: int) -> np.ndarray:
+    """:func:`decode_contexts` of one point: the same operations in Python floats."""
+    steps = g - 1.0 if g - 1.0 >= 1.0 else 1.0
+    return np.array([s + 0.5 + (j + 0.5) * steps / samples for j in range(samples)])
 
 
 def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
