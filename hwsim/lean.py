@@ -5,12 +5,14 @@ Python charges per object shows: a frozen dataclass's generated ``__init__`` sto
 through ``object.__setattr__`` (a call per field), and before Python 3.12
 ``functools.cached_property`` takes a per-class lock on every first read. The two tools here
 keep the semantics (frozen afterwards, the same fields, defaults and ``replace``) without that
-cost: :func:`direct_init` and :class:`cached_attribute`.
+cost: :func:`direct_init` and :class:`cached_attribute`; :func:`per_object` memoises a pure
+function of an immutable profile.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -81,3 +83,26 @@ def direct_init(cls: C) -> C:
 
 class _Factory:
     """Marks a parameter left to its field's default factory."""
+
+
+K = TypeVar("K")
+PER_OBJECT_CACHE_SIZE = 128
+
+
+def per_object(fn: Callable[[K], T]) -> Callable[[K], T]:
+    """Memoise ``fn(x)``, a pure function of an immutable object (a profile), per object: the
+    entry holds ``x``, so its id is not reused while it is cached."""
+    held: dict[int, tuple[K, T]] = {}
+
+    @functools.wraps(fn)
+    def cached(x: K) -> T:
+        entry = held.get(id(x))
+        if entry is not None and entry[0] is x:
+            return entry[1]
+        value = fn(x)
+        if len(held) >= PER_OBJECT_CACHE_SIZE:
+            held.pop(next(iter(held)))
+        held[id(x)] = (x, value)
+        return value
+
+    return cached
