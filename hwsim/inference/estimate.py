@@ -107,11 +107,11 @@ def _whole_number(value, low: int) -> bool:
 def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
     point = {"ttft_s": pre.time_s, "tpot_s": dec.time_s, "e2e_s": e2e}
     if pre.band_s is None and dec.band_s is None:
-        return Latency.computed(**point)
+        return Latency(**point)
     # a phase without a band (no calibration, no measured op in it) keeps its point value
     t_lo, t_hi = pre.band_s or (pre.time_s, pre.time_s)
     d_lo, d_hi = dec.band_s or (dec.time_s, dec.time_s)
-    return Latency.computed(
+    return Latency(
         **point,
         ttft_low_s=t_lo,
         ttft_high_s=t_hi,
@@ -259,7 +259,7 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     total = weights + kv_total + workspace
     est = Estimate(
         config=_config(dep, b, s, g, tpot_slo_s),
-        memory=Memory.computed(
+        memory=Memory(
             weights_bytes=weights,
             kv_cache_bytes_per_token=kv_bytes_per_token_per_gpu(dep),
             kv_cache_bytes=kv_total,
@@ -270,14 +270,14 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
             usable_bytes=usable,
             fits=total <= usable,
         ),
-        prefill=Prefill.computed(
+        prefill=Prefill(
             flops=pre.flops,
             hbm_bytes=pre.hbm_bytes,
             time_s=ttft,
             bound=pre.bound,
             pipeline_bubble_fraction=(dep.pp - 1) / dep.pp,
         ),
-        decode=Decode.computed(
+        decode=Decode(
             flops_per_token=dec.flops / b,
             hbm_bytes_per_step=dec.hbm_bytes,
             time_per_token_s=tpot,
@@ -285,7 +285,7 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
             bandwidth_floor_s=dec.hbm_bytes / dep.hardware.bandwidth_bytes_per_s,
         ),
         latency=_latency(dep, pre, dec, g, e2e),
-        throughput=Throughput.computed(
+        throughput=Throughput(
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,
             prompt_tokens_per_s=b * s / ttft * dep.dp,
@@ -322,7 +322,7 @@ def _attention_section(dep: Deployment, b, s) -> Attention:
     pairs = sum(c * m.pairs_per_head(s) for m, c in att) / n_att if att else 0.0 * s
     elems = sum(c * m.score_matrix_elements_per_head(s) for m, c in att) / n_att if att else 0.0 * s
     heads = dep.model.n_heads // dep.tp
-    return Attention.computed(
+    return Attention(
         pairs_per_head_per_layer=pairs,
         score_matrix_elements_per_head_per_layer=elems,
         score_matrix_bytes=b * heads * elems * dep.act.bytes_per_element,
@@ -333,7 +333,7 @@ def _context_section(dep: Deployment, context) -> Context:
     m = dep.model
     trained = m.trained_context_tokens
     status = position_status(m, context)
-    return Context.computed(
+    return Context(
         max_trained_tokens=trained,
         max_supported_tokens=m.max_context_tokens,
         extrapolation=status == "extrapolation",

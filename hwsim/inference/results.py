@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, TypeVar, Union
+from typing import Any, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field, model_validator
@@ -32,21 +32,15 @@ class _Section(BaseModel):
             return data
         return {k: _plain(v) for k, v in data.items()}
 
-    @classmethod
-    def computed(cls: type[S], **values: Any) -> S:
-        """A section of values hwsim computed itself (floats and arrays of the right names, no
-        user input): the plain-scalar conversion validation does, without re-validating what
-        was built from validated profiles (a scalar ``estimate`` builds ten sections a call)."""
-        return cls.model_construct(**{k: _plain(v) for k, v in values.items()})
-
-
-S = TypeVar("S", bound=_Section)
-
 
 def _plain(value: Any) -> Any:
     kind = type(value)
-    if kind is float or kind is str or kind is int or value is None:  # most values of a call
+    if kind is float or kind is str or kind is int or value is None:
         return value
+    if kind is np.float64:  # (a float subclass: float() is its .item())
+        return float(value)
+    if kind is np.ndarray:
+        return value.item() if value.ndim == 0 else value
     if isinstance(value, np.ndarray):
         return value.item() if value.ndim == 0 else value
     if isinstance(value, np.generic):
