@@ -69,6 +69,9 @@ def free_bytes_for_cache(
 
 def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
     per_seq = cache_bytes_per_sequence_per_gpu(dep, context)
+    one = per_seq.ndim == 0 and np.ndim(free_bytes) == 0
+    if one and per_seq > 0 and math.isfinite(free_bytes):  # one point: the same quotient
+        return np.minimum(np.float64(math.floor(float(free_bytes) / float(per_seq))), MAX_BATCH)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where nothing is cached
         fit = np.floor(np.where(per_seq > 0, free_bytes / per_seq, MAX_BATCH))
     return np.minimum(fit, MAX_BATCH)

@@ -47,6 +47,9 @@ class PhaseCost:
         """Which kind of op holds most of the time: 'compute', 'memory' or 'communication'."""
         compute, memory, comm = self.time_by_bound_s
         # the first of the three on a tie, as argmax over (compute, memory, comm) would pick
+        if all(np.ndim(x) == 0 and not math.isnan(x) for x in (compute, memory, comm)):
+            c, m, k = float(compute), float(memory), float(comm)  # one point: no array passes
+            return label_array(0 if c >= max(m, k) else 1 if m >= k else 2, BOUNDS)
         index = np.where(compute >= np.maximum(memory, comm), 0, np.where(memory >= comm, 1, 2))
         return label_array(index, BOUNDS)
 
