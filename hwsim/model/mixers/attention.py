@@ -35,6 +35,8 @@ class AttentionMixer(Mixer):
 
     # -- counting: the three methods a variant overrides ---------------------------------
     def pairs_per_head(self, n):
+        if type(n) is float:  # one length: the same arithmetic, a numpy float as before
+            return np.float64(n * (n + 1) / 2 if self.causal else n * n)
         n = np.asarray(n, dtype=float)
         return n * (n + 1) / 2 if self.causal else n * n
 
