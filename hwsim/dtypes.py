@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.errors import HwsimError
+from hwsim.lean import cached_attribute
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class DType:
     scale_bits_per_element: float = 0.0
     float_like: bool = True
 
-    @property
+    @cached_attribute  # read by every op builder: computed once per dtype
     def bytes_per_element(self) -> float:
         return (self.bits + self.scale_bits_per_element) / 8.0
 

@@ -16,6 +16,8 @@ def label_array(index, names: Sequence[str]) -> np.ndarray:
     """``names[index]`` elementwise (``index``: ints into ``names``, any shape), as a str array
     as wide as the longest name that occurs."""
     index = np.asarray(index, dtype=np.intp)
+    if index.ndim == 0:  # one point: the name itself (what indexing the array gives)
+        return np.str_(names[int(index)])
     used = np.bincount(index.ravel(), minlength=len(names)) > 0
     width = max((len(n) for n, u in zip(names, used) if u), default=1)
     # names that do not occur may be cut to the width: no element refers to them

@@ -20,6 +20,7 @@ LAYERS = [
         "hwsim.dtypes",
         "hwsim.format",
         "hwsim.labels",
+        "hwsim.lean",
         "hwsim.safe_read",
         "hwsim.safe_write",
         "hwsim.tables",

@@ -7,6 +7,8 @@ context of a request (S + G/2), the same point the reported TPOT averages over.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwsim.inference.deployment import Deployment, per_deployment
@@ -67,6 +69,9 @@ def free_bytes_for_cache(
 
 def max_batch(dep: Deployment, context, free_bytes) -> np.ndarray:
     per_seq = cache_bytes_per_sequence_per_gpu(dep, context)
+    one = per_seq.ndim == 0 and np.ndim(free_bytes) == 0
+    if one and per_seq > 0 and math.isfinite(free_bytes):  # one point: the same quotient
+        return np.minimum(np.float64(math.floor(float(free_bytes) / float(per_seq))), MAX_BATCH)
     with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 where nothing is cached
         fit = np.floor(np.where(per_seq > 0, free_bytes / per_seq, MAX_BATCH))
     return np.minimum(fit, MAX_BATCH)
@@ -98,6 +103,8 @@ def _max_context_linear(dep: Deployment, batch, free_bytes, base: float, slope: 
     """floor((free / batch - base) / slope), nudged by one token where rounding put it on the
     wrong side of the exact test the bisection applies."""
     b, free = np.asarray(batch, dtype=float), np.asarray(free_bytes, dtype=float)
+    if b.ndim == 0 and free.ndim == 0 and math.isfinite((free / b - base) / slope):
+        return np.asarray(_max_context_point(dep, float(b), float(free), base, slope))
     guess = np.floor((free / b - base) / slope)
     c = np.clip(guess, 0.0, MAX_CONTEXT_SEARCH_TOKENS)
 
@@ -107,6 +114,26 @@ def _max_context_linear(dep: Deployment, batch, free_bytes, base: float, slope: 
     c = np.where(fits(c + 1) & (c < MAX_CONTEXT_SEARCH_TOKENS), c + 1, c)
     c = np.where(~fits(c) & (c > 0), c - 1, c)
     return np.where(fits(c), c, 0.0)
+
+
+def _max_context_point(dep: Deployment, b: float, free: float, base: float, slope: float):
+    """:func:`_max_context_linear` of one point in Python floats: the same guess, the same
+    one-token nudges, each cache size evaluated once."""
+    guess = float(math.floor((free / b - base) / slope))
+    c = min(max(guess, 0.0), MAX_CONTEXT_SEARCH_TOKENS)
+
+    def fits(x: float) -> bool:
+        return bool(b * cache_bytes_per_sequence_per_gpu(dep, x) <= free)
+
+    fits_c = fits(c + 1) if c < MAX_CONTEXT_SEARCH_TOKENS else None
+    if fits_c:  # one more token fits
+        c += 1
+    else:
+        fits_c = fits(c)
+    if not fits_c and c > 0:  # rounding put c one past the last that fits
+        c -= 1
+        fits_c = fits(c)
+    return c if fits_c else 0.0
 
 
 def _max_context_bisect(dep: Deployment, batch, free_bytes) -> np.ndarray:

@@ -5,6 +5,7 @@ Everything broadcasts: batch, new_tokens and context may be numpy arrays.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -14,6 +15,7 @@ import numpy as np
 
 from hwsim.inference.deployment import Deployment
 from hwsim.labels import label_array
+from hwsim.lean import direct_init
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
@@ -28,6 +30,7 @@ from hwsim.profiles.hardware import HardwareProfile
 DECODE_SAMPLES = 4
 
 
+@direct_init
 @dataclass(frozen=True)
 class PhaseCost:
     """A forward pass priced on one GPU of the group (all pipeline stages in sequence)."""
@@ -44,6 +47,9 @@ class PhaseCost:
         """Which kind of op holds most of the time: 'compute', 'memory' or 'communication'."""
         compute, memory, comm = self.time_by_bound_s
         # the first of the three on a tie, as argmax over (compute, memory, comm) would pick
+        if all(np.ndim(x) == 0 and not math.isnan(x) for x in (compute, memory, comm)):
+            c, m, k = float(compute), float(memory), float(comm)  # one point: no array passes
+            return label_array(0 if c >= max(m, k) else 1 if m >= k else 2, BOUNDS)
         index = np.where(compute >= np.maximum(memory, comm), 0, np.where(memory >= comm, 1, 2))
         return label_array(index, BOUNDS)
 
@@ -130,6 +136,10 @@ class _Sum:
         self._by_shape: dict[tuple[int, ...], np.ndarray] = {}
 
     def add(self, x, where=None) -> None:
+        if type(x) is float:  # one op of a scalar call: the common case first
+            if where is None or where:
+                self._scalar += x
+            return
         shape = getattr(x, "shape", ())
         if not shape:
             if where is None or where:
@@ -245,10 +255,18 @@ def decode_contexts(
     stacked on a new leading axis of length ``samples``. ``shape``: the broadcast shape of the
     whole sweep (batch included), so the sample axis never lines up with a sweep axis."""
     s, g = np.asarray(prompt_len, dtype=float), np.asarray(gen_len, dtype=float)
+    if s.ndim == 0 and g.ndim == 0 and not shape and not math.isnan(g):  # one point
+        return _point_contexts(float(s), float(g), samples)
     shape = np.broadcast_shapes(np.shape(s), np.shape(g), shape or ())
     steps = np.maximum(g - 1.0, 1.0)
     j = np.arange(samples, dtype=float).reshape((samples,) + (1,) * len(shape))
     return np.broadcast_to(s + 0.5 + (j + 0.5) * steps / samples, (samples, *shape))
+
+
+def _point_contexts(s: float, g: float, samples: int) -> np.ndarray:
+    """:func:`decode_contexts` of one point: the same operations in Python floats."""
+    steps = g - 1.0 if g - 1.0 >= 1.0 else 1.0
+    return np.array([s + 0.5 + (j + 0.5) * steps / samples for j in range(samples)])
 
 
 def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
@@ -273,8 +291,8 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
 def _sample_mean(x, shape: tuple[int, ...]) -> np.ndarray:
     """Mean over the leading decode-sample axis where ``x`` has one, else ``x`` at ``shape``."""
     x = np.asarray(x, dtype=float)
-    if x.ndim > len(shape):
-        return x.mean(axis=0)
+    if x.ndim > len(shape):  # x.mean(axis=0) without its dispatch: the same sum and division
+        return np.add.reduce(x, axis=0) / x.shape[0]
     return np.broadcast_to(x, shape) if x.ndim < len(shape) else x
 
 

@@ -126,7 +126,7 @@ def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
 def _decode_tail_s(g, step_s):
     """Seconds after the first token: (g - 1) decode steps, none for g = 0 (whose step is NaN:
     a prefill-only job has no decode)."""
-    if np.any(g == 0):
+    if np.asarray(g == 0).any():  # (the method: np.any's dispatch costs more than the test)
         return np.maximum(g - 1.0, 0.0) * np.nan_to_num(step_s)
     return (g - 1.0) * step_s
 
@@ -247,7 +247,7 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
     if not dep.spec.runtime.is_kernel_only:  # the engine around the kernels (runtime_terms)
         pre, dec = with_runtime(dep, pre, dec)
-    if np.any(g == 0):
+    if np.asarray(g == 0).any():
         dec = _without_decode(dec, g == 0)
     ttft, tpot = pre.time_s, dec.time_s
     e2e = ttft + _decode_tail_s(g, tpot)

@@ -7,6 +7,7 @@ ceil(L / pp) layers at most; tensor parallelism splits weights and KV heads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -71,4 +72,6 @@ def workspace_bytes(cost: PhaseCost) -> np.ndarray:
 def ops_workspace_bytes(ops: Iterable[Op]) -> np.ndarray:
     """Transient activation memory: the largest single op's held bytes (no pricing needed)."""
     per_op = [held_bytes(op) for op in ops]
+    if all(b.ndim == 0 for b in per_op) and not any(math.isnan(b) for b in per_op):
+        return np.float64(max(per_op))  # one point (a scalar call): no stacking
     return np.max(np.stack(np.broadcast_arrays(*per_op)), axis=0)

@@ -34,6 +34,13 @@ class _Section(BaseModel):
 
 
 def _plain(value: Any) -> Any:
+    kind = type(value)
+    if kind is float or kind is str or kind is int or value is None:
+        return value
+    if kind is np.float64:  # (a float subclass: float() is its .item())
+        return float(value)
+    if kind is np.ndarray:
+        return value.item() if value.ndim == 0 else value
     if isinstance(value, np.ndarray):
         return value.item() if value.ndim == 0 else value
     if isinstance(value, np.generic):

@@ -9,10 +9,12 @@ from typing import Literal
 import numpy as np
 
 from hwsim.dtypes import DType
+from hwsim.lean import direct_init
 from hwsim.model.ops import Op
 from hwsim.profiles.model import ModelProfile
 
 
+@direct_init
 @dataclass(frozen=True)
 class Forward:
     """One forward pass: ``batch`` sequences each adding ``new_tokens`` to a ``context``.

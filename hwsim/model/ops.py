@@ -8,10 +8,11 @@ execution of the op; ``count`` says how many times a forward pass runs it (e.g. 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Literal
 
 import numpy as np
+
+from hwsim.lean import cached_attribute, direct_init
 
 OpClass = Literal["matmul", "attention", "elementwise", "communication"]
 BYTE_CATEGORIES = (
@@ -23,6 +24,7 @@ BYTE_CATEGORIES = (
 )
 
 
+@direct_init
 @dataclass(frozen=True)
 class Op:
     name: str
@@ -45,7 +47,7 @@ class Op:
     # price it from measurements (:func:`hwsim.perf.ladder.price_op`); None: no such kernel.
     kernel: tuple[str, dict] | None = field(default=None, compare=False)
 
-    @cached_property
+    @cached_attribute
     def hbm_bytes(self) -> np.ndarray | float:
         """Bytes moved to or from device memory (every category except collective payload);
         computed once per op (sweep-sized arrays are read by the pricing and the totals)."""

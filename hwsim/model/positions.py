@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.errors import InfeasibleError
+from hwsim.lean import per_object
 from hwsim.model.layers import model_layers
 from hwsim.profiles.model import ModelProfile
 
@@ -60,6 +61,7 @@ EXTRAPOLATION_NOTE = {
 }
 
 
+@per_object
 def max_query_key_distance(model: ModelProfile) -> float:
     """The largest distance any layer of ``model`` relates (inf when some layer is unbounded)."""
     return max(m.max_query_key_distance() for m in model_layers(model).pattern)
@@ -90,6 +92,7 @@ def position_cap(model: ModelProfile) -> float:
     return float(model.max_context_tokens)
 
 
+@per_object
 def position_note(model: ModelProfile) -> str:
     """How the model encodes positions and what its scaling, if any, asks of the weights."""
     if model.position_embedding == "learned":

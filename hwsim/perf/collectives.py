@@ -452,6 +452,8 @@ class CollectiveModel:
         size = np.asarray(nbytes, dtype=float)
         if self.free:
             return np.zeros_like(size)
+        if size.ndim == 0 and not math.isnan(size):  # one size: the same sums in Python floats
+            return np.float64(self.seconds(float(size)))
         if not self.choices:
             return self.alpha + self.beta * size
         out = self.choices[0].seconds_array(size)

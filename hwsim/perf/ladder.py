@@ -187,6 +187,8 @@ def price_op(
     :func:`~hwsim.perf.roofline.time_op`, named 'calibrated' where the profile's calibration
     has residuals for the op and 'datasheet' where not. A measured op keeps time_op's
     compute/memory split for its bound and carries the measured p10-p90 as its band."""
+    if measurements is None:  # no measured rung to try: time_op, named as _climb names it
+        return time_op(hw, op, rung="datasheet" if calibration_refusal(hw, op) else "calibrated")
     return _climb(hw, op, measurements, variant)[0]
 
 

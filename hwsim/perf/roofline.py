@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
+from hwsim.lean import cached_attribute, direct_init
 from hwsim.model.ops import Op
 from hwsim.perf.collectives import collective_model
 from hwsim.perf.corrections import NO_CORRECTION, side_factors
@@ -27,6 +27,7 @@ BOUNDS = ("compute", "memory", "communication")
 Seconds = np.ndarray | float  # one op of a scalar call is priced in Python floats
 
 
+@direct_init
 @dataclass(frozen=True)
 class OpTime:
     """Predicted time of one op (per execution) and what bounds it."""
@@ -40,16 +41,34 @@ class OpTime:
     # 'datasheet'; the ladder renames it 'calibrated' where calibration covers the op
     band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90) per execution, measured
 
-    @cached_property
+    @cached_attribute
     def total_s(self) -> Seconds:
         """Seconds of all ``op.count`` executions (computed once)."""
         return self.time_s * self.op.count
 
 
 def peak_flops_per_s(hw: HardwareProfile, op: Op) -> float:
-    if op.on_vector_units:
-        return hw.vector_peak_flops_per_s("fp32")
-    return hw.matrix_peak_flops_per_s(op.compute_dtype)
+    """The peak rate ``op`` runs against: the vector units' fp32 rate, or the matrix units' at
+    its compute dtype; looked up once per (immutable) profile, units and dtype (an op is priced,
+    banded and floored, and a forward pass has dozens)."""
+    held = _PEAKS.get(id(hw))
+    if held is None or held[0] is not hw:
+        if len(_PEAKS) >= PEAK_CACHE_SIZE:
+            _PEAKS.clear()
+        held = _PEAKS[id(hw)] = (hw, {})  # holding hw: its id stays taken while cached
+    key = "vector" if op.on_vector_units else op.compute_dtype
+    rate = held[1].get(key)
+    if rate is None:
+        if op.on_vector_units:
+            rate = hw.vector_peak_flops_per_s("fp32")
+        else:
+            rate = hw.matrix_peak_flops_per_s(op.compute_dtype)
+        held[1][key] = rate
+    return rate
+
+
+PEAK_CACHE_SIZE = 64
+_PEAKS: dict[int, tuple[HardwareProfile, dict[str, float]]] = {}
 
 
 def overlapped_s(compute_s, memory_s, overlap: float) -> Seconds:
@@ -205,6 +224,16 @@ def peak_times_s(hw: HardwareProfile, op: Op) -> tuple[Seconds, Seconds]:
 def roofline_floor_s(hw: HardwareProfile, op: Op) -> Seconds:
     """Speed of light for an op: peak rates, no efficiency, no overhead (for a collective:
     the ring's bytes at the full link rate, no latency)."""
+    mine = op.__dict__.get("_floor")  # an op is floored by its band and its phase's: once
+    if mine is not None and mine[0] is hw:
+        return mine[1]
+    floor = _floor_s(hw, op)
+    op.__dict__["_floor"] = (hw, floor)  # per execution, so Op.times' copies may share it
+    return floor
+
+
+def _floor_s(hw: HardwareProfile, op: Op) -> Seconds:
+    """:func:`roofline_floor_s`, computed."""
     if op.op_class == "communication":
         return _collective_s(hw, op, ideal=True)
     compute, memory = peak_times_s(hw, op)

@@ -80,8 +80,27 @@ def phase_groups(rung: str = "datasheet", phase: str | None = None) -> tuple[str
 
 def band_factors(groups: tuple[str, ...]) -> tuple[float, float, str] | None:
     """(exp(p10), exp(p90), group) of the first of ``groups`` with at least the file's
-    ``min_rows`` rows (the last listed group with any rows otherwise); None if none has rows."""
+    ``min_rows`` rows (the last listed group with any rows otherwise); None if none has rows.
+    Looked up once per table and groups (every op of a forward pass asks)."""
     table = shipped_bands()
+    held = _FACTORS.get(groups)
+    if held is not None and held[0] is table:
+        return held[1]
+    factors = _band_factors(table, groups)
+    if len(_FACTORS) >= FACTOR_CACHE_SIZE:
+        _FACTORS.clear()
+    _FACTORS[groups] = (table, factors)  # holding the table: a replaced one never matches
+    return factors
+
+
+FACTOR_CACHE_SIZE = 256
+_FACTORS: dict[tuple[str, ...], tuple[dict[str, Any], tuple[float, float, str] | None]] = {}
+
+
+def _band_factors(
+    table: dict[str, Any], groups: tuple[str, ...]
+) -> tuple[float, float, str] | None:
+    """:func:`band_factors` from ``table``, computed."""
     bands, min_rows = table.get("bands", {}), int(table.get("min_rows", 0))
     present = [g for g in groups if g in bands and bands[g]["rows"] > 0]
     for group in present:

@@ -6,6 +6,7 @@ Errors name the file, the field, the value and what is allowed; unknown ids list
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable
 from functools import cache, lru_cache
 from pathlib import Path
@@ -81,7 +82,7 @@ def format_validation_error(exc: ValidationError, limit: int = 5) -> str:
 
 
 def _looks_like_path(ref: str) -> bool:
-    return ref.endswith((".yaml", ".yml", ".json")) or "/" in ref or Path(ref).is_file()
+    return ref.endswith((".yaml", ".yml", ".json")) or "/" in ref or os.path.isfile(ref)
 
 
 def _unknown(kind: str, ref: str) -> UnknownProfileError:
@@ -102,6 +103,13 @@ def _load_file(cls: type[P], path: Path, mtime: float, check: Check | None = Non
     return validate(cls, read_yaml(path), str(path), check)
 
 
+@lru_cache(maxsize=1024)
+def _shipped_path(kind: str, ref: str) -> Path:
+    """Where shipped profile ``ref`` would be (shipped_dir is already absolute); built once
+    per id, as every call by id stats it."""
+    return shipped_dir(kind) / f"{ref}.yaml"
+
+
 def _load(kind: str, cls: type[P], ref: str, check: Check | None = None) -> P:
     """One stat per call: the parsed profile is reused until the file's mtime changes."""
     if _looks_like_path(ref):
@@ -112,9 +120,9 @@ def _load(kind: str, cls: type[P], ref: str, check: Check | None = None) -> P:
             raise ProfileError("file not found", file=str(path)) from None
         path = path.resolve()
     else:
-        path = shipped_dir(kind) / f"{ref}.yaml"  # shipped_dir is already absolute
+        path = _shipped_path(kind, ref)
         try:
-            stat = path.stat()
+            stat = os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             stat = None
         if stat is None or not S_ISREG(stat.st_mode):

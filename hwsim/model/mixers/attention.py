@@ -16,7 +16,6 @@ written into the cache by a separate op (``attn.kv_append``).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -36,6 +35,8 @@ class AttentionMixer(Mixer):
 
     # -- counting: the three methods a variant overrides ---------------------------------
     def pairs_per_head(self, n):
+        if type(n) is float:  # one length: the same arithmetic, a numpy float as before
+            return np.float64(n * (n + 1) / 2 if self.causal else n * n)
         n = np.asarray(n, dtype=float)
         return n * (n + 1) / 2 if self.causal else n * n
 
@@ -143,7 +144,12 @@ class AttentionMixer(Mixer):
                 "kernel_name": self._kernel_family(fw),
                 "head_dim": dh,  # a calibration shape factor (hwsim.perf.corrections)
             },
+            kernel=self.kernel_call(fw),
         )
+
+    def kernel_call(self, fw: Forward) -> tuple[str, dict] | None:
+        """The registered kernel call the core is, for the measured rung (None: none is)."""
+        return None
 
     def computed_pairs_per_head(self, fw: Forward) -> np.ndarray:
         """Query-key pairs the kernel computes: the scored pairs, unless a block-sparse
@@ -182,11 +188,6 @@ class FullAttention(AttentionMixer):
 
     kind_name: ClassVar[str] = "attention"
 
-    def core_op(self, fw: Forward) -> Op:
-        op = super().core_op(fw)
-        call = self.kernel_call(fw)
-        return replace(op, kernel=call) if call is not None else op
-
     def kernel_call(self, fw: Forward) -> tuple[str, dict] | None:
         """The registered fused-attention kernel this layer's core is (:mod:`hwsim.perf.kernels`),
         for the measured rung: a whole-prompt prefill or a one-token decode, tiled kernel only."""
@@ -199,8 +200,18 @@ class FullAttention(AttentionMixer):
             "head_dim": fw.model.head_size,
             "dtype": fw.compute_dtype if fw.act.float_like else "bf16",
         }
-        if fw.phase == "decode" and np.all(np.asarray(fw.new_tokens) == 1):
+        if fw.phase == "decode" and _all_ones(fw.new_tokens):
             return "attention_decode", {**common, "context_len": fw.context}
-        if fw.phase == "prefill" and np.array_equal(fw.new_tokens, fw.context):
+        if fw.phase == "prefill" and _equal(fw.new_tokens, fw.context):
             return "attention_prefill", {**common, "seq_len": fw.context, "causal": self.causal}
         return None
+
+
+def _all_ones(x) -> bool:
+    """Every element of ``x`` is 1 (a Python float compared directly)."""
+    return x == 1 if type(x) is float else bool(np.all(np.asarray(x) == 1))
+
+
+def _equal(a, b) -> bool:
+    """``np.array_equal(a, b)`` (Python floats compared directly)."""
+    return a == b if type(a) is float and type(b) is float else np.array_equal(a, b)
