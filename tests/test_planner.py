@@ -310,3 +310,35 @@ def test_every_candidate_carries_a_tpot_band_and_the_transfer_band_only_widens(m
     assert (cal.tpot_at_load_high_s - cal.tpot_at_load_low_s) > (
         fit.tpot_at_load_high_s - fit.tpot_at_load_low_s
     )
+
+
+@pytest.mark.parametrize("pool_after_s", [0.0, math.inf])
+def test_a_search_split_between_this_process_and_a_pool_matches_serial(
+    monkeypatch, pool_after_s
+):
+    """Without --workers the search starts here and hands the rest to a pool once the rest
+    would take longer than POOL_AFTER_S (0: right after the first 8 candidates; inf: never):
+    the results, in order, are the serial search's."""
+    import hwsim.planner.parallel as parallel
+
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(parallel, "POOL_AFTER_S", pool_after_s)
+    sc = scenario(
+        candidates={
+            "hardware": ["a100-80gb-sxm", "h100-sxm"],
+            "tp": [1, 2],
+            "max_num_seqs": [64, 128, 256, 512],
+        }
+    )
+    seen = []
+    split = parallel._in_pool
+    monkeypatch.setattr(
+        parallel, "_in_pool", lambda args, *a: seen.append(len(args)) or split(args, *a)
+    )
+    mixed = plan(sc)
+    assert seen == ([16 - 8] if pool_after_s == 0.0 else [])
+    serial = plan(sc, workers=1)
+    for part in ("feasible", "pruned"):
+        got, want = getattr(mixed, part), getattr(serial, part)
+        assert [r.to_dict() for r in got] == [r.to_dict() for r in want]
+    assert len(mixed.feasible) + len(mixed.pruned) == 16

@@ -205,7 +205,12 @@ def combine_op_bands_s(hw: HardwareProfile, times: tuple[OpTime, ...], rho: floa
     point, below, below_sq, above, above_sq = _Sum(), _Sum(), _Sum(), _Sum(), _Sum()
     for t in times:
         lo, hi = op_band_s(hw, t)
-        p = np.minimum(np.maximum(t.total_s, lo), hi)
+        total = t.total_s
+        p: Any
+        if type(total) is float and type(lo) is float and type(hi) is float:
+            p = hi if total > hi else lo if total < lo else total  # one op of a scalar call
+        else:
+            p = np.minimum(np.maximum(total, lo), hi)
         down, up = p - lo, hi - p
         point.add(p)
         below.add(down)
