@@ -313,9 +313,7 @@ def test_every_candidate_carries_a_tpot_band_and_the_transfer_band_only_widens(m
 
 
 @pytest.mark.parametrize("pool_after_s", [0.0, math.inf])
-def test_a_search_split_between_this_process_and_a_pool_matches_serial(
-    monkeypatch, pool_after_s
-):
+def test_a_search_split_between_this_process_and_a_pool_matches_serial(monkeypatch, pool_after_s):
     """Without --workers the search starts here and hands the rest to a pool once the rest
     would take longer than POOL_AFTER_S (0: right after the first 8 candidates; inf: never):
     the results, in order, are the serial search's."""
