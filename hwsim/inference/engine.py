@@ -202,6 +202,7 @@ def combine_op_bands_s(hw: HardwareProfile, times: tuple[OpTime, ...], rho: floa
     deviations below and above it, p - lo and hi - p; each side combines on its own,
     sqrt((1 - rho) sum d^2 + rho (sum d)^2) (asymmetric uncertainties added side by side),
     which is the plain sum of the edges at rho = 1."""
+    linear, squares = rho > 0.0, rho < 1.0  # the sums each side needs
     point, below, below_sq, above, above_sq = _Sum(), _Sum(), _Sum(), _Sum(), _Sum()
     for t in times:
         lo, hi = op_band_s(hw, t)
@@ -213,19 +214,23 @@ def combine_op_bands_s(hw: HardwareProfile, times: tuple[OpTime, ...], rho: floa
             p = np.minimum(np.maximum(total, lo), hi)
         down, up = p - lo, hi - p
         point.add(p)
-        below.add(down)
-        below_sq.add(down * down)
-        above.add(up)
-        above_sq.add(up * up)
+        if linear:
+            below.add(down)
+            above.add(up)
+        if squares:
+            below_sq.add(down * down)
+            above_sq.add(up * up)
     centre = point.value()
     return centre - _side(below, below_sq, rho), centre + _side(above, above_sq, rho)
 
 
 def _side(total: _Sum, squares: _Sum, rho: float):
     """One side of a combined band: sqrt((1 - rho) sum d^2 + rho (sum d)^2)."""
-    s = total.value()
     if rho >= 1.0:
-        return s
+        return total.value()
+    if rho <= 0.0:
+        return np.sqrt(squares.value())
+    s = total.value()
     return np.sqrt((1.0 - rho) * squares.value() + rho * s * s)
 
 

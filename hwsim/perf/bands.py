@@ -144,12 +144,16 @@ def op_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
         return transfer_band_s(hw, t)
     lo, hi = band_edges_s(hw, t)
     lo, hi = lo * t.op.count, hi * t.op.count
-    for t_lo, t_hi in (transfer_band_s(hw, t, "calibrated"), lodo_band_s(hw, t)):
-        if type(lo) is float and type(t_lo) is float:
-            lo, hi = min(lo, t_lo), max(hi, t_hi)
-        else:
-            lo, hi = np.minimum(lo, t_lo), np.maximum(hi, t_hi)
-    return lo, hi
+    # the transfer bands of a fitted curve (published rows, leave-one-device-out) both scale
+    # the op's time, so their union is one scaled band: the lower factor, the higher one
+    published = band_factors(op_groups(t.op, "calibrated"))
+    lodo = lodo_factors(t.op.op_class)
+    low_f = min(published[0] if published else 1.0, lodo[0] if lodo else 1.0)
+    high_f = max(published[1] if published else 1.0, lodo[1] if lodo else 1.0)
+    t_lo, t_hi = scaled_band_s(hw, t, (low_f, high_f))
+    if type(lo) is float and type(t_lo) is float:
+        return min(lo, t_lo), max(hi, t_hi)
+    return np.minimum(lo, t_lo), np.maximum(hi, t_hi)
 
 
 def transfer_band_s(
