@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hwsim.dtypes import DType, activation_dtype, kv_dtype, weight_dtype
 from hwsim.errors import InfeasibleError
+from hwsim.lean import per_object
 from hwsim.model.load import load_model
 from hwsim.perf.measured import MeasurementSet, as_measurement_set
 from hwsim.profiles.deployment import AttentionImpl, DeploymentSpec
@@ -164,23 +164,9 @@ def _divisors(n: int) -> list[int]:
 
 
 T = TypeVar("T")
-PER_DEPLOYMENT_CACHE_SIZE = 128
 
 
 def per_deployment(fn: Callable[[Deployment], T]) -> Callable[[Deployment], T]:
     """Memoise ``fn(dep)``, a pure function of an (immutable) deployment, per deployment
-    object (the entry holds the deployment, so its id is not reused while it is cached)."""
-    held: dict[int, tuple[Deployment, T]] = {}
-
-    @wraps(fn)
-    def cached(dep: Deployment) -> T:
-        entry = held.get(id(dep))
-        if entry is not None and entry[0] is dep:
-            return entry[1]
-        value = fn(dep)
-        if len(held) >= PER_DEPLOYMENT_CACHE_SIZE:
-            held.pop(next(iter(held)))
-        held[id(dep)] = (dep, value)
-        return value
-
-    return cached
+    object (:func:`hwsim.lean.per_object`)."""
+    return per_object(fn)
