@@ -171,7 +171,7 @@ def write_shipped(results: list[dict[str, Any]]) -> str:
     return str(LODO_PATH)
 
 
-def _print(results: list[dict[str, Any]]) -> None:
+def print_table(results: list[dict[str, Any]]) -> None:
     for d in results:
         print(f"\nfit on {d['fit_on']}, predict {d['predict']} (median |error|, band coverage):")
         print(f"{'op class':<14}{'rows':>5}{'transferred':>13}{'cover':>7}"
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     results = run()
-    _print(results)
+    print_table(results)
     if args.write:
         print(f"wrote {write_shipped(results)}")
     if args.json:
