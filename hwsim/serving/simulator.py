@@ -26,9 +26,11 @@ Speed: per iteration the Python work is O(1) plus one numpy op over the decoding
 the step-model call; per request it is O(1) per event (admit, first token, finish, preempt).
 The decoding batch is an unordered struct of arrays with swap-remove; each decoding
 sequence's context is ``base + D`` with D a global decode-step counter, so no per-token update
-is ever written, and finishes come off a heap keyed by the step at which they happen. Token
-times are kept the same way (:class:`~hwsim.serving.records.TokenTimeline`): the end time of
-each decode step, and per request the prefill end and first step of each stint of decoding.
+is ever written, and finishes come off a heap keyed by the step at which they happen; the sum
+of the bases is kept too, so a step model that takes it (:class:`SplitStepTimeModel`) is told
+the decodes' total context without adding it up. Token times are kept the same way
+(:class:`~hwsim.serving.records.TokenTimeline`): the end time of each decode step, and per
+request the prefill end and first step of each stint of decoding.
 """
 
 from __future__ import annotations
