@@ -268,7 +268,7 @@ class _ChunkLayout:
 
     def z_base(self, base: np.ndarray) -> np.ndarray:
         """Z of a Y base (the half ramps that fold included)."""
-        return self.t @ (base + self.half_base)
+        return self.t.dot(base + self.half_base)  # as @ computes it, with less overhead
 
     def base_with(self, weights: np.ndarray | None) -> tuple[np.ndarray, list[float]]:
         """(Y base, weight floor) given the decode part's weights (None: no decodes); the base
@@ -476,9 +476,9 @@ class FastPricer:
         unexpected op list."""
         if self.decode_fitted and b <= MAX_DECODES and q <= MAX_CONTEXT:
             row = self.decode_features.row
-            if not xs:
+            if not xs:  # ndarray.dot: the product @ computes, without @'s dispatch cost
                 r = np.array(row(float(b), float(q)))
-                return {key: r @ coef + once for key, (coef, once) in self.decode_coef.items()}
+                return {key: r.dot(coef) + once for key, (coef, once) in self.decode_coef.items()}
             rows = np.array([row(float(b), float(c)) for c in (q, *xs)])
             pick = (self.decode_slots, self._decode_columns)
             return {
