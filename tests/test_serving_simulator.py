@@ -266,6 +266,34 @@ def test_step_model_sees_decodes_and_chunks():
     ]
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"chunked_prefill": False}, {"num_scheduler_steps": 4}, {"max_num_batched_tokens": 300}],
+)
+def test_split_step_model_is_told_the_decodes_and_their_context_sum(extra):
+    """A SplitStepTimeModel gets the decodes first and their exact context sum, preemptions
+    and multi-step blocks included, and the run is the one iteration_time_s gives."""
+    calls = []
+
+    class Split(LinearStepTimeModel):
+        def split_iteration_time_s(self, new_tokens, context_after, n_dec, decode_context_sum):
+            assert (new_tokens[:n_dec] == 1).all()
+            assert decode_context_sum == int(context_after[:n_dec].sum())
+            calls.append(n_dec)
+            return self.iteration_time_s(new_tokens, context_after)
+
+    req = sample_requests(traffic(rate=20.0, prompt_mean=200, output_mean=300), 600, seed=3)
+    cfg = SchedulerConfig(
+        **{"kv_capacity_tokens": 6_000, "max_num_seqs": 64, "max_num_batched_tokens": 2048, **extra}
+    )
+    split = simulate(req, Split(), cfg, stop_on_overload=False)
+    plain = simulate(req, LinearStepTimeModel(), cfg, stop_on_overload=False)
+    assert len(calls) == len(plain.trace) and max(calls) > 0
+    assert split.records.preemptions.sum() > 0
+    np.testing.assert_array_equal(split.trace.duration_s, plain.trace.duration_s)
+    np.testing.assert_array_equal(split.records.finish_s, plain.records.finish_s)
+
+
 # --- cross-check against a slow reference implementation of the same policy -------------
 def assert_matches_reference(req, cfg, model):
     res = simulate(req, model, cfg, stop_on_overload=False)  # the reference runs to the end

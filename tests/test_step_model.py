@@ -167,3 +167,24 @@ def test_simulation_with_fast_and_reference_step_models_agree():
     assert len(fast.trace) == len(ref.trace)
     np.testing.assert_allclose(fast.trace.duration_s, ref.trace.duration_s, rtol=1e-9)
     np.testing.assert_allclose(fast.records.finish_s, ref.records.finish_s, rtol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b", "gemma-2-9b"])
+def test_split_iteration_time_equals_iteration_time(model):
+    """The simulator's entry point (decodes first, their context sum given) returns exactly
+    what iteration_time_s returns, 1-token chunks (decodes to the model) included."""
+    sm = EngineStepModel(make_deployment(model, "h100-sxm"))
+    rng = np.random.default_rng(11)
+    for new, after in random_iterations(rng, 60):
+        order = np.argsort(new != 1, kind="stable")  # the decodes first, as the engine has them
+        new, after = new[order], after[order]
+        first_chunk = int(np.argmax(new != 1)) if np.any(new != 1) else len(new)
+        if rng.random() < 0.3:  # a 1-token chunk after the decodes
+            new[first_chunk:] = np.where(
+                rng.random(len(new) - first_chunk) < 0.3, 1, new[first_chunk:]
+            )
+        n_dec = first_chunk
+        dec_sum = int(after[:n_dec].sum())
+        assert sm.split_iteration_time_s(new, after, n_dec, dec_sum) == sm.iteration_time_s(
+            new, after
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -17,8 +18,9 @@ from hwsim.cli.common import (
 from hwsim.cli.context import check_plot_path
 from hwsim.cli.plan import build_scenario
 from hwsim.errors import ProfileError
-from hwsim.rag.pipeline import compare_setup, make_setup
-from hwsim.rag.spec import RagSpec, parse_rag_section
+
+if TYPE_CHECKING:  # hwsim.rag is imported when the command runs: other commands skip it
+    from hwsim.rag.spec import RagSpec
 
 INDEX_KINDS = ("flat", "ivf", "hnsw")
 
@@ -94,6 +96,8 @@ def build_rag_spec(
         data["working_memory"] = wm
     if base is not None:
         data = _resolve_paths(data, base)
+    from hwsim.rag.spec import parse_rag_section
+
     return parse_rag_section(data, where)
 
 
@@ -204,6 +208,8 @@ def register(app: typer.Typer) -> None:
         )
         if plot is not None:
             check_plot_path(plot, force)
+        from hwsim.rag.pipeline import compare_setup, make_setup
+
         setup = make_setup(
             sc.model,
             sc.hardware,

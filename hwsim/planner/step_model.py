@@ -202,6 +202,39 @@ class EngineStepModel:
             return self._reference_iteration_time_s(new, ctx)
         return t
 
+    def split_iteration_time_s(
+        self, new_tokens: np.ndarray, context_after: np.ndarray, n_dec: int, decode_context_sum: int
+    ) -> float:
+        """``iteration_time_s`` of the simulator's int64 arrays, told that the first ``n_dec``
+        entries are decodes whose contexts add up to ``decode_context_sum``
+        (:class:`~hwsim.serving.simulator.SplitStepTimeModel`): the fast path without the
+        array passes that find the decodes and add up their contexts."""
+        fast = self._fast
+        if fast is None or self.windows:  # the windowed means need the contexts themselves
+            return self.iteration_time_s(new_tokens, context_after)
+        size = len(new_tokens)
+        if n_dec == size:
+            # the same float as iteration_time_s's integer sum / size
+            q = round(decode_context_sum / size / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
+            if q < CONTEXT_QUANTUM:
+                q = CONTEXT_QUANTUM
+            t = fast.decode_only.get((size, q))
+            if t is None:
+                t = fast.decode_only_time_s(size, q)
+            return t - self.graph_saving_s
+        chunk_new: list[int] = new_tokens[n_dec:].tolist()
+        if 1 in chunk_new:  # a 1-token chunk is priced as a decode (new == 1, the definition)
+            return self.iteration_time_s(new_tokens, context_after)
+        chunk_ctx: list[int] = context_after[n_dec:].tolist()
+        q = 0
+        if n_dec:
+            q = round(decode_context_sum / n_dec / CONTEXT_QUANTUM)
+            q = q * CONTEXT_QUANTUM if q > 1 else CONTEXT_QUANTUM
+        t = fast.time_s(n_dec, q, chunk_new, chunk_ctx)
+        if t is None:
+            return self._reference_iteration_time_s(new_tokens, context_after)
+        return t
+
     def _windowed_contexts(self, dec_ctx: np.ndarray, n_dec: int) -> tuple[int, ...]:
         """Per window W (``self.windows``), the decodes' quantised mean of min(c_i, W), from
         their int64 contexts (integer sums, so the means are the reference's floats)."""

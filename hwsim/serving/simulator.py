@@ -26,9 +26,11 @@ Speed: per iteration the Python work is O(1) plus one numpy op over the decoding
 the step-model call; per request it is O(1) per event (admit, first token, finish, preempt).
 The decoding batch is an unordered struct of arrays with swap-remove; each decoding
 sequence's context is ``base + D`` with D a global decode-step counter, so no per-token update
-is ever written, and finishes come off a heap keyed by the step at which they happen. Token
-times are kept the same way (:class:`~hwsim.serving.records.TokenTimeline`): the end time of
-each decode step, and per request the prefill end and first step of each stint of decoding.
+is ever written, and finishes come off a heap keyed by the step at which they happen; the sum
+of the bases is kept too, so a step model that takes it (:class:`SplitStepTimeModel`) is told
+the decodes' total context without adding it up. Token times are kept the same way
+(:class:`~hwsim.serving.records.TokenTimeline`): the end time of each decode step, and per
+request the prefill end and first step of each stint of decoding.
 """
 
 from __future__ import annotations
@@ -67,6 +69,25 @@ class StepTimeModel(Protocol):
     """
 
     def iteration_time_s(self, new_tokens: np.ndarray, context_after: np.ndarray) -> float: ...
+
+
+class SplitStepTimeModel(StepTimeModel, Protocol):
+    """A step model that can also be told which entries are the decodes.
+
+    Optional: when the model has ``split_iteration_time_s``, the simulator calls it instead of
+    ``iteration_time_s`` with the same arrays and two facts it knows for free: the first
+    ``n_dec`` entries are the decodes (1 new token each; the prefill chunks follow) and their
+    contexts add up to ``decode_context_sum`` (the engine keeps that sum as sequences join and
+    leave the batch). The model need not search the arrays for the decodes nor add up their
+    contexts; it must return what ``iteration_time_s(new_tokens, context_after)`` returns."""
+
+    def split_iteration_time_s(
+        self,
+        new_tokens: np.ndarray,
+        context_after: np.ndarray,
+        n_dec: int,
+        decode_context_sum: int,
+    ) -> float: ...
 
 
 def simulate(
@@ -125,6 +146,7 @@ class _Engine:
         cap = config.max_num_seqs
         self.base = np.zeros(cap, dtype=np.int64)  # context = base + D
         self.base_py = [0] * cap
+        self.base_sum = 0  # sum of base[:n_dec]: the decodes' contexts add up to it + n_dec D
         self.slot_req, self.slot_adm = [0] * cap, [0] * cap
         self.req_slot = [0] * n
         self.n_dec = 0
@@ -182,6 +204,7 @@ class _Engine:
         self.base_py[slot], self.slot_req[slot], self.slot_adm[slot] = b, r, ps.admission
         self.req_slot[r] = slot
         self.n_dec += 1
+        self.base_sum += b
         self.demand.add(b)
         self.entry_step[r], self.entry_gen[r] = self.step, self.gen[r]
         self.epoch[r] += 1
@@ -197,6 +220,7 @@ class _Engine:
             self.slot_req[slot], self.slot_adm[slot] = moved, self.slot_adm[last]
             self.req_slot[moved] = slot
         self.n_dec = last
+        self.base_sum -= b
         self.demand.remove(b)
         self.epoch[r] += 1  # invalidates its finish-heap entry
         self.used -= -(-(b + self.step) // self.bs)
@@ -267,6 +291,7 @@ class _Engine:
         new_buf = np.ones(cap, dtype=np.int64)
         ctx_buf = np.zeros(cap, dtype=np.int64)
         iteration = self.model.iteration_time_s
+        split = getattr(self.model, "split_iteration_time_s", None)  # a SplitStepTimeModel's
         policy = self.policy
         schedule = policy.schedule
         waiting, prefilling = self.waiting, self.prefilling
@@ -314,7 +339,11 @@ class _Engine:
                     block_left = 0
                     self._end_block(block_first_step, step_end_l, held, t)
                     continue
-            dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
+            if split is None:
+                dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
+            else:  # the decodes' contexts are base + D + 1 (schedule_decodes; D not yet run)
+                dec_sum = self.base_sum + n_dec * (self.step + 1) if n_dec else 0
+                dt = split(new_buf[:n_sched], ctx_buf[:n_sched], n_dec, dec_sum)
             if not 0.0 < dt < math.inf:
                 raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
             if overhead and deciding:
