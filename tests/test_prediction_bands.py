@@ -8,9 +8,9 @@ import pytest
 import hwsim
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.engine import decode_step_cost, prefill_cost
-from hwsim.perf.bands import band_edges_s, lodo_band_s, op_band_s, transfer_band_s
+from hwsim.perf.bands import band_edges_s, op_band_s, scaled_band_s, transfer_band_s
 from hwsim.perf.roofline import roofline_floor_s
-from hwsim.perf.transfer import band_factors, phase_groups
+from hwsim.perf.transfer import band_factors, lodo_factors, phase_groups
 from hwsim.profiles.hardware import Calibration, ResidualBand
 from hwsim.profiles.loader import load_hardware
 
@@ -106,7 +106,7 @@ def test_a_calibrated_op_band_holds_its_residual_and_its_transfer_band():
         lo, hi = op_band_s(hw, t)
         cal_lo, cal_hi = band_edges_s(hw, t)
         t_lo, t_hi = transfer_band_s(hw, t, "calibrated")
-        l_lo, l_hi = lodo_band_s(hw, t)  # how far a fit of its class moved between devices
+        l_lo, l_hi = scaled_band_s(hw, t, lodo_factors(t.op.op_class))  # fit moved across GPUs
         lows = (float(cal_lo) * t.op.count, float(t_lo), float(l_lo))
         assert float(lo) == pytest.approx(min(lows))
         assert float(hi) == pytest.approx(max(float(cal_hi) * t.op.count, float(t_hi), float(l_hi)))

@@ -26,14 +26,15 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.perf.transfer import kind_groups
+
 Z90 = 1.2815515655446004  # the standard normal's 0.9 quantile: p10-p90 = 2 Z90 sigma
 
 
 def kind_sigma(bands: dict[str, Any], kind: str, rung: str, min_rows: int) -> float | None:
     """Spread of one op's log error: from the most specific of the kind's band groups with
-    ``min_rows`` rows (:func:`hwsim.perf.transfer.op_groups`' order); None without one."""
-    groups = ("kernel",) if kind == "kernel" else (f"{kind}/{rung}", kind, "kernel")
-    for group in groups:
+    ``min_rows`` rows (:func:`hwsim.perf.transfer.kind_groups`); None without one."""
+    for group in kind_groups(kind, rung):
         band = bands.get(group)
         if band and band["rows"] >= min_rows:
             return (band["p90"] - band["p10"]) / (2 * Z90)

@@ -67,11 +67,10 @@ def group_keys(kind: str, rung: str, metric: str | None = None) -> tuple[str, ..
     a forward pass hwsim bands by it ('serving/median_tpot/calibrated', 'serving/median_tpot':
     :data:`hwsim.perf.transfer.METRIC_OF_PHASE`), so a row is scored against the band hwsim
     would give it."""
-    from hwsim.perf.transfer import METRIC_OF_PHASE
+    from hwsim.perf.transfer import METRIC_OF_PHASE, kind_groups
 
-    family = "kernel" if kind in KERNEL_KINDS else kind
-    if family != kind:
-        return (f"{kind}/{rung}", kind, family)
+    if kind in KERNEL_KINDS:
+        return kind_groups(kind, rung)
     banded = metric in METRIC_OF_PHASE.values()
     by_metric = (f"{kind}/{metric}/{rung}", f"{kind}/{metric}") if banded else ()
     return (*by_metric, f"{kind}/{rung}", kind)
@@ -256,11 +255,11 @@ def _coverage(banded: list[dict[str, Any]]) -> float | None:
     return round(sum(m["inside"] for m in banded) / len(banded), 3) if banded else None
 
 
-def write_shipped(res: list[Residual]) -> str:
-    """Write :func:`shipped_table` to hwsim's transfer-band file; returns its path."""
+def write_shipped(table: dict[str, Any]) -> str:
+    """Write ``table`` (:func:`shipped_table`) to hwsim's transfer-band file; its path."""
     from hwsim.perf.transfer import BANDS_PATH
 
-    BANDS_PATH.write_text(json.dumps(shipped_table(res), indent=1, sort_keys=True) + "\n")
+    BANDS_PATH.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
     return str(BANDS_PATH)
 
 
@@ -296,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     _print(coverage_table(held_out_bands(res, "pooled")))
     print("\nfor contrast, a band for an unseen source (random effects over sources):")
     _print(coverage_table(held))
-    corr = estimate_correlation(res, shipped_table(res)["bands"], MIN_ROWS)
+    table = shipped_table(res)
+    corr = table["op_correlation"]
     print(
         f"\nop-error correlation from {corr['rows']} TPOT rows: rho = {corr['rho']} "
         f"(unclipped {corr.get('rho_unclipped')}); spread of log residuals observed "
@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> None:
         f"ops moving together {corr.get('together_sd')}"
     )
     if args.json:
-        print(json.dumps(shipped_table(res), indent=1))
+        print(json.dumps(table, indent=1))
     if args.write:
-        print(f"wrote {write_shipped(res)}")
+        print(f"wrote {write_shipped(table)}")
 
 
 if __name__ == "__main__":

@@ -249,12 +249,13 @@ def _serving(row: PublishedRow, hw: HardwareProfile, out: Prediction, max_reques
 def decode_step_shares(
     scenario: dict[str, Any], trace: Any, context: float
 ) -> list[tuple[str, str, float]]:
-    """(op name, :func:`op_kind`, share of the step's time) of every distinct op of one decode
-    step (the executions of one op, e.g. every layer's QKV projection, share one shape and so
-    one error), at the median batch of the simulation's decode-only iterations and
-    ``context`` keys (the run's mean)."""
+    """(op name, its kind (:func:`hwsim.perf.transfer.kind_of_class`), share of the step's
+    time) of every distinct op of one decode step (the executions of one op, e.g. every
+    layer's QKV projection, share one shape and so one error), at the median batch of the
+    simulation's decode-only iterations and ``context`` keys (the run's mean)."""
     from hwsim.inference.deployment import make_deployment
     from hwsim.inference.engine import decode_step_cost
+    from hwsim.perf.transfer import kind_of_class
     from hwsim.planner.plan import as_scenario
 
     decode_only = trace.num_tokens == trace.num_seqs
@@ -264,18 +265,10 @@ def decode_step_shares(
     cost = decode_step_cost(make_deployment(sc.model, sc.hardware, sc.deployment), batch, context)
     by_op: dict[str, list] = {}
     for t in cost.op_times:
-        entry = by_op.setdefault(t.op.name, [op_kind(t.op.op_class), 0.0])
+        entry = by_op.setdefault(t.op.name, [kind_of_class(t.op.op_class), 0.0])
         entry[1] += float(t.total_s)
     total = sum(seconds for _kind, seconds in by_op.values())
     return [(name, kind, seconds / total) for name, (kind, seconds) in sorted(by_op.items())]
-
-
-def op_kind(op_class: str) -> str:
-    """The published kernel kind whose rows say how far an op of ``op_class`` is off
-    (:data:`hwsim.perf.transfer.KIND_OF_CLASS`); 'kernel' (every kernel row) for the rest."""
-    from hwsim.perf.transfer import KIND_OF_CLASS
-
-    return KIND_OF_CLASS.get(op_class, "kernel")
 
 
 def _has_closed_loop_clients() -> bool:

@@ -168,13 +168,6 @@ def transfer_band_s(
     return scaled_band_s(hw, t, None if factors is None else factors[:2])
 
 
-def lodo_band_s(hw: HardwareProfile, t: OpTime) -> tuple[Seconds, Seconds]:
-    """(p10, p90) seconds of a calibrated op (all its executions) from how far a fit of its
-    class transferred between sibling devices (:func:`hwsim.perf.transfer.lodo_factors`), the
-    low edge never below the speed of light; the point value where none is shipped."""
-    return scaled_band_s(hw, t, lodo_factors(t.op.op_class))
-
-
 def scaled_band_s(
     hw: HardwareProfile, t: OpTime, factors: tuple[float, float] | None
 ) -> tuple[Seconds, Seconds]:

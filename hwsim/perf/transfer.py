@@ -55,10 +55,21 @@ def shipped_bands() -> dict[str, Any]:
 
 
 def op_groups(op: Op, rung: str = "datasheet") -> tuple[str, ...]:
-    """The band groups of one op, most specific first: its kernel kind with the rung, the kind,
-    then every kernel row (attention has no published kernel rows of its own)."""
-    kind = KIND_OF_CLASS.get(op.op_class)
-    if kind is None:
+    """The band groups of one op, most specific first (:func:`kind_groups` of its kind)."""
+    return kind_groups(kind_of_class(op.op_class), rung)
+
+
+def kind_of_class(op_class: str) -> str:
+    """The published kernel kind whose rows say how far an op of ``op_class`` is off
+    (:data:`KIND_OF_CLASS`); 'kernel' (every kernel row) for the rest, e.g. attention, which
+    has no published kernel rows of its own."""
+    return KIND_OF_CLASS.get(op_class, "kernel")
+
+
+def kind_groups(kind: str, rung: str = "datasheet") -> tuple[str, ...]:
+    """Band groups of a kernel kind, most specific first: the kind with the rung, the kind,
+    then every kernel row ('kernel' alone for the kind 'kernel')."""
+    if kind == "kernel":
         return ("kernel",)
     return (f"{kind}/{rung}", kind, "kernel")
 
