@@ -181,7 +181,7 @@ def capacity_section(
         by_slo = np.where(g > 0, by_slo, by_memory)
         binding = np.where(by_slo < by_memory, np.where(by_slo == 0, 3, 2), binding)
         users = np.minimum(by_memory, by_slo)
-    return Capacity(
+    return Capacity.built(
         context_tokens=context,
         max_batch=by_memory,
         max_context_tokens=np.minimum(_max_context_per_free(dep, free), position_cap(dep.model)),
@@ -198,7 +198,7 @@ def _encoder_capacity(dep: Deployment, s, weights_bytes: float, workspace_bytes)
     per_seq = np.asarray(workspace_bytes, dtype=float)
     room = max(dep.usable_bytes - weights_bytes, 0.0)
     by_memory = np.minimum(np.floor(room / per_seq), MAX_BATCH)
-    return Capacity(
+    return Capacity.built(
         context_tokens=s,
         max_batch=by_memory,
         max_context_tokens=np.full(np.shape(s), float(position_cap(dep.model))),

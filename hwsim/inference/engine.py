@@ -15,7 +15,7 @@ import numpy as np
 
 from hwsim.inference.deployment import Deployment
 from hwsim.labels import label_array
-from hwsim.lean import direct_init
+from hwsim.lean import cached_attribute, direct_init
 from hwsim.model.forward import Forward
 from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
@@ -24,6 +24,8 @@ from hwsim.perf.ladder import price_op
 from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
 from hwsim.perf.transfer import band_factors, op_correlation, phase_groups
 from hwsim.profiles.hardware import HardwareProfile
+
+Band = tuple[Any, Any]  # (p10, p90) seconds, floats or arrays
 
 # TPOT is the mean decode-step time over the generated tokens; it is evaluated at this many
 # midpoints of the context range [S, S + G] (exact for step times linear in context).
@@ -40,7 +42,15 @@ class PhaseCost:
     hbm_bytes: np.ndarray  # per GPU
     time_by_bound_s: tuple[np.ndarray, np.ndarray, np.ndarray]  # compute, memory, comm
     op_times: Sequence[OpTime]  # a tuple, or LazyOpTimes where only tables need them
-    band_s: tuple[np.ndarray, np.ndarray] | None = None  # (p10, p90); None if uncalibrated
+    # the (p10, p90) band, or what computes it on first read (:attr:`band_s`); None: no band
+    band: Band | Callable[[], Band | None] | None = None
+
+    @cached_attribute
+    def band_s(self) -> Band | None:
+        """(p10, p90) seconds, or None where no rung gives a band; computed on first read (a
+        sweep or a call that reads only point values never pays for it)."""
+        band = self.band
+        return band() if callable(band) else band
 
     @property
     def bound(self) -> np.ndarray:
@@ -110,19 +120,60 @@ def price_ops(dep: Deployment, ops: Sequence[Op], phase: str | None = None) -> P
     hw, measured = dep.hardware, dep.measurements
     times = tuple(price_op(hw, op, measured) for op in ops)
     total, comm, compute, flops, hbm = (_Sum() for _ in range(5))
+    # Python floats (the ops of a scalar call) add up here, in order; arrays in the _Sums
+    f_total = f_comm = f_compute = f_flops = f_hbm = 0.0
     for t in times:
         op, op_s = t.op, t.total_s
-        total.add(op_s)
-        if op.op_class == "communication":
-            comm.add(op_s)
-        compute.add(op_s, where=t.bound == 0)
-        flops.add(op.flops * op.count * (1 if op.op_class == "elementwise" else dep.tp))
-        hbm.add(op.hbm_bytes * op.count)
+        op_flops = op.flops * op.count * (1 if op.op_class == "elementwise" else dep.tp)
+        op_hbm = op.hbm_bytes * op.count
+        if isinstance(op_s, float):  # (np.float64 is one)
+            f_total += op_s
+            if op.op_class == "communication":
+                f_comm += op_s
+            if t.bound == 0:
+                f_compute += op_s
+        else:
+            total.add(op_s)
+            if op.op_class == "communication":
+                comm.add(op_s)
+            compute.add(op_s, where=t.bound == 0)
+        if isinstance(op_flops, (float, int)):
+            f_flops += op_flops
+        else:
+            flops.add(op_flops)
+        if isinstance(op_hbm, (float, int)):
+            f_hbm += op_hbm
+        else:
+            hbm.add(op_hbm)
+    for acc, value in ((total, f_total), (comm, f_comm), (compute, f_compute)):
+        acc.add(value)
+    flops.add(f_flops)
+    hbm.add(f_hbm)
     total_s, compute_s = total.value(), compute.value()
     comm_s = comm.value() + 0.0 * total_s
     by_bound = (compute_s, total_s - compute_s - comm_s, comm_s)  # communication ops: bound 2
-    band = phase_band_s(hw, times, total_s, phase)
+    band = partial(phase_band_s, hw, times, total_s, phase)
     return PhaseCost(total_s, flops.value(), hbm.value(), by_bound, times, band)
+
+
+def shifted_band(cost: PhaseCost, seconds) -> Callable[[], Band | None]:
+    """``cost``'s band with ``seconds`` added to both edges, computed when it is read."""
+    return partial(_shifted_band, cost, seconds)
+
+
+def _shifted_band(cost: PhaseCost, seconds) -> Band | None:
+    band = cost.band_s
+    return None if band is None else (band[0] + seconds, band[1] + seconds)
+
+
+def mapped_band(cost: PhaseCost, fn: Callable[[Any], Any]) -> Callable[[], Band | None]:
+    """``cost``'s band with ``fn`` applied to each edge, computed when it is read."""
+    return partial(_mapped_band, cost, fn)
+
+
+def _mapped_band(cost: PhaseCost, fn) -> Band | None:
+    band = cost.band_s
+    return None if band is None else (fn(band[0]), fn(band[1]))
 
 
 class _Sum:
@@ -294,7 +345,7 @@ def mean_decode_cost(dep: Deployment, batch, prompt_len, gen_len) -> PhaseCost:
         hbm_bytes=mean(cost.hbm_bytes),
         time_by_bound_s=tuple(mean(t) for t in cost.time_by_bound_s),  # type: ignore[arg-type]
         op_times=LazyOpTimes(partial(_mean_op_times, cost.op_times, mean)),
-        band_s=None if cost.band_s is None else (mean(cost.band_s[0]), mean(cost.band_s[1])),
+        band=mapped_band(cost, mean),
     )
 
 

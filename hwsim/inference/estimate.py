@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from hwsim.errors import HwsimError, InfeasibleError
 from hwsim.inference.capacity import capacity_section, prefill_workspace_bytes
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import PhaseCost, mean_decode_cost, prefill_cost
+from hwsim.inference.engine import PhaseCost, mapped_band, mean_decode_cost, prefill_cost
 from hwsim.inference.memory import (
     cache_bytes_per_sequence_per_gpu,
     kv_bytes_per_token_per_gpu,
@@ -104,23 +104,35 @@ def _whole_number(value, low: int) -> bool:
     return type(value) is float and value >= low and value.is_integer()
 
 
-def _latency(dep: Deployment, pre, dec, g, e2e) -> Latency:
-    point = {"ttft_s": pre.time_s, "tpot_s": dec.time_s, "e2e_s": e2e}
+def _latency(dep: Deployment, pre: PhaseCost, dec: PhaseCost, g, e2e, band) -> Latency:
+    """The point latencies; ``band`` computes their p10-p90 fields when first read."""
+    latency = Latency.built(ttft_s=pre.time_s, tpot_s=dec.time_s, e2e_s=e2e)
+    latency._band = band
+    return latency
+
+
+def latency_band(dep: Deployment, pre: PhaseCost, dec: PhaseCost, g) -> dict[str, Any] | None:
+    """The p10-p90 fields of :class:`Latency` from the phases' bands (None: neither has one);
+    a phase without a band (no calibration, no measured op in it) keeps its point value."""
     if pre.band_s is None and dec.band_s is None:
-        return Latency(**point)
-    # a phase without a band (no calibration, no measured op in it) keeps its point value
+        return None
     t_lo, t_hi = pre.band_s or (pre.time_s, pre.time_s)
     d_lo, d_hi = dec.band_s or (dec.time_s, dec.time_s)
-    return Latency(
-        **point,
-        ttft_low_s=t_lo,
-        ttft_high_s=t_hi,
-        tpot_low_s=d_lo,
-        tpot_high_s=d_hi,
-        e2e_low_s=t_lo + _decode_tail_s(g, d_lo),
-        e2e_high_s=t_hi + _decode_tail_s(g, d_hi),
-        band=_band_source(dep),
-    )
+    return {
+        "ttft_low_s": t_lo,
+        "ttft_high_s": t_hi,
+        "tpot_low_s": d_lo,
+        "tpot_high_s": d_hi,
+        "e2e_low_s": t_lo + _decode_tail_s(g, d_lo),
+        "e2e_high_s": t_hi + _decode_tail_s(g, d_hi),
+        "band": _band_source(dep),
+    }
+
+
+def _repriced_band(dep: Deployment, b, s, g) -> dict[str, Any] | None:
+    """:func:`latency_band` of a sweep, its phases priced again when the band is asked for
+    (a sweep's estimate holds no per-op arrays meanwhile)."""
+    return latency_band(dep, *_phase_costs(dep, b, s, g), g)
 
 
 def _decode_tail_s(g, step_s):
@@ -134,17 +146,18 @@ def _decode_tail_s(g, step_s):
 def _without_decode(dec: PhaseCost, none: np.ndarray) -> PhaseCost:
     """``dec`` with NaN where ``none`` (gen_len 0: a prefill-only job has no decode step)."""
 
-    def blank(x):
-        return np.where(none, np.nan, x)
-
-    band = None if dec.band_s is None else (blank(dec.band_s[0]), blank(dec.band_s[1]))
+    blank = partial(_nan_where, none)
     return replace(
         dec,
         time_s=blank(dec.time_s),
         flops=blank(dec.flops),
         hbm_bytes=blank(dec.hbm_bytes),
-        band_s=band,
+        band=mapped_band(dec, blank),
     )
+
+
+def _nan_where(none: np.ndarray, x) -> np.ndarray:
+    return np.where(none, np.nan, x)
 
 
 def _band_source(dep: Deployment) -> str:
@@ -222,7 +235,29 @@ def _chunked(dep: Deployment, b, s, g, tpot_slo_s, shape: tuple[int, ...]) -> Es
             for k, v in values.items()
         }
         sections[name] = kinds[name].model_construct(**shaped)
+    sections["latency"]._band = partial(_chunked_band, dep, flat[0], flat[1], flat[2], shape)
     return Estimate.model_construct(**sections)
+
+
+def _chunked_band(dep: Deployment, b, s, g, shape: tuple[int, ...]) -> dict[str, Any] | None:
+    """:func:`latency_band` of a chunked sweep (flat inputs), priced again chunk by chunk into
+    arrays of ``shape`` when the band is asked for."""
+    out: dict[str, Any] = {}
+    n = b.size
+    for start in range(0, n, CHUNK_POINTS):
+        stop = min(start + CHUNK_POINTS, n)
+        part = _repriced_band(dep, b[start:stop], s[start:stop], g[start:stop])
+        if part is None:
+            return None
+        for key, value in part.items():
+            if key == "band":
+                out[key] = value
+                continue
+            held = out.get(key)
+            if held is None:
+                held = out[key] = np.empty(n)
+            held[start:stop] = value
+    return {k: v.reshape(shape) if isinstance(v, np.ndarray) else v for k, v in out.items()}
 
 
 def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Estimate:
@@ -243,12 +278,11 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
         )
     final_context = s + g
     require_runnable(dep.model, final_context, "a request of prompt + generated tokens")
-    pre = prefill_cost(dep, b, s)
-    dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
-    if not dep.spec.runtime.is_kernel_only:  # the engine around the kernels (runtime_terms)
-        pre, dec = with_runtime(dep, pre, dec)
-    if np.asarray(g == 0).any():
-        dec = _without_decode(dec, g == 0)
+    pre, dec = _phase_costs(dep, b, s, g)
+    # a scalar call keeps its phases (its op rows read them); a sweep prices them again
+    band = (
+        partial(latency_band, dep, pre, dec, g) if scalar else partial(_repriced_band, dep, b, s, g)
+    )
     ttft, tpot = pre.time_s, dec.time_s
     e2e = ttft + _decode_tail_s(g, tpot)
     kv_total = 0.0 * b if encoder else b * cache_bytes_per_sequence_per_gpu(dep, final_context)
@@ -257,9 +291,9 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     # an encoder runs its batch as one forward: every sequence holds its own workspace
     workspace = b * per_sequence_workspace if encoder else per_sequence_workspace
     total = weights + kv_total + workspace
-    est = Estimate(
+    est = Estimate.built(
         config=_config(dep, b, s, g, tpot_slo_s),
-        memory=Memory(
+        memory=Memory.built(
             weights_bytes=weights,
             kv_cache_bytes_per_token=kv_bytes_per_token_per_gpu(dep),
             kv_cache_bytes=kv_total,
@@ -270,22 +304,22 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
             usable_bytes=usable,
             fits=total <= usable,
         ),
-        prefill=Prefill(
+        prefill=Prefill.built(
             flops=pre.flops,
             hbm_bytes=pre.hbm_bytes,
             time_s=ttft,
             bound=pre.bound,
             pipeline_bubble_fraction=(dep.pp - 1) / dep.pp,
         ),
-        decode=Decode(
+        decode=Decode.built(
             flops_per_token=dec.flops / b,
             hbm_bytes_per_step=dec.hbm_bytes,
             time_per_token_s=tpot,
             bound=dec.bound,
             bandwidth_floor_s=dec.hbm_bytes / dep.hardware.bandwidth_bytes_per_s,
         ),
-        latency=_latency(dep, pre, dec, g, e2e),
-        throughput=Throughput(
+        latency=_latency(dep, pre, dec, g, e2e, band),
+        throughput=Throughput.built(
             output_tokens_per_s=b * g / e2e * dep.dp,
             decode_tokens_per_s=b / tpot * dep.dp,
             prompt_tokens_per_s=b * s / ttft * dep.dp,
@@ -299,9 +333,20 @@ def _estimate_points(dep: Deployment, b, s, g, tpot_slo_s: float | None) -> Esti
     return est
 
 
+def _phase_costs(dep: Deployment, b, s, g) -> tuple[PhaseCost, PhaseCost]:
+    """(prefill, mean decode step) as the engine runs them; NaN decode where gen_len is 0."""
+    pre = prefill_cost(dep, b, s)
+    dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
+    if not dep.spec.runtime.is_kernel_only:  # the engine around the kernels (runtime_terms)
+        pre, dec = with_runtime(dep, pre, dec)
+    if np.asarray(g == 0).any():
+        dec = _without_decode(dec, g == 0)
+    return pre, dec
+
+
 def _config(dep: Deployment, b, s, g, slo) -> Config:
     calibrated = dep.hardware.calibration is not None
-    return Config(
+    return Config.built(
         model=dep.model.id,
         hardware=dep.hardware.id,
         deployment=dep.spec,
@@ -322,7 +367,7 @@ def _attention_section(dep: Deployment, b, s) -> Attention:
     pairs = sum(c * m.pairs_per_head(s) for m, c in att) / n_att if att else 0.0 * s
     elems = sum(c * m.score_matrix_elements_per_head(s) for m, c in att) / n_att if att else 0.0 * s
     heads = dep.model.n_heads // dep.tp
-    return Attention(
+    return Attention.built(
         pairs_per_head_per_layer=pairs,
         score_matrix_elements_per_head_per_layer=elems,
         score_matrix_bytes=b * heads * elems * dep.act.bytes_per_element,
@@ -333,7 +378,7 @@ def _context_section(dep: Deployment, context) -> Context:
     m = dep.model
     trained = m.trained_context_tokens
     status = position_status(m, context)
-    return Context(
+    return Context.built(
         max_trained_tokens=trained,
         max_supported_tokens=m.max_context_tokens,
         extrapolation=status == "extrapolation",

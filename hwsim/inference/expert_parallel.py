@@ -50,7 +50,7 @@ import numpy as np
 
 from hwsim.errors import InfeasibleError
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import PhaseCost, make_forward, price_ops
+from hwsim.inference.engine import PhaseCost, make_forward, price_ops, shifted_band
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.model.ffn import dense_ffn_params, expected_distinct_experts, expert_op, moe_of
 from hwsim.model.forward import Forward
@@ -242,14 +242,13 @@ def ep_phase_cost(
     comm = [_comm_time(name, buffer, one_way, layers, ep) for name in ("ep.dispatch", "ep.combine")]
     added = 2.0 * one_way * layers
     compute_s, memory_s, comm_s = cost.time_by_bound_s
-    band = None if cost.band_s is None else (cost.band_s[0] + added, cost.band_s[1] + added)
     return PhaseCost(
         time_s=cost.time_s + added,
         flops=cost.flops,
         hbm_bytes=cost.hbm_bytes,
         time_by_bound_s=(compute_s, memory_s, comm_s + added),
         op_times=tuple(cost.op_times) + tuple(comm),
-        band_s=band,
+        band=shifted_band(cost, added),
     )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import cached_property
-from typing import Any, Union
+from functools import cached_property, partial
+from typing import Any, TypeVar, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field, model_validator
@@ -18,6 +18,7 @@ from hwsim.profiles.deployment import DeploymentSpec
 
 Num = Union[float, int, np.ndarray]  # noqa: UP007 - pydantic needs the runtime union
 Label = Union[str, np.ndarray]  # noqa: UP007
+S = TypeVar("S", bound="_Section")
 
 
 class _Section(BaseModel):
@@ -31,6 +32,13 @@ class _Section(BaseModel):
         if not isinstance(data, dict):
             return data
         return {k: _plain(v) for k, v in data.items()}
+
+    @classmethod
+    def built(cls: type[S], **values: Any) -> S:
+        """An instance of values hwsim computed itself, whose types hold by construction:
+        the same plain scalars as validation makes (:meth:`_plain_scalars`), without
+        validating each field again (a scalar ``estimate`` builds ten of these)."""
+        return cls.model_construct(**{k: _plain(v) for k, v in values.items()})
 
 
 def _plain(value: Any) -> Any:
@@ -80,20 +88,63 @@ class Decode(_Section):
     bandwidth_floor_s: Num
 
 
+BAND_FIELDS = (
+    "ttft_low_s",
+    "ttft_high_s",
+    "tpot_low_s",
+    "tpot_high_s",
+    "e2e_low_s",
+    "e2e_high_s",
+    "band",
+)
+
+
+def _band_field(name: str):
+    """A computed field of :class:`Latency` read from its band (None where there is none)."""
+
+    def read(self: Latency) -> Num | str | None:
+        return self._band_fields.get(name)
+
+    read.__name__ = name
+    return computed_field(return_type=Union[Num, str, None])(property(read))  # noqa: UP007
+
+
 class Latency(_Section):
-    """Point values; on a calibrated profile also the p10-p90 band (``*_low_s``,
-    ``*_high_s``; None on an uncalibrated profile, whose values are the fitted-free model)."""
+    """Point values, and their p10-p90 band: ``*_low_s``, ``*_high_s`` and ``band`` (where
+    the band comes from, in words), None where no rung gives one. The band is computed when
+    one of its fields is first read, or the record is dumped: a sweep or a call that reads
+    only the point values never prices it."""
 
     ttft_s: Num
     tpot_s: Num
     e2e_s: Num
-    ttft_low_s: Num | None = None
-    ttft_high_s: Num | None = None
-    tpot_low_s: Num | None = None
-    tpot_high_s: Num | None = None
-    e2e_low_s: Num | None = None
-    e2e_high_s: Num | None = None
-    band: str | None = None
+    # computes the band's fields (a dict keyed by BAND_FIELDS, or None: no band)
+    _band: Callable[[], dict[str, Any] | None] | None = PrivateAttr(default=None)
+
+    ttft_low_s = _band_field("ttft_low_s")
+    ttft_high_s = _band_field("ttft_high_s")
+    tpot_low_s = _band_field("tpot_low_s")
+    tpot_high_s = _band_field("tpot_high_s")
+    e2e_low_s = _band_field("e2e_low_s")
+    e2e_high_s = _band_field("e2e_high_s")
+    band = _band_field("band")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _given_band(cls, data: Any, handler: Any) -> Any:
+        """A record read back (e.g. ``model_validate`` of a dump) gives its band's fields as
+        values: they are the band."""
+        if not isinstance(data, dict) or not any(k in data for k in BAND_FIELDS):
+            return handler(data)
+        given = {k: data[k] for k in BAND_FIELDS if k in data}
+        latency = handler({k: v for k, v in data.items() if k not in given})
+        latency._band = partial(dict, given)
+        return latency
+
+    @cached_property
+    def _band_fields(self) -> dict[str, Any]:
+        fields = self._band() if self._band is not None else None
+        return {} if fields is None else {k: _plain(v) for k, v in fields.items()}
 
 
 class Throughput(_Section):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hwsim.inference.deployment import Deployment
-from hwsim.inference.engine import PhaseCost, make_forward
+from hwsim.inference.engine import PhaseCost, make_forward, shifted_band
 from hwsim.model.graph import forward_ops
 from hwsim.perf.corrections import side_factors
 
@@ -81,5 +81,4 @@ def with_runtime(dep: Deployment, pre: PhaseCost, dec: PhaseCost) -> tuple[Phase
 def _shifted(cost: PhaseCost, seconds: float) -> PhaseCost:
     if seconds == 0.0:
         return cost
-    band = None if cost.band_s is None else (cost.band_s[0] + seconds, cost.band_s[1] + seconds)
-    return replace(cost, time_s=cost.time_s + seconds, band_s=band)
+    return replace(cost, time_s=cost.time_s + seconds, band=shifted_band(cost, seconds))

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.inference.deployment import Deployment, make_deployment
-from hwsim.inference.engine import PhaseCost, decode_step_cost, prefill_cost
+from hwsim.inference.engine import PhaseCost, decode_step_cost, prefill_cost, shifted_band
 from hwsim.inference.expert_parallel import ep_phase_cost, ep_weight_bytes_per_gpu
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.inference.speculative import HEADS, SpecRound, speculative_round
@@ -136,12 +136,11 @@ def _plus_seconds(cost: PhaseCost, extra: Any) -> PhaseCost:
     """``cost`` with ``extra`` seconds added to its time, its band's edges and its
     memory-bound share (a draft step at small batch reads weights)."""
     compute_s, memory_s, comm_s = cost.time_by_bound_s
-    band = None if cost.band_s is None else (cost.band_s[0] + extra, cost.band_s[1] + extra)
     return PhaseCost(
         time_s=cost.time_s + extra,
         flops=cost.flops,
         hbm_bytes=cost.hbm_bytes,
         time_by_bound_s=(compute_s, memory_s + extra, comm_s),
         op_times=cost.op_times,
-        band_s=band,
+        band=shifted_band(cost, extra),
     )
