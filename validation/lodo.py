@@ -83,10 +83,10 @@ def carried_curves(fitted: HardwareProfile, target: HardwareProfile) -> dict[str
     bandwidth (the bandwidth-delay product), so a sibling with the same memory latency and
     another bandwidth needs B_half scaled by the bandwidth ratio, not the same B_half.
     F_half likewise scales with the peak rate the class runs against (the matrix units' bf16
-    rate, or the vector units' fp32 rate for elementwise ops)."""
+    rate, or the vector units' fp32 rate for elementwise ops; the default curve as matmul)."""
     data = fitted.model_dump(mode="json", exclude_none=True)["efficiency"]
     bw = target.bandwidth_bytes_per_s / fitted.bandwidth_bytes_per_s
-    for cls in OP_CLASSES:
+    for cls in ("default", *OP_CLASSES):
         curve = data.get(cls)
         if curve is None:
             continue
