@@ -4,8 +4,9 @@ Runs :mod:`validation.lodo` on the shipped measurements (validation/results: H10
 H200, the same eager-PyTorch harness): the H100's fitted efficiency curves put into the H200's
 datasheet profile (its own peaks and bandwidth) predict every H200 shape, then the reverse;
 against each device's own datasheet profile and its own held-out calibration. Prints median
-|error| and p10-p90 coverage per op class, and the CPU and wall seconds of the run (once: it
-is a validation, not a hot path).
+and p90 |error| and p10-p90 coverage per op class (attention also split into prefill and
+decode kernels), and the CPU and wall seconds of the run (once: it is a validation, not a hot
+path).
 
 Run: python -m benchmarks.bench_lodo
 """

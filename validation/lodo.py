@@ -7,7 +7,10 @@ another's untouched, per op class (issue 10: does the device model transfer?).
 For each direction the fitted device's curves (fractions of peak, half-saturation sizes,
 launch costs, overlap; and its residual bands) are put into the predicted device's datasheet
 profile, whose peaks and bandwidth stay its own: what hwsim would do for a GPU nobody
-measured, given a sibling of the same family that somebody did. Every shape of the predicted
+measured, given a sibling of the same family that somebody did. The half-saturation sizes
+travel as the latencies they stand for (:func:`carried_curves`: B_half scales with the
+bandwidth, F_half with the peak), since a sibling with the same memory latency and more
+bandwidth needs more bytes in flight to reach it (Little's law). Every shape of the predicted
 device is scored (none was used to fit), against two references: its own datasheet profile
 (the flat fractions an unmeasured profile carries) and its own calibration (fitted on its
 training split, scored on its held-out split). A row's residual is log(measured / predicted).
@@ -21,6 +24,9 @@ calibrated on one machine prices others of its kind.
 Both devices ran the same harness (eager PyTorch, validation.suite), so this says how well the
 fit transfers between devices under that harness; how far an engine is from the harness is
 the published set's question (validation.published_bands).
+
+The report splits attention into prefill and decode kernels and gives median and p90 of
+|predicted / measured - 1| per class (:func:`summary`); the shipped band stays per op class.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from hwsim.perf.bands import calibrated_band
 from hwsim.perf.kernels import kernel_op
 from hwsim.perf.measured import Measurement, best_per_shape
 from hwsim.perf.roofline import time_op
-from hwsim.profiles.hardware import HardwareProfile
+from hwsim.profiles.hardware import OP_CLASSES, HardwareProfile
 from hwsim.profiles.loader import load_hardware
 from validation.curve import split
 from validation.fit import FIT_CLASSES, fit_profile
@@ -68,17 +74,66 @@ def fitted_profile(base: HardwareProfile, rows: list[Measurement], note: str) ->
     return data
 
 
+def carried_curves(fitted: HardwareProfile, target: HardwareProfile) -> dict[str, Any]:
+    """``fitted``'s efficiency block as ``target`` runs it: fractions, overlap and launch
+    overheads as they are; the half-saturation sizes carried as the latencies they stand for.
+
+    A curve's fixed memory cost B_half / (bandwidth x memory_fraction) is a latency: by
+    Little's law the bytes a device must keep in flight to reach its bandwidth are latency x
+    bandwidth (the bandwidth-delay product), so a sibling with the same memory latency and
+    another bandwidth needs B_half scaled by the bandwidth ratio, not the same B_half.
+    F_half likewise scales with the peak rate the class runs against (the matrix units' bf16
+    rate, or the vector units' fp32 rate for elementwise ops; the default curve as matmul)."""
+    data = fitted.model_dump(mode="json", exclude_none=True)["efficiency"]
+    bw = target.bandwidth_bytes_per_s / fitted.bandwidth_bytes_per_s
+    for cls in ("default", *OP_CLASSES):
+        curve = data.get(cls)
+        if curve is None:
+            continue
+        vector = cls == "elementwise"
+        peak = (
+            target.vector_peak_flops_per_s() / fitted.vector_peak_flops_per_s()
+            if vector
+            else target.matrix_peak_flops_per_s("bf16") / fitted.matrix_peak_flops_per_s("bf16")
+        )
+        curve["memory_half_bytes"] = curve.get("memory_half_bytes", 0.0) * bw
+        curve["compute_half_flops"] = curve.get("compute_half_flops", 0.0) * peak
+    return data
+
+
 def transplant(fitted: dict, target: HardwareProfile, note: str) -> HardwareProfile:
-    """``target``'s datasheet profile carrying ``fitted``'s curves and residual bands."""
+    """``target``'s datasheet profile carrying ``fitted``'s curves (:func:`carried_curves`)
+    and residual bands."""
     data = target.model_dump(mode="json", exclude_none=True)
-    data["efficiency"] = fitted["efficiency"]
+    data["efficiency"] = carried_curves(HardwareProfile.model_validate(fitted), target)
     data["calibration"] = {**fitted["calibration"], "calibrated_from": note}
     data["id"] = f"{target.id}-from-{note}"
     return HardwareProfile.model_validate(data)
 
 
+REPORT_CLASSES = (
+    "all",
+    "matmul",
+    "attention",
+    "attention prefill",
+    "attention decode",
+    "elementwise",
+)
+"""The rows of the report: every shape, each op class, and attention split by phase (a prefill
+kernel is compute-bound, a decode kernel reads the KV cache: two regimes one curve prices)."""
+
+
+def report_class(kernel: str, op_class: str) -> str:
+    """'attention prefill' / 'attention decode' for attention (by the kernel measured), else
+    the op class."""
+    if op_class != "attention":
+        return op_class
+    return "attention decode" if kernel.startswith("attention_decode") else "attention prefill"
+
+
 def score(hw: HardwareProfile, rows: list[Measurement], banded: bool) -> list[dict[str, Any]]:
-    """Per row: op class, log(measured / predicted), and whether the p10-p90 band holds it."""
+    """Per row: op class, report class (:func:`report_class`), log(measured / predicted), and
+    whether the p10-p90 band holds it."""
     out = []
     for r in rows:
         op = kernel_op(r.kernel, **r.params)
@@ -88,25 +143,38 @@ def score(hw: HardwareProfile, rows: list[Measurement], banded: bool) -> list[di
         else:
             t, inside = float(time_op(hw, op).time_s), None
         out.append(
-            {"op_class": op.op_class, "residual": math.log(r.median_s / t), "inside": inside}
+            {
+                "op_class": op.op_class,
+                "report_class": report_class(r.kernel, op.op_class),
+                "residual": math.log(r.median_s / t),
+                "inside": inside,
+            }
         )
     return out
 
 
 def summary(scored: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per op class (and 'all'): rows, median |error|, p10 / p90 of the log residual, band
-    coverage where a band was given."""
+    """Per report class (:data:`REPORT_CLASSES`, those with rows): rows, median and p90 of
+    |error| (|predicted / measured - 1|), p10 / p90 of the log residual, band coverage where a
+    band was given."""
     by: dict[str, list] = defaultdict(list)
     for s in scored:
-        by[s["op_class"]].append(s)
         by["all"].append(s)
+        by[s["op_class"]].append(s)
+        if s["report_class"] != s["op_class"]:
+            by[s["report_class"]].append(s)
     out = {}
-    for cls, items in sorted(by.items()):
+    for cls in REPORT_CLASSES:
+        items = by.get(cls)
+        if not items:
+            continue
         res = np.array([s["residual"] for s in items])
+        err = np.abs(np.expm1(-res))
         inside = [s["inside"] for s in items if s["inside"] is not None]
         out[cls] = {
             "rows": len(items),
-            "median_abs_error": round(float(np.median(np.abs(np.expm1(-res)))), 4),
+            "median_abs_error": round(float(np.median(err)), 4),
+            "p90_abs_error": round(float(np.quantile(err, 0.9)), 4),
             "p10": round(float(np.quantile(res, 0.1)), 4),
             "p90": round(float(np.quantile(res, 0.9)), 4),
             "band_coverage": round(sum(inside) / len(inside), 3) if inside else None,
@@ -172,19 +240,29 @@ def write_shipped(results: list[dict[str, Any]]) -> str:
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
+    """Per direction and report class: median and p90 |error| of the transferred curves (and
+    their band coverage), of the predicted device's datasheet profile, and of its own fit on
+    its held-out split."""
     for d in results:
-        print(f"\nfit on {d['fit_on']}, predict {d['predict']} (median |error|, band coverage):")
-        print(f"{'op class':<14}{'rows':>5}{'transferred':>13}{'cover':>7}"
-              f"{'datasheet':>11}{'own fit':>9}{'cover':>7}")  # fmt: skip
+        print(f"\nfit on {d['fit_on']}, predict {d['predict']}")
+        print("(|error| median / p90, p10-p90 band coverage)")
+        print(f"{'op class':<19}{'rows':>5}{'transferred':>15}{'cover':>7}"
+              f"{'datasheet':>15}{'own fit':>15}{'cover':>7}")  # fmt: skip
         for cls, t in d["transferred"].items():
             ds = d["own_datasheet"].get(cls, {})
             own = d["own_calibration_heldout"].get(cls, {})
             cover = "-" if t["band_coverage"] is None else f"{t['band_coverage']:.0%}"
             own_cover = own.get("band_coverage")
             own_cover_s = "-" if own_cover is None else f"{own_cover:.0%}"
-            print(f"{cls:<14}{t['rows']:>5}{t['median_abs_error']:>13.1%}{cover:>7}"
-                  f"{ds.get('median_abs_error', math.nan):>11.1%}"
-                  f"{own.get('median_abs_error', math.nan):>9.1%}{own_cover_s:>7}")  # fmt: skip
+            print(f"{cls:<19}{t['rows']:>5}{_pair(t):>15}{cover:>7}{_pair(ds):>15}"
+                  f"{_pair(own):>15}{own_cover_s:>7}")  # fmt: skip
+
+
+def _pair(s: dict[str, Any]) -> str:
+    """'median / p90' of a summary row's |error|, '-' where it has none."""
+    if not s:
+        return "-"
+    return f"{s['median_abs_error']:.1%} / {s['p90_abs_error']:.1%}"
 
 
 def main(argv: list[str] | None = None) -> None:
