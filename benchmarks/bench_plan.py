@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import bytecode_note
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,6 +38,8 @@ def main(repeats: int = 5, scenario: str = "examples/chat-service.yaml") -> None
         f"sys.argv = ['hwsim', 'plan', {scenario!r}]; main()"
     )
     argv = [sys.executable, "-c", code]
+    if note := bytecode_note():
+        print(note, file=sys.stderr)
     run_once(argv)  # warm-up: file cache, .pyc files
     runs = [run_once(argv) for _ in range(repeats)]
     cpu = statistics.median(r[0] for r in runs)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from benchmarks import bytecode_note
+
 COMMANDS = {
     "import hwsim": [sys.executable, "-c", "import hwsim"],
     "hwsim plan --model llama-2-7b --hardware a100-80gb-sxm": [
@@ -41,6 +43,8 @@ def run_once(argv: list[str]) -> tuple[float, float]:
 def main(repeats: int = 7) -> None:
     if shutil.which("hwsim") is None:
         print("note: hwsim is not on PATH; timing the CLI through python -c", file=sys.stderr)
+    if note := bytecode_note():
+        print(note, file=sys.stderr)
     for label, argv in COMMANDS.items():
         run_once(argv)  # warm-up
         runs = [run_once(argv) for _ in range(repeats)]

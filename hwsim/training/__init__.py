@@ -9,11 +9,44 @@ stages. Layer 4 (beside :mod:`hwsim.inference`): it builds on the op descriptors
 
 from __future__ import annotations
 
-from hwsim.training.api import Candidate, evaluate, search, train
-from hwsim.training.curriculum import CurriculumResult, train_curriculum
-from hwsim.training.layout import UnsupportedModelError
-from hwsim.training.results import TrainingResult
-from hwsim.training.spec import TrainingSpec
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# public name -> module that defines it; loaded on first use (PEP 562 module ``__getattr__``),
+# so that importing one submodule (the CLI reads TrainingSpec's fields for its flags) does not
+# import the whole training stack
+_LAZY = {
+    "Candidate": "hwsim.training.api",
+    "evaluate": "hwsim.training.api",
+    "search": "hwsim.training.api",
+    "train": "hwsim.training.api",
+    "CurriculumResult": "hwsim.training.curriculum",
+    "train_curriculum": "hwsim.training.curriculum",
+    "UnsupportedModelError": "hwsim.training.layout",
+    "TrainingResult": "hwsim.training.results",
+    "TrainingSpec": "hwsim.training.spec",
+}
+
+if TYPE_CHECKING:
+    from hwsim.training.api import Candidate, evaluate, search, train
+    from hwsim.training.curriculum import CurriculumResult, train_curriculum
+    from hwsim.training.layout import UnsupportedModelError
+    from hwsim.training.results import TrainingResult
+    from hwsim.training.spec import TrainingSpec
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hwsim.training' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "Candidate",
