@@ -14,12 +14,12 @@ no planner, serving simulator or matplotlib until one of them is asked for.
 
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hwsim.errors import HwsimError, InfeasibleError, ProfileError, UnknownProfileError
+from hwsim.lean import lazy_names
 
 try:  # the version lives in pyproject.toml only
     __version__ = _dist_version("hwsim")
@@ -50,18 +50,7 @@ if TYPE_CHECKING:
     from hwsim.profiles.loader import load_hardware
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hwsim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
 
 __all__ = [
     "DeploymentSpec",

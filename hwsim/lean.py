@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
@@ -106,3 +107,26 @@ def per_object(fn: Callable[[K], T]) -> Callable[[K], T]:
         return value
 
     return cached
+
+
+def lazy_names(
+    namespace: dict[str, Any], modules: dict[str, str]
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) that import each public name of
+    ``modules`` (name -> the module defining it) on first use and keep it in ``namespace``
+    (the package's ``globals()``), so later lookups skip the hook; importing the package, or
+    one of its submodules, loads none of the others."""
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the module hook's own name
+        module = modules.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:  # noqa: N807
+        return sorted({*namespace, *modules})
+
+    return __getattr__, __dir__

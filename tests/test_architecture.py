@@ -164,6 +164,18 @@ def test_import_hwsim_loads_no_planner_serving_or_plotting(heavy):
     assert out.stdout.strip() == "False"
 
 
+def test_the_cli_loads_the_training_spec_but_not_the_training_stack():
+    """The training flags read TrainingSpec's fields; the rest of hwsim.training (its pricing
+    and search) loads on first use (hwsim.lean.lazy_names), and its names still resolve."""
+    code = (
+        "import sys, hwsim.cli.main, hwsim.training as t; "
+        "print('hwsim.training.spec' in sys.modules, 'hwsim.training.api' in sys.modules, "
+        "all(getattr(t, n) is not None for n in t.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "True"]
+
+
 def test_public_names_still_resolve():
     code = (
         "import hwsim; "

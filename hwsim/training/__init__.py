@@ -9,8 +9,9 @@ stages. Layer 4 (beside :mod:`hwsim.inference`): it builds on the op descriptors
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hwsim.lean import lazy_names
 
 # public name -> module that defines it; loaded on first use (PEP 562 module ``__getattr__``),
 # so that importing one submodule (the CLI reads TrainingSpec's fields for its flags) does not
@@ -35,18 +36,7 @@ if TYPE_CHECKING:
     from hwsim.training.spec import TrainingSpec
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'hwsim.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
 
 __all__ = [
     "Candidate",
