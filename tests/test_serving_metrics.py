@@ -16,7 +16,7 @@ from hwsim.serving import (
     simulate,
     summarize,
 )
-from hwsim.serving.metrics import kv_utilisation, latency_stats, meets_slo
+from hwsim.serving.metrics import kv_utilisation, latency_stats, meets_slo, slo_attainment
 
 try:
     from serving_support import LinearStepTimeModel
@@ -69,6 +69,29 @@ def test_goodput_counts_requests_meeting_every_threshold():
     assert meets_slo(rec, Slo(e2e_s=2.0)).tolist() == [True, True, False, True, False]
     with pytest.raises(ValidationError, match="at least one"):
         Slo()
+
+
+def test_slo_attainment_is_the_joint_per_request_fraction():
+    # DistServe's attainment, by hand: per request TTFT = first - arrival and mean TPOT =
+    # (finish - first) / (output - 1); a request counts when both hold, a miss otherwise
+    rec = records(
+        arrival=[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        first=[0.125, 1.5, 2.125, 3.5, 4.25, 5.0625, np.nan, 7.1875],
+        finish=[1.375, 2.75, 4.625, 6.0, 4.25, 5.0625, np.nan, 8.4375],
+        output=[11, 11, 11, 11, 1, 1, 5, 11],
+        status=["completed"] * 6 + ["not_served_overload", "completed"],
+    )
+    # (binary fractions, so the comparisons at the thresholds are exact)
+    # TTFT: 1/8, 1/2, 1/8, 1/2, 1/4, 1/16, -, 3/16; TPOT: 1/8, 1/8, 1/4, 1/4, -, -, -, 1/8
+    slo = Slo(ttft_s=0.25, tpot_s=0.125)
+    met = [True, False, False, False, True, True, False, True]  # 4 of 8, jointly
+    assert meets_slo(rec, slo).tolist() == met
+    assert slo_attainment(rec, slo) == 0.5
+    # each SLO on its own passes more requests than both together
+    assert slo_attainment(rec, Slo(ttft_s=0.25)) == 5 / 8
+    assert slo_attainment(rec, Slo(tpot_s=0.125)) == 5 / 8
+    assert slo_attainment(rec, Slo(ttft_s=1.0, tpot_s=1.0)) == 7 / 8  # the unserved one misses
+    assert math.isnan(slo_attainment(records([], [], [], []), slo))
 
 
 def test_kv_utilisation_is_time_weighted_with_idle_gaps_as_zero():

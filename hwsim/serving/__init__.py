@@ -19,6 +19,7 @@ from hwsim.serving.metrics import (
     ServingSummary,
     Slo,
     littles_law_check,
+    slo_attainment,
     summarize,
 )
 from hwsim.serving.records import IterationTrace, RequestRecords, SimulationResult, TokenTimeline
@@ -63,5 +64,6 @@ __all__ = [
     "lognormal_params",
     "sample_requests",
     "simulate",
+    "slo_attainment",
     "summarize",
 ]

@@ -73,6 +73,17 @@ def meets_slo(records: RequestRecords, slo: Slo) -> np.ndarray:
     return ok
 
 
+def slo_attainment(records: RequestRecords, slo: Slo) -> float:
+    """SLO attainment: the fraction of all requests that meet every threshold of ``slo``
+    jointly, each judged on its own TTFT (first_token - arrival), mean TPOT
+    ((finish - first_token) / (output - 1)) and E2E (:func:`meets_slo`); rejected and
+    never-served requests count as misses. DistServe (Zhong et al., OSDI 2024) calls a rate
+    sustainable when this is at least 90% for TTFT and TPOT together. NaN for no requests."""
+    if len(records) == 0:
+        return math.nan
+    return float(np.count_nonzero(meets_slo(records, slo)) / len(records))
+
+
 class Goodput(BaseModel):
     model_config = RESULT_CONFIG
     slo: Slo
