@@ -212,3 +212,32 @@ def test_an_op_priced_in_python_floats_matches_the_same_op_priced_as_an_array(
             assert float(lo) == pytest.approx(float(np.ravel(lo_a)[0]), rel=1e-15), op.name
             assert float(hi) == pytest.approx(float(np.ravel(hi_a)[0]), rel=1e-15), op.name
             assert floor_one <= float(lo) <= float(one.time_s) <= float(hi)
+
+
+BAND_KEYS = ("ttft_low_s", "ttft_high_s", "tpot_low_s", "tpot_high_s", "e2e_low_s", "e2e_high_s")
+
+
+def test_a_sweep_prices_its_band_only_when_read_and_the_same_chunked_or_not(monkeypatch):
+    """The p10-p90 band is computed on first read (a sweep reading point values never pays for
+    it); read back, it is the band of each point priced alone, chunked or in one piece."""
+    from hwsim.inference import engine, estimate
+
+    calls = []
+    original = engine.phase_band_s
+    monkeypatch.setattr(engine, "phase_band_s", lambda *a: calls.append(1) or original(*a))
+    dep = make_deployment("llama-3.1-8b", "h100-sxm-calibrated")
+    b, s, g = (
+        np.array([1, 8, 64, 3, 2]),
+        np.array([16, 2000, 9000, 512, 7]),
+        np.array([1, 0, 300, 5, 2]),
+    )
+    whole = estimate_deployment(dep, b, s, g)
+    assert np.all(np.isfinite(whole.latency.tpot_s[g > 0])) and calls == []
+    monkeypatch.setattr(estimate, "CHUNK_POINTS", 2)
+    chunked = estimate_deployment(dep, b, s, g)
+    assert calls == []
+    for key in BAND_KEYS:
+        one_by_one = [getattr(estimate_deployment(dep, *p).latency, key) for p in zip(b, s, g)]
+        np.testing.assert_array_equal(getattr(whole.latency, key), np.array(one_by_one, float))
+        np.testing.assert_array_equal(getattr(chunked.latency, key), getattr(whole.latency, key))
+    assert calls and whole.latency.band == chunked.latency.band
