@@ -6,6 +6,7 @@ Everything broadcasts: batch, new_tokens and context may be numpy arrays.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -158,12 +159,7 @@ def price_ops(dep: Deployment, ops: Sequence[Op], phase: str | None = None) -> P
 
 def shifted_band(cost: PhaseCost, seconds) -> Callable[[], Band | None]:
     """``cost``'s band with ``seconds`` added to both edges, computed when it is read."""
-    return partial(_shifted_band, cost, seconds)
-
-
-def _shifted_band(cost: PhaseCost, seconds) -> Band | None:
-    band = cost.band_s
-    return None if band is None else (band[0] + seconds, band[1] + seconds)
+    return mapped_band(cost, partial(operator.add, seconds))
 
 
 def mapped_band(cost: PhaseCost, fn: Callable[[Any], Any]) -> Callable[[], Band | None]:
