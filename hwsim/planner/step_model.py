@@ -173,19 +173,9 @@ class EngineStepModel:
             if size == 0:
                 return 0.0
             # integer sum, so the mean is the reference's float
-            q = round(int(np.add.reduce(ctx)) / size / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
-            if q < CONTEXT_QUANTUM:
-                q = CONTEXT_QUANTUM
-            if not windows:
-                t = fast.decode_only.get((size, q))
-                if t is None:
-                    t = fast.decode_only_time_s(size, q)
-                return t - self.graph_saving_s
-            xs = self._windowed_contexts(ctx, size)
-            t = fast.decode_only.get((size, q, xs))
-            if t is None:
-                t = fast.decode_only_time_s(size, q, xs)
-            return t - self.graph_saving_s
+            q = quantised_context(int(np.add.reduce(ctx)) / size)
+            xs = self._windowed_contexts(ctx, size) if windows else ()
+            return self._decode_only_s(size, q, xs)
         idx = (new != 1).nonzero()[0]
         chunk_new: list[int] = new[idx].tolist()
         chunk_ctx: list[int] = ctx[idx].tolist()
@@ -193,8 +183,7 @@ class EngineStepModel:
         q = 0
         windowed: tuple[int, ...] = ()
         if n_dec:
-            q = round((int(np.add.reduce(ctx)) - sum(chunk_ctx)) / n_dec / CONTEXT_QUANTUM)
-            q = q * CONTEXT_QUANTUM if q > 1 else CONTEXT_QUANTUM
+            q = quantised_context((int(np.add.reduce(ctx)) - sum(chunk_ctx)) / n_dec)
             if windows:
                 windowed = self._windowed_contexts(ctx[new == 1], n_dec)
         t = fast.time_s(n_dec, q, chunk_new, chunk_ctx, windowed)
@@ -215,21 +204,14 @@ class EngineStepModel:
         size = len(new_tokens)
         if n_dec == size:
             # the same float as iteration_time_s's integer sum / size
-            q = round(decode_context_sum / size / CONTEXT_QUANTUM) * CONTEXT_QUANTUM
-            if q < CONTEXT_QUANTUM:
-                q = CONTEXT_QUANTUM
-            t = fast.decode_only.get((size, q))
-            if t is None:
-                t = fast.decode_only_time_s(size, q)
-            return t - self.graph_saving_s
+            return self._decode_only_s(size, quantised_context(decode_context_sum / size))
         chunk_new: list[int] = new_tokens[n_dec:].tolist()
         if 1 in chunk_new:  # a 1-token chunk is priced as a decode (new == 1, the definition)
             return self.iteration_time_s(new_tokens, context_after)
         chunk_ctx: list[int] = context_after[n_dec:].tolist()
         q = 0
         if n_dec:
-            q = round(decode_context_sum / n_dec / CONTEXT_QUANTUM)
-            q = q * CONTEXT_QUANTUM if q > 1 else CONTEXT_QUANTUM
+            q = quantised_context(decode_context_sum / n_dec)
         t = fast.time_s(n_dec, q, chunk_new, chunk_ctx)
         if t is None:
             return self._reference_iteration_time_s(new_tokens, context_after)
@@ -240,9 +222,20 @@ class EngineStepModel:
         their int64 contexts (integer sums, so the means are the reference's floats)."""
         out = []
         for w in self._window_arrays:
-            x = round(int(np.add.reduce(np.minimum(dec_ctx, w))) / n_dec / CONTEXT_QUANTUM)
-            out.append(x * CONTEXT_QUANTUM if x > 1 else CONTEXT_QUANTUM)
+            out.append(quantised_context(int(np.add.reduce(np.minimum(dec_ctx, w))) / n_dec))
         return tuple(out)
+
+    def _decode_only_s(self, size: int, q: int, windowed: tuple[int, ...] = ()) -> float:
+        """A decode-only iteration of ``size`` sequences at quantised mean context ``q``
+        (``windowed``: per window, the quantised mean of min(c, W)), memoised by the fast
+        pricer, less what a CUDA-graph replay saves."""
+        fast = self._fast
+        assert fast is not None
+        key = (size, q, windowed) if windowed else (size, q)
+        t = fast.decode_only.get(key)
+        if t is None:
+            t = fast.decode_only_time_s(size, q, windowed)
+        return t - self.graph_saving_s
 
     # -- the definition ------------------------------------------------------------------
     def decode_contexts(self, dec_ctx) -> tuple[int, tuple[int, ...]]:
