@@ -112,6 +112,29 @@ def test_parallel_processes_agree_with_serial():
     assert [r.to_dict() for r in serial.feasible] == [r.to_dict() for r in pooled.feasible]
 
 
+def test_simulator_confirmations_in_worker_processes_agree_with_serial(monkeypatch):
+    import hwsim.planner.parallel as parallel
+
+    sc = scenario(candidates={"hardware": ["a100-80gb-sxm", "h100-sxm"], "tp": [1, 2]})
+    pooled_calls = []
+    in_pool = parallel.map_in_pool
+    monkeypatch.setattr(
+        parallel,
+        "map_in_pool",
+        lambda fn, args, n: pooled_calls.append(len(args)) or in_pool(fn, args, n),
+    )
+    serial = plan(sc, workers=1, simulate_top=2)
+    assert pooled_calls == []
+    pooled = plan(sc, workers=2, simulate_top=2)
+    assert pooled_calls == [2]  # the two confirmations, as one pool's jobs
+    replayed = [r for r in pooled.feasible + pooled.pruned if r.simulated]
+    assert len(replayed) == 2
+    for part in ("feasible", "pruned"):
+        got, want = getattr(pooled, part), getattr(serial, part)
+        assert [r.simulated for r in got] == [r.simulated for r in want]
+        assert [r.to_dict() for r in got] == [r.to_dict() for r in want]
+
+
 def test_simulate_api_returns_records_and_percentiles():
     sc = scenario(
         traffic={

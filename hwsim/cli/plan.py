@@ -101,7 +101,9 @@ def register(app: typer.Typer) -> None:
             False, help="allow --report and --out to replace existing files"
         ),
         workers: int | None = typer.Option(
-            None, help="local worker processes for the candidate search (default: cores)"
+            None,
+            help="local worker processes for the candidate search and the simulator confirmations "
+            "(default: cores)",
         ),
         ray_address: str | None = typer.Option(
             None, help="run the candidate search on Ray: 'auto' or HOST:PORT"

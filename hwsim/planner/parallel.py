@@ -54,6 +54,21 @@ def evaluate_all(
     )
 
 
+def run_jobs(jobs: list[tuple[Callable, tuple]], workers: int | None = None) -> list:
+    """``[fn(*args) for fn, args in jobs]``, in order: independent, seeded jobs (the planner's
+    simulator confirmations), in local processes where more than one is to run and more
+    than one core is at hand (``workers``: the processes; default the cores, at most 8).
+    Each job builds what it needs itself, so the pool adds only its start-up (a fork)."""
+    n_workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n_workers <= 1 or len(jobs) < 2:
+        return [fn(*args) for fn, args in jobs]
+    return map_in_pool(_run_job, list(jobs), n_workers)
+
+
+def _run_job(fn: Callable, args: tuple):
+    return fn(*args)
+
+
 def _serial(args, total: int, progress, stop_after_s: float | None = None):
     """Evaluate ``args`` here, in order; with ``stop_after_s``, stop (returning what is done)
     once the remaining ones, at the mean time so far, would take longer than that."""
@@ -79,31 +94,42 @@ def _projected_s(t0: float, done: int, left: int) -> float:
 def _in_pool(args, n_workers: int, done: int, total: int, progress) -> list[CandidateResult]:
     """Evaluate ``args`` in ``n_workers`` local processes, results in order (``done`` of
     ``total`` already reported to ``progress``)."""
-    results: list[CandidateResult | None] = [None] * len(args)
-    global _FORKED_ARGS
+    report = (lambda n: progress(done + n, total)) if progress else None
+    return map_in_pool(evaluate, args, n_workers, report)
+
+
+def map_in_pool(fn: Callable, args: list[tuple], n_workers: int, progress=None) -> list:
+    """``[fn(*a) for a in args]`` in ``n_workers`` local processes, in order; ``progress(n)``
+    after each of them finishes. Where processes fork, the workers inherit ``fn`` and
+    ``args`` (and this process's warm caches) and nothing is pickled on the way in."""
+    results: list = [None] * len(args)
+    global _FORKED
     forked = multiprocessing.get_start_method() == "fork"
-    _FORKED_ARGS = args if forked else []
-    with ProcessPoolExecutor(max_workers=n_workers) as pool:
-        if forked:  # the workers inherit the arguments (and this process's warm caches)
-            futures = {pool.submit(_evaluate_forked, i): i for i in range(len(args))}
-        else:
-            futures = {pool.submit(evaluate, *a): i for i, a in enumerate(args)}
-        for n, fut in enumerate(as_completed(futures), start=1):
-            results[futures[fut]] = fut.result()
-            if progress:
-                progress(done + n, total)
-    _FORKED_ARGS = []
-    return [r for r in results if r is not None]
+    _FORKED = (fn, args) if forked else None
+    try:
+        with ProcessPoolExecutor(max_workers=min(n_workers, len(args))) as pool:
+            if forked:
+                futures = {pool.submit(_call_forked, i): i for i in range(len(args))}
+            else:
+                futures = {pool.submit(fn, *a): i for i, a in enumerate(args)}
+            for n, fut in enumerate(as_completed(futures), start=1):
+                results[futures[fut]] = fut.result()
+                if progress:
+                    progress(n)
+    finally:
+        _FORKED = None
+    return results
 
 
-_FORKED_ARGS: list[tuple] = []  # set before a fork-started pool; read by its workers
+_FORKED: tuple[Callable, list[tuple]] | None = None  # set before a fork-started pool
 
 
-def _evaluate_forked(i: int) -> CandidateResult:
-    """Candidate ``i`` of the arguments the worker inherited when it was forked: the same
-    objects the parent holds, so the caches keyed on them are warm, and nothing is pickled
-    on the way in."""
-    return evaluate(*_FORKED_ARGS[i])
+def _call_forked(i: int):
+    """Call ``i`` of the function and arguments the worker inherited when it was forked: the
+    same objects the parent holds, so the caches keyed on them are warm."""
+    assert _FORKED is not None
+    fn, args = _FORKED
+    return fn(*args[i])
 
 
 def _on_ray(args, address: str, progress) -> list[CandidateResult]:

@@ -25,7 +25,7 @@ from hwsim.model.load import load_model
 from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
-from hwsim.planner.parallel import evaluate_all
+from hwsim.planner.parallel import evaluate_all, run_jobs
 from hwsim.planner.slo_verdict import add_slo_verdict
 from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
@@ -385,17 +385,26 @@ def plan(
     # the cheapest few plain one-pool candidates (Candidate.analytic_only: disaggregated,
     # speculative and expert-parallel ones are priced analytically only)
     replayed = [r for r in feasible if not r.candidate.analytic_only][:top]
-    for r in replayed:
-        r.simulated = confirm_with_simulator(sc, r, traffic, serving)
+    jobs: list[tuple[Callable, tuple]] = [
+        (confirm_with_simulator, (sc, r, traffic, serving)) for r in replayed
+    ]
+    pairs: list = []
     if True in cands.disaggregated:  # both pools and the hand-over, the cheapest few
         from hwsim.planner.disaggregated import DisaggregatedResult
-        from hwsim.planner.disaggregated_sim import confirm_disaggregated, confirmation_text
+        from hwsim.planner.disaggregated_sim import confirm_disaggregated
 
         pairs = [r for r in feasible if isinstance(r, DisaggregatedResult)][:top]
+        jobs += [
+            (confirm_disaggregated, (sc, r, traffic, serving, cands.disaggregation)) for r in pairs
+        ]
+    for r, simulated in zip([*replayed, *pairs], run_jobs(jobs, workers), strict=True):
+        r.simulated = simulated
+    if pairs:
+        from hwsim.planner.disaggregated_sim import confirmation_text
+
         for r in pairs:
-            r.simulated = confirm_disaggregated(sc, r, traffic, serving, cands.disaggregation)
             r.confirmation = confirmation_text(r.simulated)
-        replayed = [*replayed, *pairs]
+    replayed = [*replayed, *pairs]
     overloaded = [r for r in replayed if r.simulated.get("overloaded")]
     for r in overloaded:  # the analytic answer said yes, the simulated replica could not keep up
         r.feasible = False
