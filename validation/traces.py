@@ -107,7 +107,10 @@ def replay(
         rows = zip(
             trace["arrival_offset_s"], trace["prompt_tokens"], trace["output_tokens"], strict=True
         )
-        lines = ["arrival_s,prompt_tokens,output_tokens", *(f"{float(a)!r},{p},{o}" for a, p, o in rows)]
+        lines = [
+            "arrival_s,prompt_tokens,output_tokens",
+            *(f"{float(a)!r},{p},{o}" for a, p, o in rows),
+        ]
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         result, _ = simulate(scenario(model, path, hardware, deployment), len(trace["ttft_s"]))
     return result
