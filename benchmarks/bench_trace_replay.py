@@ -130,6 +130,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "goodput_predicted_per_s": goodput_per_s(
             rates, [r["predicted"]["attainment"] for r in runs]
         ),
+        "goodput_note": f"null: attainment < 90% already at the lowest measured rate, "
+        f"{min(rates):g}/s",
     }
 
 
