@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import hwsim
 from hwsim.inference import capacity
 from hwsim.inference.deployment import make_deployment
-from hwsim.inference.engine import decode_contexts, decode_step_cost, mean_decode_cost
+from hwsim.inference.engine import decode_contexts, decode_step_cost, make_forward, mean_decode_cost
 from hwsim.inference.estimate import _check_lengths, estimate_deployment
 from hwsim.inference.results import Estimate
 from hwsim.labels import label_array
@@ -241,3 +241,31 @@ def test_a_sweep_prices_its_band_only_when_read_and_the_same_chunked_or_not(monk
         np.testing.assert_array_equal(getattr(whole.latency, key), np.array(one_by_one, float))
         np.testing.assert_array_equal(getattr(chunked.latency, key), getattr(whole.latency, key))
     assert calls and whole.latency.band == chunked.latency.band
+
+
+@pytest.mark.parametrize(
+    ("model", "hardware", "tp"),
+    [("llama-3.1-8b", "h100-sxm-calibrated", 1), ("mixtral-8x7b", "h100-sxm", 2)],
+)
+def test_shared_context_free_ops_price_as_a_cold_build(monkeypatch, model, hardware, tp):
+    """Scalar forwards that differ only in context share their context-free ops and those
+    ops' prices (hwsim.model.graph._CONTEXT_FREE); each estimate equals the one built cold."""
+    from hwsim.model import graph
+
+    calls = [(8, 2001, 200), (8, 5003, 200), (8, 2001, 900), (3, 777, 1)]
+    warm = [
+        hwsim.estimate(model, hardware, batch=b, prompt_len=s, gen_len=g, tp=tp)
+        for b, s, g in calls
+    ]
+    shared = graph._CONTEXT_FREE
+    assert shared  # the scalar forwards were cached
+    for (b, s, g), got in zip(calls, warm, strict=True):
+        monkeypatch.setattr(graph, "_CONTEXT_FREE", {})
+        cold = hwsim.estimate(model, hardware, batch=b, prompt_len=s, gen_len=g, tp=tp)
+        assert got.flat() == cold.flat()
+    dep = make_deployment(model, hardware, tp=tp)
+    a = graph.forward_ops(make_forward(dep, "decode", 8.0, 1.0, 100.0), dep.pp)
+    c = graph.forward_ops(make_forward(dep, "decode", 8.0, 1.0, 9000.0), dep.pp)
+    shared_ops = [x is y for x, y in zip(a, c, strict=True)]
+    assert any(shared_ops) and not all(shared_ops)  # the mixers' ops are built per context
+    assert [x.name for x in a] == [y.name for y in c]

@@ -22,6 +22,7 @@ from hwsim.model.graph import forward_ops
 from hwsim.model.ops import Op
 from hwsim.perf.bands import op_band_s
 from hwsim.perf.ladder import price_op
+from hwsim.perf.measured import MeasurementSet
 from hwsim.perf.roofline import BOUNDS, OpTime, roofline_floor_s
 from hwsim.perf.transfer import band_factors, op_correlation, phase_groups
 from hwsim.profiles.hardware import HardwareProfile
@@ -115,11 +116,22 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
     return price_ops(dep, forward_ops(fw, dep.pp), fw.phase)
 
 
+def _priced(hw: HardwareProfile, op: Op, measured: MeasurementSet | None) -> OpTime:
+    """``price_op(hw, op, measured)``, kept on the op: the context-free ops of scalar forwards
+    are shared between calls (:func:`hwsim.model.graph.forward_ops`), and so their prices."""
+    held = op.__dict__.get("_priced")
+    if held is not None and held[0] is hw and held[1] is measured and held[2].op is op:
+        return held[2]
+    t = price_op(hw, op, measured)
+    op.__dict__["_priced"] = (hw, measured, t)
+    return t
+
+
 def price_ops(dep: Deployment, ops: Sequence[Op], phase: str | None = None) -> PhaseCost:
     """Price ``ops`` on ``dep``'s device and sum them into a phase (arrays broadcast);
     ``phase`` (prefill or decode) picks the published metric of its whole-model band."""
     hw, measured = dep.hardware, dep.measurements
-    times = tuple(price_op(hw, op, measured) for op in ops)
+    times = tuple(_priced(hw, op, measured) for op in ops)
     total, comm, compute, flops, hbm = (_Sum() for _ in range(5))
     # Python floats (the ops of a scalar call) add up here, in order; arrays in the _Sums
     f_total = f_comm = f_compute = f_flops = f_hbm = 0.0

@@ -10,6 +10,7 @@ split over ``tp`` ranks and each layer all-reduces its attention output and its 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from hwsim.model.ffn import ffn_ops
 from hwsim.model.forward import Forward
@@ -27,16 +28,58 @@ def forward_ops(
     ``fw``; the serving step model prices a windowed group's decode attention at that group's
     own per-sequence context)."""
     model = fw.model
-    ops: list[Op] = [_embedding(fw)]
-    for mixer, is_moe, count in layer_groups(model):
+    shared = _context_free_ops(fw, pp)
+    ops: list[Op] = [shared.embedding]
+    for (mixer, _, count), (norms, rest) in zip(layer_groups(model), shared.groups, strict=True):
         mfw = fw if mixer_forward is None else mixer_forward(mixer)
-        layer = [*_norms(fw), *mixer.ops(mfw), *ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
-        ops += [op.times(count) for op in layer]
-    ops.append(_norm(fw, "final_norm"))
-    ops.append(_lm_head(fw))
-    if pp > 1:
-        ops.append(_pipeline_send(fw, pp))
+        ops += norms
+        ops += [op.times(count) for op in mixer.ops(mfw)]
+        ops += rest
+    ops += shared.tail
     return ops
+
+
+@dataclass(frozen=True)
+class _ContextFree:
+    """The ops of a forward that do not depend on its context: all but the mixers'."""
+
+    embedding: Op
+    groups: tuple[tuple[list[Op], list[Op]], ...]  # per layer group: (norms, FFN + all-reduces)
+    tail: list[Op]  # final norm, LM head, pipeline send
+
+
+def _context_free_ops(fw: Forward, pp: int) -> _ContextFree:
+    """:class:`_ContextFree` of ``fw``; for a scalar forward built once per (model, dtypes,
+    phase, batch, new tokens, tp, pp): calls that differ only in context (a decode step at
+    another length, a prompt of another length at batch x new tokens unchanged) share the
+    same op objects, and with them their prices (:func:`hwsim.inference.engine.price_ops`)."""
+    if type(fw.batch) is not float or type(fw.new_tokens) is not float:
+        return _build_context_free(fw, pp)
+    held = (fw.model, fw.weight, fw.act)
+    key = (fw.phase, fw.batch, fw.new_tokens, fw.tp, pp, fw.compute_dtype, *map(id, held))
+    hit = _CONTEXT_FREE.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], held, strict=True)):
+        return hit[1]
+    built = _build_context_free(fw, pp)
+    if len(_CONTEXT_FREE) >= CONTEXT_FREE_CACHE_SIZE:
+        _CONTEXT_FREE.clear()
+    _CONTEXT_FREE[key] = (held, built)  # holding the objects: their ids stay taken
+    return built
+
+
+CONTEXT_FREE_CACHE_SIZE = 1024
+_CONTEXT_FREE: dict[tuple, tuple[tuple, _ContextFree]] = {}
+
+
+def _build_context_free(fw: Forward, pp: int) -> _ContextFree:
+    groups = []
+    for mixer, is_moe, count in layer_groups(fw.model):
+        rest = [*ffn_ops(fw, is_moe), *_tp_all_reduces(fw, mixer)]
+        groups.append(([op.times(count) for op in _norms(fw)], [op.times(count) for op in rest]))
+    tail = [_norm(fw, "final_norm"), _lm_head(fw)]
+    if pp > 1:
+        tail.append(_pipeline_send(fw, pp))
+    return _ContextFree(_embedding(fw), tuple(groups), tail)
 
 
 def _norm(fw: Forward, name: str) -> Op:
