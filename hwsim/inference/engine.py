@@ -117,13 +117,15 @@ def price_forward(dep: Deployment, fw: Forward) -> PhaseCost:
 
 
 def _priced(hw: HardwareProfile, op: Op, measured: MeasurementSet | None) -> OpTime:
-    """``price_op(hw, op, measured)``, kept on the op: the context-free ops of scalar forwards
-    are shared between calls (:func:`hwsim.model.graph.forward_ops`), and so their prices."""
+    """``price_op(hw, op, measured)``, kept on the op where it is one number: the context-free
+    ops of scalar forwards are shared between calls (:func:`hwsim.model.graph.forward_ops`),
+    and so their prices."""
     held = op.__dict__.get("_priced")
     if held is not None and held[0] is hw and held[1] is measured and held[2].op is op:
         return held[2]
     t = price_op(hw, op, measured)
-    op.__dict__["_priced"] = (hw, measured, t)
+    if type(t.time_s) is float:  # a sweep's op holds arrays: keeping its times costs memory
+        op.__dict__["_priced"] = (hw, measured, t)
     return t
 
 
