@@ -29,8 +29,25 @@ per metric, the median and p90 over runs of |pred - meas| / meas, and the goodpu
 highest rate with attainment >= 90%, interpolated linearly between the measured rates)
 measured vs predicted. CPU and wall seconds of one replay: median of ``repeats`` runs.
 
-DistServe's own disaggregated runs (distserve-*.exp) are not in the folder yet (see its
-README), so they are not replayed here.
+DistServe c21d11 group: DistServe's own runs (distserve-c21d11-300-<rate>.exp: a prefill
+instance at tp 2 and a decode instance at tp 1, 3 GPUs; align_with_real.py) replayed through
+hwsim's two-pool simulator (:func:`validation.traces.replay_disaggregated`: one prefill
+replica, one decode replica, ``first_token_from: prefill`` and ``kv_overlap: none`` as
+DistServe returns the first token from the prefill instance and moves the whole cache after it,
+``placement: auto`` = both in one NVLink node, DistServe section 4.2). Both instances are
+configured from the flags of DistServe's API-server usage example (distserve_api_server's
+docstring: gpu-memory-utilization 0.95; context stage FCFS, max batch 128, max 8,192 tokens a
+batch; decoding stage FCFS, max batch 1,024, 65,536 tokens): whole prompts batched FCFS, no
+chunked prefill (DistServe's context stage schedules whole prompts: its paper, section 4.3,
+batches prompts up to a length L_m; there is no chunking in its engine), under the same two
+runtimes. The artifact does not record the flags of these exact runs; none was chosen
+against the traces.
+
+Per-GPU goodput (DistServe's comparison): the goodput above divided by the GPUs of one
+serving unit (vLLM: 1; c21d11: 3), measured and predicted, and their ratio DistServe / vLLM.
+Where an engine meets 90% even at its top measured rate the goodput is only bounded below
+(its top rate); where it misses 90% at its lowest rate, only bounded above (its lowest rate);
+the ratio is then given as a bound.
 
 Run: python -m benchmarks.bench_trace_replay [repeats, 5] [json path]
 """
@@ -42,6 +59,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +74,7 @@ from validation.traces import (
     measured_records,
     metrics,
     replay,
+    replay_disaggregated,
 )
 
 HARDWARE = "a100-80gb-sxm"
@@ -73,6 +92,22 @@ RUNTIMES: dict[str, dict[str, Any]] = {
     "kernels only (runtime generic)": {},
     "vLLM runtime preset": {"runtime": {"engine": "vllm"}},
 }
+DISTSERVE_BASE: dict[str, Any] = {
+    "weight_dtype": "fp16",
+    "kv_dtype": "fp16",
+    "activation_dtype": "fp16",
+    "memory_utilization": 0.95,  # DistServe usage example: --gpu-memory-utilization 0.95
+    "chunked_prefill": False,  # whole prompts (DistServe's context stage)
+}
+DISTSERVE_PREFILL = {**DISTSERVE_BASE, "tp": 2, "max_num_batched_tokens": 8192, "max_num_seqs": 128}
+DISTSERVE_DECODE = {
+    **DISTSERVE_BASE,
+    "tp": 1,
+    "max_num_batched_tokens": 65536,
+    "max_num_seqs": 1024,
+}
+DISAGGREGATION = {"placement": "auto", "kv_overlap": "none", "first_token_from": "prefill"}
+GPUS = {"vLLM": 1, "DistServe c21d11": 3}  # GPUs of one serving unit
 SLO = Slo(ttft_s=0.2, tpot_s=0.1)  # DistServe Table 1, chatbot OPT-13B
 ATTAINMENT = 0.9  # DistServe's goodput target
 METRICS = ("ttft_p50_s", "ttft_p90_s", "tpot_p50_s", "tpot_p90_s", "e2e_mean_s", "attainment")
@@ -99,18 +134,20 @@ def goodput_per_s(rates: list[float], attainment: list[float]) -> float | None:
 
 
 def replay_run(
-    entry: dict[str, Any], model: str, repeats: int, deployment: dict[str, Any]
+    entry: dict[str, Any], repeats: int, simulate: Callable[[dict[str, np.ndarray]], Any]
 ) -> dict[str, Any]:
+    """One measured run against ``simulate(trace)`` (a one-pool SimulationResult or a
+    two-pool PoolsRun), timed over ``repeats`` runs."""
     trace = load_measured(DISTSERVE_OPT13B / entry["file"])
     cpu, wall, result = [], [], None
     for _ in range(repeats):
         c0, t0 = time.process_time(), time.perf_counter()
-        result = replay(trace, model, HARDWARE, deployment)
+        result = simulate(trace)
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - t0)
     assert result is not None
     pred, meas = metrics(result.records, SLO), metrics(measured_records(trace), SLO)
-    return {
+    out = {
         "file": entry["file"],
         "source_path": entry["source_path"],
         "n_requests": len(trace["ttft_s"]),
@@ -118,12 +155,18 @@ def replay_run(
         "predicted": pred,
         "measured": meas,
         "relative_error": {k: abs(pred[k] - meas[k]) / meas[k] for k in METRICS if meas[k]},
-        "overloaded": result.overload is not None,
         "preemptions": int(np.sum(result.records.preemptions)),
-        "kv_capacity_tokens": result.config.kv_capacity_tokens,
         "cpu_s": statistics.median(cpu),
         "wall_s": statistics.median(wall),
     }
+    if hasattr(result, "decode"):  # two pools
+        out["overloaded"] = bool(result.prefill_overloads) or result.decode.overload is not None
+        out["kv_capacity_tokens_decode"] = result.decode.config.kv_capacity_tokens
+        out["kv_transfer_exposed_max_s"] = float(np.max(result.exposed_s))
+    else:
+        out["overloaded"] = result.overload is not None
+        out["kv_capacity_tokens"] = result.config.kv_capacity_tokens
+    return out
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,31 +186,105 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def one_pool(model: str, deployment: dict[str, Any]) -> Callable:
+    return lambda trace: replay(trace, model, HARDWARE, deployment)
+
+
+def two_pools(model: str, runtime: dict[str, Any]) -> Callable:
+    pre, dec = {**DISTSERVE_PREFILL, **runtime}, {**DISTSERVE_DECODE, **runtime}
+    return lambda trace: replay_disaggregated(trace, model, HARDWARE, pre, dec, DISAGGREGATION)
+
+
+def bounded_goodput_per_s(rates: list[float], attainment: list[float]) -> dict[str, Any]:
+    """:func:`goodput_per_s` with what it is: interpolated, or a bound (module docstring)."""
+    pairs = sorted(zip(rates, attainment, strict=True))
+    if pairs[0][1] < ATTAINMENT:
+        return {"value_per_s": pairs[0][0], "kind": "upper_bound"}
+    if pairs[-1][1] >= ATTAINMENT:
+        return {"value_per_s": pairs[-1][0], "kind": "lower_bound"}
+    return {"value_per_s": goodput_per_s(rates, attainment), "kind": "interpolated"}
+
+
+def per_gpu_comparison(groups: dict[str, list[dict[str, Any]]], side: str) -> dict[str, Any]:
+    """Per-GPU goodput of each group on the ``side`` ("measured" / "predicted") attainment and
+    the ratio DistServe / vLLM, as a value or a bound."""
+    out: dict[str, Any] = {}
+    for name, runs in groups.items():
+        g = bounded_goodput_per_s(
+            [r["nominal_rate_per_s"] for r in runs], [r[side]["attainment"] for r in runs]
+        )
+        out[name] = {**g, "per_gpu_per_s": g["value_per_s"] / GPUS[name], "gpus": GPUS[name]}
+    d, v = out["DistServe c21d11"]["kind"], out["vLLM"]["kind"]
+    ratio = out["DistServe c21d11"]["per_gpu_per_s"] / out["vLLM"]["per_gpu_per_s"]
+    exact = "interpolated"
+    if d == v == exact:
+        kind = exact
+    elif d in (exact, "lower_bound") and v in (exact, "upper_bound"):
+        kind = "lower_bound"  # numerator at least, denominator at most
+    elif d in (exact, "upper_bound") and v in (exact, "lower_bound"):
+        kind = "upper_bound"
+    else:
+        kind = "unbounded"
+    out["ratio"] = {"value": ratio if kind != "unbounded" else None, "kind": kind}
+    return out
+
+
 def main(repeats: int = 5, out: Path = OUT) -> dict[str, Any]:
     manifest = load_manifest()
-    entries = [e for e in manifest["runs"] if e["engine"] == "vLLM"]
-    variants = []
+    vllm = [e for e in manifest["runs"] if e["engine"] == "vLLM"]
+    dist = [e for e in manifest["runs"] if e["engine"] == "DistServe" and "c21d11" in e["file"]]
+    variants: list[dict[str, Any]] = []
+    dist_variants: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         model = str(write_profile(Path(tmp)))
         for name, extra in RUNTIMES.items():
             deployment = {**VLLM_DEPLOYMENT, **extra}
-            runs = [replay_run(e, model, repeats, deployment) for e in entries]
+            runs = [replay_run(e, repeats, one_pool(model, deployment)) for e in vllm]
             variants.append(
                 {"runtime": name, "deployment": deployment, "runs": runs, "summary": summary(runs)}
             )
+            runs = [replay_run(e, repeats, two_pools(model, extra)) for e in dist]
+            dist_variants.append(
+                {
+                    "runtime": name,
+                    "prefill_deployment": {**DISTSERVE_PREFILL, **extra},
+                    "decode_deployment": {**DISTSERVE_DECODE, **extra},
+                    "disaggregation": DISAGGREGATION,
+                    "runs": runs,
+                    "summary": summary(runs),
+                }
+            )
+    goodput = {
+        "measured": per_gpu_comparison(
+            {"vLLM": variants[0]["runs"], "DistServe c21d11": dist_variants[0]["runs"]},
+            "measured",
+        ),
+        "predicted": {
+            v["runtime"]: per_gpu_comparison(
+                {"vLLM": v["runs"], "DistServe c21d11": d["runs"]}, "predicted"
+            )
+            for v, d in zip(variants, dist_variants, strict=True)
+        },
+    }
     doc = {
-        "what": "hwsim serving simulator replaying DistServe's measured vLLM OPT-13B traces",
+        "what": "hwsim serving simulator replaying DistServe's measured OPT-13B traces: vLLM "
+        "(one pool) and DistServe c21d11 (two pools)",
         "source": manifest["source"],
         "hardware_profile": HARDWARE,
         "slo": {"ttft_s": SLO.ttft_s, "tpot_s": SLO.tpot_s},
         "repeats": repeats,
         "variants": variants,
+        "distserve_c21d11": {"variants": dist_variants},
+        "goodput_per_gpu": goodput,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    for variant in variants:
-        print(f"== {variant['runtime']}")
-        report(variant)
+    for group, vs in (("vLLM", variants), ("DistServe c21d11", dist_variants)):
+        for variant in vs:
+            print(f"== {group}, {variant['runtime']}")
+            report(variant)
+    print("== per-GPU goodput (req/s per GPU) and ratio DistServe / vLLM")
+    print(json.dumps(goodput, indent=1))
     return doc
 
 

@@ -109,3 +109,62 @@ def test_small_replay_runs_and_ttft_covers_the_prefill(tmp_path):
     for p, ttft in zip(trace["prompt_tokens"], records.ttft_s, strict=True):
         prefill_s = step.iteration_time_s(np.array([p]), np.array([p]))
         assert ttft >= prefill_s * (1 - 1e-9)
+
+
+DISTSERVE = [r for r in RUNS if r["engine"] == "DistServe"]
+
+
+def test_distserve_runs_replay_the_vllm_sample():
+    """DistServe's runs serve the same ShareGPT sample as the vLLM runs: in arrival order the
+    (prompt, output) pairs agree with the longest vLLM file's (an independent check on the
+    prompt lengths, which no identity in a row constrains)."""
+    vllm = max((r for r in RUNS if r["engine"] == "vLLM"), key=lambda r: r["n_requests"])
+    ref = load_measured(DISTSERVE_OPT13B / vllm["file"])
+    n = len(ref["prompt_tokens"])
+    for entry in DISTSERVE:
+        trace = load_measured(DISTSERVE_OPT13B / entry["file"])
+        m = min(n, len(trace["prompt_tokens"]))
+        np.testing.assert_array_equal(trace["prompt_tokens"][:m], ref["prompt_tokens"][:m])
+        np.testing.assert_array_equal(trace["output_tokens"][:m], ref["output_tokens"][:m])
+
+
+def test_distserve_layout_named_in_the_source_path():
+    for entry in DISTSERVE:
+        assert "distserve-c21d11-" in entry["source_path"]
+        assert "tp 2" in entry["layout"] and "tp 1" in entry["layout"]
+
+
+def test_two_pool_replay_covers_prefill_and_transfer(tmp_path):
+    """The first 30 requests of the first DistServe run through both pools: every request
+    comes back completed, once, and its TTFT (first token from the prefill instance) is at
+    least its prompt's prefill on the tp-2 instance; it reaches the decode instance no
+    earlier than that plus its exposed KV transfer."""
+    from benchmarks.bench_trace_replay import (
+        DISAGGREGATION,
+        DISTSERVE_DECODE,
+        DISTSERVE_PREFILL,
+        write_profile,
+    )
+    from validation.traces import replay_disaggregated
+
+    model = str(write_profile(tmp_path))
+    full = load_measured(DISTSERVE_OPT13B / DISTSERVE[0]["file"])
+    trace = {k: v[:30] for k, v in full.items()}
+    run = replay_disaggregated(
+        trace, model, "a100-80gb-sxm", DISTSERVE_PREFILL, DISTSERVE_DECODE, DISAGGREGATION
+    )
+    records = run.records
+    assert len(records) == 30
+    assert np.all(records.completed) and np.all(run.done)
+    np.testing.assert_array_equal(np.sort(run.mine), np.arange(30))
+    np.testing.assert_array_equal(records.prompt_tokens, trace["prompt_tokens"][run.mine])
+    assert np.all(run.exposed_s >= 0)
+    pre = make_deployment(model, "a100-80gb-sxm", DeploymentSpec(**DISTSERVE_PREFILL))
+    step = EngineStepModel(pre)
+    for p, ttft in zip(records.prompt_tokens, records.ttft_s, strict=True):
+        prefill_s = step.iteration_time_s(np.array([p]), np.array([p]))
+        assert ttft >= prefill_s * (1 - 1e-9)
+    admitted = run.decode.records.admitted_s
+    arrival_at_decode = (run.prefill_end_s + run.exposed_s)[run.mine]
+    assert np.all(admitted >= arrival_at_decode - 1e-9)
+    assert np.all(records.finish_s > records.first_token_s)

@@ -8,14 +8,17 @@ every file comes from. Nothing here may be fitted to these files: they are for e
 
 :func:`replay` serves a trace's exact arrivals and lengths through :func:`hwsim.planner.plan.
 simulate` (the planner's path: ``make_deployment``, the deployment's KV capacity,
-``scheduler_config``, ``EngineStepModel``) with a CSV trace as the traffic.
+``scheduler_config``, ``EngineStepModel``) with a CSV trace as the traffic;
+:func:`replay_disaggregated` serves it through both pools of a disaggregated pair
+(:func:`hwsim.planner.disaggregated_sim.simulate_pools`, the path of the planner's two-pool
+confirmation) with the trace's requests instead of sampled ones.
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -23,6 +26,10 @@ import yaml
 from hwsim.serving import RequestRecords, SimulationResult, Slo, slo_attainment
 from hwsim.serving.csvio import non_negative_float, positive_int, read_columns
 from hwsim.serving.scheduler import COMPLETED
+from hwsim.serving.traffic import Requests
+
+if TYPE_CHECKING:
+    from hwsim.planner.disaggregated_sim import PoolsRun
 
 TRACES = Path(__file__).resolve().parent / "published" / "traces"
 DISTSERVE_OPT13B = TRACES / "distserve-opt13b-sharegpt"
@@ -114,3 +121,43 @@ def replay(
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         result, _ = simulate(scenario(model, path, hardware, deployment), len(trace["ttft_s"]))
     return result
+
+
+def trace_requests(trace: dict[str, np.ndarray]) -> Requests:
+    """The trace's exact arrivals and lengths as simulator requests (nothing cached)."""
+    return Requests.from_arrays(
+        np.asarray(trace["arrival_offset_s"], dtype=float),
+        np.asarray(trace["prompt_tokens"], dtype=np.int64),
+        np.asarray(trace["output_tokens"], dtype=np.int64),
+    )
+
+
+def replay_disaggregated(
+    trace: dict[str, np.ndarray],
+    model: str,
+    hardware: str,
+    prefill: dict[str, Any],
+    decode: dict[str, Any],
+    disaggregation: dict[str, Any],
+) -> PoolsRun:
+    """Serve the trace on one prefill replica (deployment fields ``prefill``) and one decode
+    replica (``decode``) of ``hardware``; the decode replica's KV capacity as the planner
+    sizes a decode pool (:func:`hwsim.planner.disaggregated.decode_pool`: the memory left
+    beside the weights and one step's workspace)."""
+    from hwsim.inference.deployment import make_deployment
+    from hwsim.planner.disaggregated import DisaggregatedCandidate
+    from hwsim.planner.disaggregated_sim import kv_capacity_tokens, simulate_pools
+    from hwsim.planner.spec import DisaggregationSpec, ServingSpec
+    from hwsim.profiles.deployment import DeploymentSpec
+
+    pre_spec, dec_spec = DeploymentSpec(**prefill), DeploymentSpec(**decode)
+    cand = DisaggregatedCandidate(
+        hardware=hardware,
+        deployment=dec_spec,
+        prefill_hardware=hardware,
+        prefill_deployment=pre_spec,
+    )
+    dec = make_deployment(model, hardware, dec_spec)
+    kv = kv_capacity_tokens(dec, min(dec_spec.max_num_seqs, dec_spec.max_num_batched_tokens))
+    spec = DisaggregationSpec(**disaggregation)
+    return simulate_pools(model, cand, 1, 1, kv, trace_requests(trace), ServingSpec(), spec)

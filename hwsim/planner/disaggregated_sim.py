@@ -25,6 +25,7 @@ up with makes the candidate infeasible.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ from hwsim.profiles.scenario import Scenario
 from hwsim.serving import SchedulerConfig, TrafficSpec, sample_requests
 from hwsim.serving import simulate as run_simulation
 from hwsim.serving.metrics import Slo, slo_attainment, summarize
-from hwsim.serving.records import RequestRecords
+from hwsim.serving.records import RequestRecords, SimulationResult
 from hwsim.serving.traffic import Requests
 
 MAX_SIMULATED_REQUESTS = 40_000  # all prefill replicas together
@@ -101,25 +102,36 @@ def exposed_transfer_by_prompt(
     return np.interp(prompts, grid, exposed)
 
 
-def confirm_disaggregated(
-    sc: Scenario,
-    r: DisaggregatedResult,
-    traffic: TrafficSpec,
+@dataclass(frozen=True)
+class PoolsRun:
+    """Both pools simulated on given requests (:func:`simulate_pools`), per request of the
+    input (``prefill_end_s``, ``exposed_s``, ``done``) and per request of the simulated
+    decode replica (``mine``: their indices in the input; ``records``: them timed end to end,
+    arrival, first token as the client sees it, decode finish)."""
+
+    prefill_end_s: np.ndarray
+    exposed_s: np.ndarray
+    done: np.ndarray
+    mine: np.ndarray
+    records: RequestRecords
+    decode: SimulationResult
+    prefill_overloads: list[str]
+
+
+def simulate_pools(
+    model: str,
+    c: DisaggregatedCandidate,
+    n_p: int,
+    n_d: int,
+    decode_kv_tokens: float,
+    reqs: Requests,
     serving: ServingSpec,
     spec: DisaggregationSpec,
-) -> dict[str, Any]:
-    """Simulate both pools of ``r`` at the peak (module docstring); the summary the one-pool
-    confirmation gives, plus each pool's own figures."""
-    c = r.candidate
-    assert isinstance(c, DisaggregatedCandidate)
-    pre = make_deployment(sc.model, c.prefill_hardware, c.prefill_deployment)
-    dec = make_deployment(sc.model, c.hardware, c.deployment)
-    n_p, n_d = r.prefill_replicas, r.decode_replicas
-    n = min(serving.n_requests * n_d, MAX_SIMULATED_REQUESTS)
-    n = max(n, n_d * 10, n_p)
-    reqs = sample_requests(traffic, n, serving.seed)
-    if not isinstance(reqs, Requests):
-        return {"not_simulated": CLOSED_LOOP_NOT_SIMULATED}
+) -> PoolsRun:
+    """``reqs`` served by ``n_p`` prefill replicas and (one of) ``n_d`` decode replicas of
+    ``c``, the decode replica holding ``decode_kv_tokens`` of KV cache (module docstring)."""
+    pre = make_deployment(model, c.prefill_hardware, c.prefill_deployment)
+    dec = make_deployment(model, c.hardware, c.deployment)
     prompts = np.asarray(reqs.prompt_tokens, dtype=np.int64)
     outputs = np.asarray(reqs.output_tokens, dtype=np.int64)
     arrival = np.asarray(reqs.arrival_s, dtype=float)
@@ -163,26 +175,13 @@ def confirm_disaggregated(
     d = c.deployment
     dec_config = _config(
         d,
-        r.kv_capacity_tokens,
+        decode_kv_tokens,
         serving,
         prefix_caching=True,
         request_overhead_s=0.0,  # paid on the prefill side
     )
     dec_result = run_simulation(decode_reqs, EngineStepModel(dec), dec_config)
     rec = dec_result.records
-    ok = rec.completed
-    if from_prefill:
-        ttft = prefill_end[mine] - arrival[mine]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = (rec.finish_s - prefill_end[mine]) / np.maximum(outputs[mine] - 1, 1)
-        tpot = np.where(outputs[mine] > 1, tpot, np.nan)
-    else:
-        ttft = rec.first_token_s - arrival[mine]
-        tpot = rec.tpot_s
-    e2e = rec.finish_s - arrival[mine]
-    ttft, tpot, e2e = (np.where(ok, x, np.nan) for x in (ttft, tpot, e2e))
-    # the decode replica's requests, timed end to end (arrival, first token as the client
-    # sees it, decode finish), for the joint per-request SLO attainment
     end_to_end = RequestRecords(
         arrival_s=arrival[mine],
         admitted_s=rec.admitted_s,
@@ -194,6 +193,44 @@ def confirm_disaggregated(
         preemptions=rec.preemptions,
         status=rec.status,
     )
+    return PoolsRun(prefill_end, exposed, done, mine, end_to_end, dec_result, prefill_overloads)
+
+
+def confirm_disaggregated(
+    sc: Scenario,
+    r: DisaggregatedResult,
+    traffic: TrafficSpec,
+    serving: ServingSpec,
+    spec: DisaggregationSpec,
+) -> dict[str, Any]:
+    """Simulate both pools of ``r`` at the peak (module docstring); the summary the one-pool
+    confirmation gives, plus each pool's own figures."""
+    c = r.candidate
+    assert isinstance(c, DisaggregatedCandidate)
+    n_p, n_d = r.prefill_replicas, r.decode_replicas
+    n = min(serving.n_requests * n_d, MAX_SIMULATED_REQUESTS)
+    n = max(n, n_d * 10, n_p)
+    reqs = sample_requests(traffic, n, serving.seed)
+    if not isinstance(reqs, Requests):
+        return {"not_simulated": CLOSED_LOOP_NOT_SIMULATED}
+    run = simulate_pools(sc.model, c, n_p, n_d, r.kv_capacity_tokens, reqs, serving, spec)
+    outputs = np.asarray(reqs.output_tokens, dtype=np.int64)
+    arrival = np.asarray(reqs.arrival_s, dtype=float)
+    n = len(arrival)
+    prefill_end, exposed, done, mine = run.prefill_end_s, run.exposed_s, run.done, run.mine
+    dec_result, end_to_end, prefill_overloads = run.decode, run.records, run.prefill_overloads
+    rec = dec_result.records
+    ok = rec.completed
+    if spec.first_token_from == "prefill":
+        ttft = prefill_end[mine] - arrival[mine]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = (rec.finish_s - prefill_end[mine]) / np.maximum(outputs[mine] - 1, 1)
+        tpot = np.where(outputs[mine] > 1, tpot, np.nan)
+    else:
+        ttft = rec.first_token_s - arrival[mine]
+        tpot = rec.tpot_s
+    e2e = rec.finish_s - arrival[mine]
+    ttft, tpot, e2e = (np.where(ok, x, np.nan) for x in (ttft, tpot, e2e))
     slo = sc.slo
     goodput_fraction = None
     if len(mine) and (slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s):
