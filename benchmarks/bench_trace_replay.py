@@ -25,9 +25,10 @@ Per run, predicted vs measured: median and p90 TTFT (first token - arrival), med
 per-request TPOT ((finish - first token) / (output - 1), the source's tpot_ms), mean E2E, and
 the SLO attainment (fraction of requests with TTFT <= 0.2 s and TPOT <= 0.1 s, DistServe's
 Table 1 SLOs for the OPT-13B chatbot, :func:`hwsim.serving.slo_attainment` for both). Then,
-per metric, the median and p90 over runs of |pred - meas| / meas, and the goodput (the
-highest rate with attainment >= 90%, interpolated linearly between the measured rates)
-measured vs predicted. CPU and wall seconds of one replay: median of ``repeats`` runs.
+per metric, the median and p90 over runs of |pred - meas| / meas, and the goodput (the rate
+at which attainment falls through 90%, interpolated linearly between the two measured rates
+around the crossing; a bound where there is no crossing, below) measured vs predicted. CPU
+and wall seconds of one replay: median of ``repeats`` runs.
 
 DistServe c21d11 group: DistServe's own runs (distserve-c21d11-300-<rate>.exp: a prefill
 instance at tp 2 and a decode instance at tp 1, 3 GPUs; align_with_real.py) replayed through
@@ -121,16 +122,58 @@ def write_profile(folder: Path) -> Path:
     return path
 
 
-def goodput_per_s(rates: list[float], attainment: list[float]) -> float | None:
-    """The highest rate with attainment >= 90%: linear between the last passing rate and the
-    next (failing) one; the top rate if all pass; None if even the lowest fails."""
+def crossing(
+    rates: list[float], attainment: list[float]
+) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """The first pair of rates, in rate order, where attainment goes from >= 90% to < 90%:
+    ((r0, a0), (r1, a1)); None if every rate passes or the lowest already fails."""
     pairs = sorted(zip(rates, attainment, strict=True))
     if pairs[0][1] < ATTAINMENT:
         return None
-    for (r0, a0), (r1, a1) in zip(pairs, pairs[1:], strict=False):
-        if a1 < ATTAINMENT:
-            return r0 + (a0 - ATTAINMENT) / (a0 - a1) * (r1 - r0)
-    return pairs[-1][0]
+    for lo, hi in zip(pairs, pairs[1:], strict=False):
+        if hi[1] < ATTAINMENT:
+            return lo, hi
+    return None
+
+
+def goodput_per_s(rates: list[float], attainment: list[float]) -> float | None:
+    """The rate at which attainment falls through 90%: linear between the last passing rate and
+    the next (failing) one; the top rate if all pass; None if even the lowest fails."""
+    pairs = sorted(zip(rates, attainment, strict=True))
+    if pairs[0][1] < ATTAINMENT:
+        return None
+    cross = crossing(rates, attainment)
+    if cross is None:
+        return pairs[-1][0]
+    (r0, a0), (r1, a1) = cross
+    return r0 + (a0 - ATTAINMENT) / (a0 - a1) * (r1 - r0)
+
+
+def bounded_goodput_per_s(rates: list[float], attainment: list[float]) -> dict[str, Any]:
+    """:func:`goodput_per_s` with what it is (``kind``: interpolated, or a bound; module
+    docstring) and a ``note`` that says so in words."""
+    pairs = sorted(zip(rates, attainment, strict=True))
+    if pairs[0][1] < ATTAINMENT:
+        return {
+            "value_per_s": pairs[0][0],
+            "kind": "upper_bound",
+            "note": f"upper bound: attainment < 90% already at the lowest measured rate, "
+            f"{pairs[0][0]:g}/s ({pairs[0][1]:.3f})",
+        }
+    cross = crossing(rates, attainment)
+    if cross is None:
+        return {
+            "value_per_s": pairs[-1][0],
+            "kind": "lower_bound",
+            "note": f"lower bound: attainment >= 90% at every measured rate up to the top one, "
+            f"{pairs[-1][0]:g}/s ({pairs[-1][1]:.3f})",
+        }
+    (r0, a0), (r1, a1) = cross
+    return {
+        "value_per_s": goodput_per_s(rates, attainment),
+        "kind": "interpolated",
+        "note": f"interpolated linearly between {r0:g}/s ({a0:.3f}) and {r1:g}/s ({a1:.3f})",
+    }
 
 
 def replay_run(
@@ -175,15 +218,10 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         e = [r["relative_error"][k] for r in runs if k in r["relative_error"]]
         errors[k] = {"median": float(np.median(e)), "p90": float(np.percentile(e, 90))}
     rates = [r["nominal_rate_per_s"] for r in runs]
-    return {
-        "relative_error": errors,
-        "goodput_measured_per_s": goodput_per_s(rates, [r["measured"]["attainment"] for r in runs]),
-        "goodput_predicted_per_s": goodput_per_s(
-            rates, [r["predicted"]["attainment"] for r in runs]
-        ),
-        "goodput_note": f"null: attainment < 90% already at the lowest measured rate, "
-        f"{min(rates):g}/s",
-    }
+    out: dict[str, Any] = {"relative_error": errors}
+    for side in ("measured", "predicted"):
+        out[f"goodput_{side}"] = bounded_goodput_per_s(rates, [r[side]["attainment"] for r in runs])
+    return out
 
 
 def one_pool(model: str, deployment: dict[str, Any]) -> Callable:
@@ -193,16 +231,6 @@ def one_pool(model: str, deployment: dict[str, Any]) -> Callable:
 def two_pools(model: str, runtime: dict[str, Any]) -> Callable:
     pre, dec = {**DISTSERVE_PREFILL, **runtime}, {**DISTSERVE_DECODE, **runtime}
     return lambda trace: replay_disaggregated(trace, model, HARDWARE, pre, dec, DISAGGREGATION)
-
-
-def bounded_goodput_per_s(rates: list[float], attainment: list[float]) -> dict[str, Any]:
-    """:func:`goodput_per_s` with what it is: interpolated, or a bound (module docstring)."""
-    pairs = sorted(zip(rates, attainment, strict=True))
-    if pairs[0][1] < ATTAINMENT:
-        return {"value_per_s": pairs[0][0], "kind": "upper_bound"}
-    if pairs[-1][1] >= ATTAINMENT:
-        return {"value_per_s": pairs[-1][0], "kind": "lower_bound"}
-    return {"value_per_s": goodput_per_s(rates, attainment), "kind": "interpolated"}
 
 
 def per_gpu_comparison(groups: dict[str, list[dict[str, Any]]], side: str) -> dict[str, Any]:
@@ -225,7 +253,18 @@ def per_gpu_comparison(groups: dict[str, list[dict[str, Any]]], side: str) -> di
         kind = "upper_bound"
     else:
         kind = "unbounded"
-    out["ratio"] = {"value": ratio if kind != "unbounded" else None, "kind": kind}
+    what = {
+        exact: "interpolated",
+        "lower_bound": "a lower bound",
+        "upper_bound": "an upper bound",
+        "unbounded": "not bounded",
+    }
+    note = (
+        f"DistServe's goodput is {what[d]}, vLLM's is {what[v]}, so the ratio is {what[kind]}"
+        " (a goodput is a lower bound where 90% is met even at the top measured rate, an upper"
+        " bound where it is missed already at the lowest)"
+    )
+    out["ratio"] = {"value": ratio if kind != "unbounded" else None, "kind": kind, "note": note}
     return out
 
 
@@ -289,18 +328,18 @@ def main(repeats: int = 5, out: Path = OUT) -> dict[str, Any]:
 
 
 def report(doc: dict[str, Any]) -> None:
-    print(f"{'run':<16}" + "".join(f"{k:>22}" for k in METRICS) + f"{'cpu_s':>8}{'wall_s':>8}")
+    w = max(16, *(len(r["file"]) + 1 for r in doc["runs"]))
+    print(f"{'run':<{w}}" + "".join(f"{k:>22}" for k in METRICS) + f"{'cpu_s':>8}{'wall_s':>8}")
     for r in doc["runs"]:
         cells = "".join(f"{r['predicted'][k]:>10.3f} / {r['measured'][k]:<9.3f}" for k in METRICS)
-        print(f"{r['file']:<16}{cells}{r['cpu_s']:>8.3f}{r['wall_s']:>8.3f}")
+        print(f"{r['file']:<{w}}{cells}{r['cpu_s']:>8.3f}{r['wall_s']:>8.3f}")
     s = doc["summary"]
     print("(cells: predicted / measured)")
     for k, e in s["relative_error"].items():
         print(f"|pred - meas| / meas {k:<12} median {e['median']:.1%}  p90 {e['p90']:.1%}")
-    print(
-        f"goodput (attainment >= 90%): measured {s['goodput_measured_per_s']} /s, "
-        f"predicted {s['goodput_predicted_per_s']} /s"
-    )
+    for side in ("measured", "predicted"):
+        g = s[f"goodput_{side}"]
+        print(f"goodput (attainment >= 90%), {side}: {g['value_per_s']:.3f} /s, {g['note']}")
 
 
 if __name__ == "__main__":

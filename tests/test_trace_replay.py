@@ -168,3 +168,97 @@ def test_two_pool_replay_covers_prefill_and_transfer(tmp_path):
     arrival_at_decode = (run.prefill_end_s + run.exposed_s)[run.mine]
     assert np.all(admitted >= arrival_at_decode - 1e-9)
     assert np.all(records.finish_s > records.first_token_s)
+
+
+def test_goodput_interpolates_bounds_and_says_which():
+    """Goodput at 90% attainment: interpolated between the rates around the crossing (in rate
+    order, whatever the order given), else a bound; the note names the case."""
+    from benchmarks.bench_trace_replay import bounded_goodput_per_s, goodput_per_s
+
+    rates, att = [12.0, 3.0, 9.0, 6.0], [0.36, 0.96, 0.55, 0.91]
+    g = bounded_goodput_per_s(rates, att)
+    assert g["kind"] == "interpolated"
+    assert g["value_per_s"] == pytest.approx(6 + (0.91 - 0.9) / (0.91 - 0.55) * 3)
+    assert g["value_per_s"] == goodput_per_s(rates, att)
+    assert g["note"].startswith("interpolated") and "6/s" in g["note"] and "9/s" in g["note"]
+    g = bounded_goodput_per_s([3.0, 6.0], [0.96, 0.91])
+    assert (g["kind"], g["value_per_s"]) == ("lower_bound", 6.0)
+    assert g["note"].startswith("lower bound") and "6/s" in g["note"]
+    g = bounded_goodput_per_s([2.0, 1.0, 1.5], [0.49, 0.68, 0.67])
+    assert (g["kind"], g["value_per_s"]) == ("upper_bound", 1.0)
+    assert g["note"].startswith("upper bound") and "1/s" in g["note"]
+    assert goodput_per_s([2.0, 1.0], [0.49, 0.68]) is None
+    # exactly 90% passes: the crossing is past it
+    assert bounded_goodput_per_s([3.0, 6.0, 9.0], [0.95, 0.9, 0.5])["value_per_s"] == 6.0
+
+
+def _runs(rates, att):
+    """Bench-shaped runs at ``rates`` with measured (= predicted) attainment ``att``."""
+    from benchmarks.bench_trace_replay import METRICS
+
+    return [
+        {
+            "nominal_rate_per_s": r,
+            "measured": {"attainment": a},
+            "predicted": {"attainment": a},
+            "relative_error": dict.fromkeys(METRICS, 0.0),
+        }
+        for r, a in zip(rates, att, strict=True)
+    ]
+
+
+def test_per_gpu_ratio_kind_follows_the_two_goodputs():
+    from benchmarks.bench_trace_replay import per_gpu_comparison
+
+    vllm_up = _runs([1.0, 2.0], [0.68, 0.49])  # < 1 /s per GPU
+    vllm_exact = _runs([0.5, 1.0], [0.95, 0.68])
+    dist_exact = _runs([3.0, 6.0, 9.0, 12.0], [0.96, 0.91, 0.55, 0.36])
+    dist_low = _runs([3.0, 6.0], [0.96, 0.91])  # >= 2 /s per GPU
+    dist_up = _runs([3.0, 6.0], [0.5, 0.4])
+
+    def ratio(v, d):
+        return per_gpu_comparison({"vLLM": v, "DistServe c21d11": d}, "measured")
+
+    out = ratio(vllm_up, dist_exact)
+    d_gpu = (6 + 0.01 / 0.36 * 3) / 3
+    assert out["DistServe c21d11"]["per_gpu_per_s"] == pytest.approx(d_gpu)
+    assert out["ratio"]["kind"] == "lower_bound"
+    assert out["ratio"]["value"] == pytest.approx(d_gpu / 1.0)
+    assert "interpolated" in out["ratio"]["note"] and "lower bound" in out["ratio"]["note"]
+    out = ratio(vllm_exact, dist_exact)
+    assert out["ratio"]["kind"] == "interpolated"
+    v_gpu = 0.5 + 0.05 / 0.27 * 0.5
+    assert out["ratio"]["value"] == pytest.approx(d_gpu / v_gpu)
+    assert ratio(vllm_up, dist_low)["ratio"]["kind"] == "lower_bound"
+    assert ratio(vllm_exact, dist_up)["ratio"]["kind"] == "upper_bound"
+    out = ratio(vllm_up, dist_up)
+    assert out["ratio"] == {**out["ratio"], "kind": "unbounded", "value": None}
+
+
+def test_summary_goodput_note_matches_its_case():
+    from benchmarks.bench_trace_replay import summary
+
+    def side(runs):
+        out = summary(runs)
+        assert out["goodput_predicted"] == out["goodput_measured"]
+        return out["goodput_measured"]
+
+    assert side(_runs([3.0, 6.0, 9.0], [0.96, 0.91, 0.55]))["note"].startswith("interpolated")
+    assert side(_runs([3.0, 6.0], [0.96, 0.91]))["note"].startswith("lower bound")
+    assert side(_runs([1.0, 2.0], [0.68, 0.49]))["note"].startswith("upper bound")
+
+
+def test_measured_distserve_goodput_crosses_90_between_6_and_9():
+    """DistServe's c21d11 runs at 3, 6, 9 and 12 req/s: measured attainment (DistServe's SLOs)
+    meets 90% at 3 and 6 and misses it at 9 and 12, so its measured goodput is interpolated."""
+    from benchmarks.bench_trace_replay import SLO, bounded_goodput_per_s
+    from validation.traces import measured_records, metrics
+
+    rates, att = [], []
+    for entry in DISTSERVE:
+        trace = load_measured(DISTSERVE_OPT13B / entry["file"])
+        rates.append(entry["nominal_rate_per_s"])
+        att.append(metrics(measured_records(trace), SLO)["attainment"])
+    assert sorted(rates) == [3.0, 6.0, 9.0, 12.0]
+    g = bounded_goodput_per_s(rates, att)
+    assert g["kind"] == "interpolated" and 6.0 < g["value_per_s"] < 9.0
