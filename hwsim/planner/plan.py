@@ -382,9 +382,9 @@ def plan(
     )
     pruned = [r for r in results if not r.feasible]
     top = serving.simulate_top if simulate_top is None else simulate_top
-    # the cheapest few plain one-pool candidates (Candidate.analytic_only: disaggregated,
-    # speculative and expert-parallel ones are priced analytically only)
-    replayed = [r for r in feasible if not r.candidate.analytic_only][:top]
+    # the cheapest few one-pool candidates, plain or speculative (expert-parallel ones are
+    # priced analytically only; disaggregated pairs are replayed below)
+    replayed = [r for r in feasible if not r.candidate.disaggregated and r.candidate.ep == 1][:top]
     jobs: list[tuple[Callable, tuple]] = [
         (confirm_with_simulator, (sc, r, traffic, serving)) for r in replayed
     ]
@@ -437,8 +437,9 @@ def variant_notes(cands: CandidatesSpec) -> list[str]:
             f"Speculative candidates '{option.label}': each decode iteration is {option.k} "
             f"draft steps plus a {option.k + 1}-token verify, yielding E = {e:.2f} tokens per "
             f"sequence at acceptance {', '.join(f'{a:g}' for a in curve)}{source}; the draft "
-            "model's weights, KV cache and prefill are counted. Priced analytically only: the "
-            "simulator replays plain candidates."
+            "model's weights, KV cache and prefill are counted. The simulator replays a "
+            "speculative candidate one iteration per round, each request as its first token "
+            "plus ceil((output - 1) / E) rounds (hwsim.planner.speculative_sim)."
         )
     if any(ep > 1 for ep in cands.ep):
         out.append(
@@ -517,7 +518,18 @@ def confirm_with_simulator(
     except HwsimError:
         replica_traffic = traffic
     requests = sample_requests(replica_traffic, serving.n_requests, serving.seed)
-    result = run_simulation(requests, EngineStepModel(dep), scheduler_config(r, serving))
+    if c.speculative is None:
+        result = run_simulation(requests, EngineStepModel(dep), scheduler_config(r, serving))
+    else:  # one iteration per speculative round (hwsim.planner.speculative_sim)
+        from hwsim.planner.decode_variants import CandidatePricing
+        from hwsim.planner.speculative_sim import speculative_replay
+
+        replay = speculative_replay(
+            CandidatePricing(dep, c), requests, scheduler_config(r, serving)
+        )
+        result = replay.real_result(
+            run_simulation(replay.requests, replay.step_model, replay.config)
+        )
     slo = sc.slo
     goodput_slo = None
     if slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s:
