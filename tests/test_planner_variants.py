@@ -167,7 +167,7 @@ def test_the_grid_crosses_speculative_options_and_json_names_them():
     assert {s["k"] for s in specs if s is not None} == {3}
     assert all(c["candidate"]["ep"] == 1 for c in data["candidates"])
     # the cheapest feasible candidates are replayed, speculative ones too (one round per
-    # iteration, hwsim.planner.speculative_sim)
+    # iteration, hwsim.planner.variant_sim)
     feasible = [c for c in data["candidates"] if c["feasible"]]
     replayed = [c["candidate"]["label"] for c in feasible if c["simulated"]]
     assert replayed == [c["candidate"]["label"] for c in feasible[:1]]  # simulate_top 1

@@ -25,10 +25,12 @@ from hwsim.model.load import load_model
 from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
+from hwsim.planner.decode_variants import CandidatePricing
 from hwsim.planner.parallel import evaluate_all, run_jobs
 from hwsim.planner.slo_verdict import add_slo_verdict
 from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
 from hwsim.planner.step_model import EngineStepModel
+from hwsim.planner.variant_sim import replay_for
 from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
@@ -382,9 +384,8 @@ def plan(
     )
     pruned = [r for r in results if not r.feasible]
     top = serving.simulate_top if simulate_top is None else simulate_top
-    # the cheapest few one-pool candidates, plain or speculative (expert-parallel ones are
-    # priced analytically only; disaggregated pairs are replayed below)
-    replayed = [r for r in feasible if not r.candidate.disaggregated and r.candidate.ep == 1][:top]
+    # the cheapest few one-pool candidates (disaggregated pairs are replayed below)
+    replayed = [r for r in feasible if not r.candidate.disaggregated][:top]
     jobs: list[tuple[Callable, tuple]] = [
         (confirm_with_simulator, (sc, r, traffic, serving)) for r in replayed
     ]
@@ -439,14 +440,16 @@ def variant_notes(cands: CandidatesSpec) -> list[str]:
             f"sequence at acceptance {', '.join(f'{a:g}' for a in curve)}{source}; the draft "
             "model's weights, KV cache and prefill are counted. The simulator replays a "
             "speculative candidate one iteration per round, each request as its first token "
-            "plus ceil((output - 1) / E) rounds (hwsim.planner.speculative_sim)."
+            "plus ceil((output - 1) / E) rounds (hwsim.planner.variant_sim)."
         )
     if any(ep > 1 for ep in cands.ep):
         out.append(
             "Expert-parallel candidates (ep > 1): one replica is an EP group of ep x pp GPUs "
             "running ep / tp attention replicas with the routed experts spread over the group "
             f"(load imbalance {cands.ep_imbalance:g}); dispatch and combine all-to-alls per MoE "
-            "layer; priced analytically only."
+            "layer. The simulator replays one attention replica at its share of the group's "
+            "rate, each iteration with the EP step's surcharge at its tokens "
+            "(hwsim.planner.variant_sim)."
         )
     return out
 
@@ -475,9 +478,13 @@ def confidence_notes(sc: Scenario, results: list[CandidateResult]) -> list[str]:
 
 
 def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -> dict:
+    """:func:`hwsim.estimate` of the candidate's deployment at its SLO batch, flat; empty for
+    an EP group (the estimate prices tp-sharded experts, not experts spread over the group)."""
     import hwsim
 
     c = r.candidate
+    if c.ep > 1:
+        return {}
     est = hwsim.estimate(
         sc.model,
         c.hardware,
@@ -509,27 +516,20 @@ def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfi
 def confirm_with_simulator(
     sc: Scenario, r: CandidateResult, traffic: TrafficSpec, serving: ServingSpec
 ) -> dict:
-    """Simulate one replica at its share of the peak and compare with the analytic answer."""
+    """Simulate one replica at its share of the peak and compare with the analytic answer: a
+    speculative one round by round, an EP group as one of its attention replicas at its share
+    (hwsim.planner.variant_sim)."""
     c = r.candidate
     dep = make_deployment(sc.model, c.hardware, c.deployment)
-    rate = r.load_rate_per_s
+    pricing = CandidatePricing(dep, c)
+    rate = r.load_rate_per_s / pricing.attention_replicas
     try:
         replica_traffic = traffic.at_rate(rate)
     except HwsimError:
         replica_traffic = traffic
     requests = sample_requests(replica_traffic, serving.n_requests, serving.seed)
-    if c.speculative is None:
-        result = run_simulation(requests, EngineStepModel(dep), scheduler_config(r, serving))
-    else:  # one iteration per speculative round (hwsim.planner.speculative_sim)
-        from hwsim.planner.decode_variants import CandidatePricing
-        from hwsim.planner.speculative_sim import speculative_replay
-
-        replay = speculative_replay(
-            CandidatePricing(dep, c), requests, scheduler_config(r, serving)
-        )
-        result = replay.real_result(
-            run_simulation(replay.requests, replay.step_model, replay.config)
-        )
+    replay = replay_for(pricing, requests, scheduler_config(r, serving))
+    result = replay.real_result(run_simulation(replay.requests, replay.step_model, replay.config))
     slo = sc.slo
     goodput_slo = None
     if slo.ttft_p95_s or slo.tpot_p95_s or slo.e2e_p95_s:
