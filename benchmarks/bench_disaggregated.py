@@ -272,8 +272,10 @@ def simulated_disaggregated_goodput_per_gpu(
 
 
 def attainment_goodputs(sc: dict[str, Any], w: dict[str, Any], n_requests: int) -> tuple:
-    """DistServe's metric on ``sc``: (vLLM v0.2 at DistServe's tp, the best disaggregated
-    pair, its prefill replicas per decode replica), each in requests/s per GPU."""
+    """DistServe's metric on ``sc``: (vLLM as DistServe ran it, v0.2 before chunked prefill,
+    whose prefill-only iterations stall the running decodes, at DistServe's tp; the best
+    disaggregated pair; its prefill replicas per decode replica), in requests/s per GPU. The
+    vLLM bisection starts from 1.5 x the best aggregated analytic rate per GPU."""
     import hwsim
     from hwsim.planner.disaggregated import goodput_per_gpu, is_disaggregated
 
@@ -353,19 +355,8 @@ def run(w: dict[str, Any], folder: Path, repeats: int, n_requests: int = 1500) -
         "attainment",
         hi=1.5 * g_vllm * goodput_per_gpu(best_agg, headroom),
     )
-    # the same vLLM as DistServe ran it (v0.2, before chunked prefill): prefill-only
-    # iterations that stall the running decodes, budget max(max_model_len, 2048) = 2048
-    v02 = at_vllm_tp.candidate.deployment.model_copy(update=VLLM_V02)
-    att_v02 = simulated_goodput_per_gpu(
-        sc,
-        replace(at_vllm_tp, candidate=replace(at_vllm_tp.candidate, deployment=v02)),
-        n_requests,
-        "attainment",
-        hi=1.5 * g_vllm * goodput_per_gpu(best_agg, headroom),
-    )
-    att_dis, att_dis_p = simulated_disaggregated_goodput_per_gpu(
-        sc, best_dis, n_requests, "attainment"
-    )
+    # the same vLLM as DistServe ran it (v0.2), and the best disaggregated pair
+    att_v02, att_dis, att_dis_p = attainment_goodputs(sc, w, n_requests)
     att_s = time.perf_counter() - t0
     with_host = {**sc, "deployment": {"runtime": dict(HOST_TIME)}}
     host_vllm, host_dis, host_dis_p = attainment_goodputs(with_host, w, n_requests)

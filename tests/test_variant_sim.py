@@ -86,23 +86,25 @@ def test_a_lone_request_takes_its_rounds_at_the_round_time():
     assert rounds < output - 1
 
 
-def test_the_planner_replays_the_cheapest_speculative_candidate():
-    sc = {
-        "model": MODEL,
+def planned(model: str, rate_per_s: float, output: int, tpot: str, **candidates) -> dict:
+    """A small plan scenario: 500-token prompts, the cheapest candidate simulated."""
+    return {
+        "model": model,
         "hardware": HARDWARE,
         "traffic": {
-            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 2}},
+            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": rate_per_s}},
             "prompt_tokens": 500,
-            "output_tokens": 200,
+            "output_tokens": output,
         },
-        "slo": {"ttft_p95_s": "2 s", "tpot_p95_s": "50 ms"},
-        "candidates": {
-            "hardware": [HARDWARE],
-            "tp": [1],
-            "speculative": [{"draft": "eagle", "k": 4, "acceptance": 0.8}],
-        },
+        "slo": {"ttft_p95_s": "2 s", "tpot_p95_s": tpot},
+        "candidates": {"hardware": [HARDWARE], "tp": [1], **candidates},
         "serving": {"simulate_top": 1, "n_requests": 200},
     }
+
+
+def test_the_planner_replays_the_cheapest_speculative_candidate():
+    spec = {"draft": "eagle", "k": 4, "acceptance": 0.8}
+    sc = planned(MODEL, 2, 200, "50 ms", speculative=[spec])
     result = plan(sc, workers=1)
     best = result.feasible[0]
     assert best.candidate.speculative is not None
@@ -156,18 +158,7 @@ def test_ep_iterations_are_the_plain_ones_plus_the_surcharge_at_their_tokens():
 
 
 def test_the_planner_replays_an_ep_group_as_one_attention_replica():
-    sc = {
-        "model": MOE,
-        "hardware": HARDWARE,
-        "traffic": {
-            "arrivals": {"kind": "poisson", "rate": {"kind": "constant", "rate_per_s": 8}},
-            "prompt_tokens": 500,
-            "output_tokens": 100,
-        },
-        "slo": {"ttft_p95_s": "2 s", "tpot_p95_s": "60 ms"},
-        "candidates": {"hardware": [HARDWARE], "tp": [1], "ep": [2]},
-        "serving": {"simulate_top": 1, "n_requests": 200},
-    }
+    sc = planned(MOE, 8, 100, "60 ms", ep=[2])
     result = plan(sc, workers=1)
     best = result.feasible[0]
     assert best.candidate.ep == 2
