@@ -37,12 +37,13 @@ from typing import Any
 
 import numpy as np
 
+from hwsim.inference.acceptance import PUBLISHED_ACCEPTANCE, acceptance_curve, tokens_per_step
 from hwsim.inference.deployment import Deployment, make_deployment
 from hwsim.inference.engine import PhaseCost, decode_step_cost, prefill_cost, shifted_band
 from hwsim.inference.expert_parallel import ep_phase_cost, ep_weight_bytes_per_gpu
 from hwsim.inference.memory import cache_bytes_per_sequence_per_gpu, weight_bytes_per_gpu
 from hwsim.inference.speculative import HEADS, SpecRound, speculative_round
-from hwsim.planner.spec import Candidate, SpeculativeSpec
+from hwsim.planner.spec import Candidate, CandidatesSpec, SpeculativeSpec
 
 
 @dataclass(frozen=True)
@@ -144,3 +145,34 @@ def _plus_seconds(cost: PhaseCost, extra: Any) -> PhaseCost:
         op_times=cost.op_times,
         band=shifted_band(cost, extra),
     )
+
+
+def variant_notes(cands: CandidatesSpec) -> list[str]:
+    """What the plan assumed for speculative and expert-parallel candidates."""
+    out = []
+    for option in cands.speculative:
+        if option is None:
+            continue
+        curve = acceptance_curve(option.acceptance, option.k)
+        e = tokens_per_step(option.acceptance, option.k)
+        source = ""
+        if isinstance(option.acceptance, str):
+            source = f" ({PUBLISHED_ACCEPTANCE[option.acceptance].source})"
+        out.append(
+            f"Speculative candidates '{option.label}': each decode iteration is {option.k} "
+            f"draft steps plus a {option.k + 1}-token verify, yielding E = {e:.2f} tokens per "
+            f"sequence at acceptance {', '.join(f'{a:g}' for a in curve)}{source}; the draft "
+            "model's weights, KV cache and prefill are counted. The simulator replays a "
+            "speculative candidate one iteration per round, each request as its first token "
+            "plus ceil((output - 1) / E) rounds (hwsim.planner.variant_sim)."
+        )
+    if any(ep > 1 for ep in cands.ep):
+        out.append(
+            "Expert-parallel candidates (ep > 1): one replica is an EP group of ep x pp GPUs "
+            "running ep / tp attention replicas with the routed experts spread over the group "
+            f"(load imbalance {cands.ep_imbalance:g}); dispatch and combine all-to-alls per MoE "
+            "layer. The simulator replays one attention replica at its share of the group's "
+            "rate, each iteration with the EP step's surcharge at its tokens "
+            "(hwsim.planner.variant_sim)."
+        )
+    return out

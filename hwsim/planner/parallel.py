@@ -102,6 +102,8 @@ def map_in_pool(fn: Callable, args: list[tuple], n_workers: int, progress=None) 
     """``[fn(*a) for a in args]`` in ``n_workers`` local processes, in order; ``progress(n)``
     after each of them finishes. Where processes fork, the workers inherit ``fn`` and
     ``args`` (and this process's warm caches) and nothing is pickled on the way in."""
+    if not args:
+        return []
     results: list = [None] * len(args)
     global _FORKED
     forked = multiprocessing.get_start_method() == "fork"

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from hwsim.errors import HwsimError, ProfileError
-from hwsim.inference.acceptance import PUBLISHED_ACCEPTANCE, acceptance_curve, tokens_per_step
+from hwsim.inference.acceptance import tokens_per_step
 from hwsim.inference.deployment import make_deployment
 from hwsim.inference.results import Estimate
 from hwsim.model.load import load_model
 from hwsim.model.param_summary import param_summary
 from hwsim.model.positions import require_runnable
 from hwsim.planner.analytic import CandidateResult, Workload
-from hwsim.planner.decode_variants import CandidatePricing
+from hwsim.planner.decode_variants import CandidatePricing, variant_notes
 from hwsim.planner.parallel import evaluate_all, run_jobs
 from hwsim.planner.slo_verdict import add_slo_verdict
 from hwsim.planner.spec import Candidate, CandidatesSection, CandidatesSpec, ServingSpec
@@ -370,7 +370,7 @@ def plan(
     if True in cands.disaggregated:  # prefill and decode pools (hwsim.planner.disaggregated)
         from hwsim.planner.disaggregated import evaluate_disaggregated
 
-        plain = [c for c in configurations if not c.analytic_only]  # one pool's layouts
+        plain = [c for c in configurations if c.plain]  # one pool's layouts
         results += evaluate_disaggregated(
             sc.model,
             list(dict.fromkeys(plain)),
@@ -421,37 +421,6 @@ def plan(
         notes += disaggregation_notes(cands.disaggregation)
     notes += variant_notes(cands)
     return PlanResult(sc, work, feasible, pruned, pareto_front(feasible), notes)
-
-
-def variant_notes(cands: CandidatesSpec) -> list[str]:
-    """What the plan assumed for speculative and expert-parallel candidates."""
-    out = []
-    for option in cands.speculative:
-        if option is None:
-            continue
-        curve = acceptance_curve(option.acceptance, option.k)
-        e = tokens_per_step(option.acceptance, option.k)
-        source = ""
-        if isinstance(option.acceptance, str):
-            source = f" ({PUBLISHED_ACCEPTANCE[option.acceptance].source})"
-        out.append(
-            f"Speculative candidates '{option.label}': each decode iteration is {option.k} "
-            f"draft steps plus a {option.k + 1}-token verify, yielding E = {e:.2f} tokens per "
-            f"sequence at acceptance {', '.join(f'{a:g}' for a in curve)}{source}; the draft "
-            "model's weights, KV cache and prefill are counted. The simulator replays a "
-            "speculative candidate one iteration per round, each request as its first token "
-            "plus ceil((output - 1) / E) rounds (hwsim.planner.variant_sim)."
-        )
-    if any(ep > 1 for ep in cands.ep):
-        out.append(
-            "Expert-parallel candidates (ep > 1): one replica is an EP group of ep x pp GPUs "
-            "running ep / tp attention replicas with the routed experts spread over the group "
-            f"(load imbalance {cands.ep_imbalance:g}); dispatch and combine all-to-alls per MoE "
-            "layer. The simulator replays one attention replica at its share of the group's "
-            "rate, each iteration with the EP step's surcharge at its tokens "
-            "(hwsim.planner.variant_sim)."
-        )
-    return out
 
 
 def confidence_notes(sc: Scenario, results: list[CandidateResult]) -> list[str]:

@@ -239,10 +239,10 @@ class Candidate:
         return f"{self.hardware} {self.deployment.label}{extra}"
 
     @property
-    def analytic_only(self) -> bool:
-        """Priced by the analytic model alone: the serving simulator replays plain one-pool
-        replicas (no drafter, no EP group, not two pools)."""
-        return self.disaggregated or self.speculative is not None or self.ep > 1
+    def plain(self) -> bool:
+        """A plain one-pool replica: no drafter, no EP group, not two pools (the layouts the
+        disaggregated search builds its pools from)."""
+        return not (self.disaggregated or self.speculative is not None or self.ep > 1)
 
     @property
     def gpus_per_replica(self) -> int | None:
