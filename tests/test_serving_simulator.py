@@ -294,6 +294,35 @@ def test_split_step_model_is_told_the_decodes_and_their_context_sum(extra):
     np.testing.assert_array_equal(split.records.finish_s, plain.records.finish_s)
 
 
+def test_decode_only_iterations_take_the_decode_only_entry_with_the_exact_sum():
+    """A model's decode_only_time_s is called for the iterations of decodes alone, told their
+    exact context sum, and the run is the one iteration_time_s gives."""
+    seen = []
+
+    class Split(LinearStepTimeModel):
+        def split_iteration_time_s(self, new_tokens, context_after, n_dec, decode_context_sum):
+            assert len(new_tokens) > n_dec  # decodes alone take the other entry
+            return self.iteration_time_s(new_tokens, context_after)
+
+        def decode_only_time_s(self, n_dec, decode_context_sum):
+            seen.append((n_dec, decode_context_sum))
+            # the linear model's iteration time of n decodes whose contexts add up to the sum
+            return (
+                self.fixed_s
+                + self.per_new_token_s * float(n_dec)
+                + self.per_context_token_s * float(decode_context_sum)
+                + self.per_seq_s * n_dec
+            )
+
+    req = sample_requests(traffic(rate=20.0, prompt_mean=200, output_mean=300), 400, seed=4)
+    cfg = SchedulerConfig(kv_capacity_tokens=6_000, max_num_seqs=64, max_num_batched_tokens=2048)
+    split = simulate(req, Split(), cfg, stop_on_overload=False)
+    plain = simulate(req, LinearStepTimeModel(), cfg, stop_on_overload=False)
+    assert len(seen) > len(plain.trace) // 2
+    np.testing.assert_allclose(split.trace.duration_s, plain.trace.duration_s, rtol=1e-12)
+    np.testing.assert_allclose(split.records.finish_s, plain.records.finish_s, rtol=1e-12)
+
+
 # --- cross-check against a slow reference implementation of the same policy -------------
 def assert_matches_reference(req, cfg, model):
     res = simulate(req, model, cfg, stop_on_overload=False)  # the reference runs to the end

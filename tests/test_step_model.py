@@ -170,6 +170,23 @@ def test_simulation_with_fast_and_reference_step_models_agree():
 
 
 @pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b", "gemma-2-9b"])
+def test_the_decode_only_entry_equals_the_split_one(model):
+    """decode_only_time_s(n, sum) is split_iteration_time_s of n decodes alone; a model with
+    windowed layers (gemma-2) offers none: its decode part needs the contexts."""
+    sm = EngineStepModel(make_deployment(model, "h100-sxm"))
+    if sm.windows:
+        assert sm.decode_only_time_s is None
+        return
+    assert sm.decode_only_time_s is not None
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n = int(rng.integers(1, 257))
+        after = rng.integers(2, 30_000, n)
+        got = sm.decode_only_time_s(n, int(after.sum()))
+        assert got == sm.split_iteration_time_s(np.ones(n, np.int64), after, n, int(after.sum()))
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b", "gemma-2-9b"])
 def test_split_iteration_time_equals_iteration_time(model):
     """The simulator's entry point (decodes first, their context sum given) returns exactly
     what iteration_time_s returns, 1-token chunks (decodes to the model) included."""

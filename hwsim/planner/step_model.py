@@ -20,7 +20,7 @@ definition it is checked against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -137,6 +137,11 @@ class EngineStepModel:
         self.fast_path_note = "reference only (fast=False)"
         if fast:
             self._fast, self.fast_path_note = FastPricer.build(self)
+        # the simulator's entry for decode-only iterations (hwsim.serving.simulator): where
+        # the decode part needs no per-sequence contexts (the fast path, no windowed layers)
+        self.decode_only_time_s: Callable[[int, int], float] | None = None
+        if self._fast is not None and not self.windows:
+            self.decode_only_time_s = self._decode_only_by_sum_s
 
     @property
     def fast_path_active(self) -> bool:
@@ -216,6 +221,10 @@ class EngineStepModel:
         if t is None:
             return self._reference_iteration_time_s(new_tokens, context_after)
         return t
+
+    def _decode_only_by_sum_s(self, n_dec: int, decode_context_sum: int) -> float:
+        """``split_iteration_time_s`` of ``n_dec`` decodes alone, told their contexts' sum."""
+        return self._decode_only_s(n_dec, quantised_context(decode_context_sum / n_dec))
 
     def _windowed_contexts(self, dec_ctx: np.ndarray, n_dec: int) -> tuple[int, ...]:
         """Per window W (``self.windows``), the decodes' quantised mean of min(c_i, W), from

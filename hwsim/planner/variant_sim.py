@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -75,6 +76,15 @@ class SurchargedStepModel:
 
     def __init__(self, base: EngineStepModel):
         self.base = base
+        self.decode_only_time_s: Callable[[int, int], float] | None = None
+        if base.decode_only_time_s is not None:  # (hwsim.serving.simulator)
+            self.decode_only_time_s = self._decode_only_s
+
+    def _decode_only_s(self, n_dec: int, decode_context_sum: int) -> float:
+        base = self.base.decode_only_time_s
+        assert base is not None
+        q = quantised_context(decode_context_sum / n_dec)
+        return base(n_dec, decode_context_sum) + self.surcharge_s(n_dec, q, n_dec)
 
     def surcharge_s(self, n_dec: int, q: int, tokens: int) -> float:
         """Seconds the variant adds to an iteration of ``n_dec`` decodes at (quantised) mean

@@ -90,6 +90,12 @@ class SplitStepTimeModel(StepTimeModel, Protocol):
     ) -> float: ...
 
 
+# Optional too: a model's ``decode_only_time_s`` attribute, a callable (n_dec,
+# decode_context_sum) -> seconds of an iteration of decodes alone, or None where the model
+# needs the contexts themselves. The simulator calls it for decode-only iterations (most of
+# them) without slicing its buffers; it must return what split_iteration_time_s returns.
+
+
 def simulate(
     requests: Requests | ClosedLoopRequests,
     step_model: StepTimeModel,
@@ -292,6 +298,7 @@ class _Engine:
         ctx_buf = np.zeros(cap, dtype=np.int64)
         iteration = self.model.iteration_time_s
         split = getattr(self.model, "split_iteration_time_s", None)  # a SplitStepTimeModel's
+        decode_only = getattr(self.model, "decode_only_time_s", None) if split else None
         policy = self.policy
         schedule = policy.schedule
         waiting, prefilling = self.waiting, self.prefilling
@@ -343,7 +350,10 @@ class _Engine:
                 dt = iteration(new_buf[:n_sched], ctx_buf[:n_sched])
             else:  # the decodes' contexts are base + D + 1 (schedule_decodes; D not yet run)
                 dec_sum = self.base_sum + n_dec * (self.step + 1) if n_dec else 0
-                dt = split(new_buf[:n_sched], ctx_buf[:n_sched], n_dec, dec_sum)
+                if n_pf == 0 and decode_only is not None:
+                    dt = decode_only(n_dec, dec_sum)
+                else:
+                    dt = split(new_buf[:n_sched], ctx_buf[:n_sched], n_dec, dec_sum)
             if not 0.0 < dt < math.inf:
                 raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
             if overhead and deciding:
