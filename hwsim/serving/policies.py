@@ -69,8 +69,11 @@ class SchedulingPolicy:
         """Choose this iteration's work; return ``(n_sched, tokens, n_dec, n_pf)``.
 
         Entries ``0..n_dec-1`` of the buffers are the decodes: ``engine.schedule_decodes``
-        allocates their blocks (preempting if short), fills their contexts into ``ctx_buf``
-        and returns ``n_dec`` (``new_buf`` already holds 1 there). Entries
+        allocates their blocks (preempting if short), has their contexts in ``ctx_buf`` by
+        the time the step model reads them (a policy should not read them itself: with a
+        decode-only entry, ``engine.defer_contexts``, the engine fills them only for
+        iterations with prefill chunks) and returns ``n_dec`` (``new_buf`` already holds 1
+        there). Entries
         ``n_dec..n_sched-1`` are prefill chunks, ``n_pf = n_sched - n_dec`` of them, of
         ``engine.prefilling`` in its order: write the chunk to ``new_buf``, the sequence's
         ``tokens_in_kv`` after it (advanced by the chunk) to ``ctx_buf``.

@@ -168,6 +168,7 @@ class _Engine:
         self.adm_counter = 0
         self.t = 0.0
         self.n_finished = 0
+        self.defer_contexts = False  # run() sets it: decode contexts filled where read
 
     # --- events -------------------------------------------------------------------------
     def admit_next(self) -> PartialPrefill | None:
@@ -299,6 +300,9 @@ class _Engine:
         iteration = self.model.iteration_time_s
         split = getattr(self.model, "split_iteration_time_s", None)  # a SplitStepTimeModel's
         decode_only = getattr(self.model, "decode_only_time_s", None) if split else None
+        # decode-only iterations then read no per-sequence contexts: fill them only for the
+        # iterations that do (schedule_decodes)
+        self.defer_contexts = decode_only is not None
         policy = self.policy
         schedule = policy.schedule
         waiting, prefilling = self.waiting, self.prefilling
@@ -353,6 +357,8 @@ class _Engine:
                 if n_pf == 0 and decode_only is not None:
                     dt = decode_only(n_dec, dec_sum)
                 else:
+                    if n_dec and self.defer_contexts:
+                        np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
                     dt = split(new_buf[:n_sched], ctx_buf[:n_sched], n_dec, dec_sum)
             if not 0.0 < dt < math.inf:
                 raise HwsimError(f"step model returned iteration time {dt!r}; need finite > 0")
@@ -414,14 +420,17 @@ class _Engine:
         self.status = status.astype(str)
 
     def schedule_decodes(self, ctx_buf: np.ndarray) -> int:
-        """Allocate this iteration's decode blocks (preempting if short); fill decode contexts."""
+        """Allocate this iteration's decode blocks (preempting if short); fill decode contexts
+        (with ``defer_contexts``, the step model's decode-only entry needs none: the loop
+        fills them before an iteration with prefill chunks)."""
         need = self.demand.at_next_step(self.step)
         if need > self.total_blocks - self.used:
             need = self.make_room(need)
         n_dec = self.n_dec
         if n_dec:
             self.used += need
-            np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
+            if not self.defer_contexts:
+                np.add(self.base[:n_dec], self.step + 1, out=ctx_buf[:n_dec])
         return n_dec
 
     def _end_block(
