@@ -40,8 +40,8 @@ class _Seq:
 
 
 def reference_simulate(requests: Requests, model, cfg: SchedulerConfig) -> dict[str, object]:
-    """Straightforward per-sequence simulation of the chunked and unchunked policies
-    (hwsim.serving.policies) under the shared rules of hwsim.serving.scheduler.
+    """Straightforward per-sequence simulation of the chunked, unchunked and prefill_first
+    policies (hwsim.serving.policies) under the shared rules of hwsim.serving.scheduler.
 
     Returns dict of per-request lists and per-iteration trace lists."""
     n = len(requests)
@@ -99,7 +99,8 @@ def reference_simulate(requests: Requests, model, cfg: SchedulerConfig) -> dict[
         n_waiting = len(waiting)
         batch: list[tuple[_Seq, int]] = []
         if cfg.chunked_prefill:
-            batch = decode_batch()
+            prefill_first = cfg.policy_name == "prefill_first"
+            batch = [] if prefill_first else decode_batch()
             budget = cfg.max_num_batched_tokens - len(batch)
             for s in running:
                 if s.prefilling and budget > 0:
@@ -115,6 +116,8 @@ def reference_simulate(requests: Requests, model, cfg: SchedulerConfig) -> dict[
                 chunk = min(s.prompt_eff - s.done, budget)
                 batch.append((s, chunk))
                 budget -= chunk
+            if prefill_first and not batch:  # no prefill work: the decodes alone
+                batch = decode_batch()
         else:
             budget = cfg.max_num_batched_tokens
             while waiting and len(running) < cfg.max_num_seqs:

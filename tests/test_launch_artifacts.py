@@ -400,6 +400,9 @@ def test_the_runtime_section_reaches_the_engine_flags():
     assert "--enforce-eager" in eager and "--num-scheduler-steps" not in eager
     no_graphs = argv("sglang", {"engine": "sglang", "cuda_graphs": False})
     assert "--disable-cuda-graph" in no_graphs
+    assert "--enable-mixed-chunk" not in no_graphs  # SGLang's default: prefill first
+    mixed = argv("sglang", {"engine": "sglang", "prefill_first": False})
+    assert "--enable-mixed-chunk" in mixed and "--enable-mixed-chunk" in SGLANG_FLAGS
     for flag in ("--num-scheduler-steps", "--enforce-eager"):
         assert flag in VLLM_FLAGS
     assert "--disable-cuda-graph" in SGLANG_FLAGS

@@ -61,9 +61,13 @@ def test_builtin_policies_are_registered():
 def test_unknown_policy_name_lists_the_allowed_ones():
     with pytest.raises(HwsimError, match=r"unknown scheduling policy 'fifo'; allowed: chunked, "):
         policy_for("fifo")
-    with pytest.raises(ValidationError, match=r"'fifo'; allowed: chunked, unchunked"):
+    with pytest.raises(
+        ValidationError, match=r"'fifo'; allowed: chunked, prefill_first, unchunked"
+    ):
         SchedulerConfig(kv_capacity_tokens=10_000, policy="fifo")
-    with pytest.raises(ValidationError, match=r"'fifo'; allowed: chunked, unchunked"):
+    with pytest.raises(
+        ValidationError, match=r"'fifo'; allowed: chunked, prefill_first, unchunked"
+    ):
         SchedulerConfig.model_validate(
             {"kv_capacity_tokens": 10_000, "policy": "fifo", "chunked_prefill": False}
         )

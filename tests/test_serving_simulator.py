@@ -324,6 +324,9 @@ def test_decode_only_iterations_take_the_decode_only_entry_with_the_exact_sum():
 
 
 # --- cross-check against a slow reference implementation of the same policy -------------
+POLICY_NAMES = ("chunked", "unchunked", "prefill_first")
+
+
 def assert_matches_reference(req, cfg, model):
     res = simulate(req, model, cfg, stop_on_overload=False)  # the reference runs to the end
     ref = reference_simulate(req, model, cfg)
@@ -343,9 +346,9 @@ def assert_matches_reference(req, cfg, model):
     return res
 
 
-@pytest.mark.parametrize("chunked", [True, False])
+@pytest.mark.parametrize("policy", POLICY_NAMES)
 @pytest.mark.parametrize("prefix_caching", [True, False])
-def test_matches_reference_under_heavy_preemption(chunked, prefix_caching):
+def test_matches_reference_under_heavy_preemption(policy, prefix_caching):
     req = sample_requests(traffic(rate=50.0, prompt_mean=60, output_mean=80), 150, seed=6)
     cached = np.minimum(req.prompt_tokens - 1, 20)
     req = Requests.from_arrays(
@@ -356,7 +359,7 @@ def test_matches_reference_under_heavy_preemption(chunked, prefix_caching):
         block_size_tokens=8,
         max_num_seqs=12,
         max_num_batched_tokens=96,
-        chunked_prefill=chunked,
+        policy=policy,
         prefix_caching=prefix_caching,
     )
     res = assert_matches_reference(req, cfg, MODEL)
@@ -367,7 +370,7 @@ def test_matches_reference_under_heavy_preemption(chunked, prefix_caching):
 @given(
     seed=st.integers(0, 2**31),
     n=st.integers(1, 30),
-    chunked=st.booleans(),
+    policy=st.sampled_from(POLICY_NAMES),
     prefix_caching=st.booleans(),
     max_seqs=st.integers(1, 6),
     budget=st.integers(6, 300),
@@ -376,7 +379,7 @@ def test_matches_reference_under_heavy_preemption(chunked, prefix_caching):
     gap_scale=st.sampled_from([0.001, 0.05, 1.0]),
 )
 def test_matches_reference_simulator(
-    seed, n, chunked, prefix_caching, max_seqs, budget, blocks, block_size, gap_scale
+    seed, n, policy, prefix_caching, max_seqs, budget, blocks, block_size, gap_scale
 ):
     rng = np.random.default_rng(seed)
     prompt = rng.integers(1, 150, n)
@@ -391,7 +394,7 @@ def test_matches_reference_simulator(
         block_size_tokens=block_size,
         max_num_seqs=max_seqs,
         max_num_batched_tokens=budget,
-        chunked_prefill=chunked,
+        policy=policy,
         prefix_caching=prefix_caching,
     )
     model = LinearStepTimeModel(fixed_s=1e-3, per_new_token_s=1e-5, per_context_token_s=1e-7)

@@ -82,6 +82,7 @@ SGLANG_FLAGS: dict[str, str] = {
     "--context-length": SGLANG_DOC,
     "--disable-radix-cache": f"{SGLANG_DOC} (RadixAttention prefix cache off)",
     "--disable-cuda-graph": SGLANG_DOC,
+    "--enable-mixed-chunk": f"{SGLANG_DOC} (prefill chunks share a batch with the decodes)",
     "--host": SGLANG_DOC,
     "--port": f"{SGLANG_DOC} (default 30000)",
 }
@@ -363,6 +364,8 @@ def sglang_command(t: LaunchTarget) -> EngineCommand:
     argv += ["--context-length", str(t.max_model_len)]
     if not s.runtime.cuda_graphs and s.runtime.engine == "sglang":
         argv += ["--disable-cuda-graph"]
+    if s.chunked_prefill and not s.runtime.prefill_first and s.runtime.engine == "sglang":
+        argv += ["--enable-mixed-chunk"]  # the mixed iterations the plan was priced with
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
     notes = _common_notes(engine, t)
     notes.append(

@@ -45,6 +45,7 @@ from hwsim.serving import SchedulerConfig, TrafficSpec, sample_requests
 from hwsim.serving import simulate as run_simulation
 from hwsim.serving.metrics import Slo, slo_attainment, summarize
 from hwsim.serving.records import RequestRecords, SimulationResult
+from hwsim.serving.scheduler import deployment_scheduler_fields
 from hwsim.serving.traffic import Requests
 
 MAX_SIMULATED_REQUESTS = 40_000  # all prefill replicas together
@@ -60,13 +61,7 @@ def _config(
 ) -> SchedulerConfig:
     """The simulator's scheduler for one pool's replica (as the one-pool confirmation builds
     it: the deployment's scheduling fields and its engine runtime)."""
-    engine = {k: v for k, v in spec.model_dump().items() if k in SchedulerConfig.model_fields}
-    engine["max_num_batched_tokens"] = max(spec.max_num_batched_tokens, spec.max_num_seqs)
-    rt = spec.runtime
-    engine["num_scheduler_steps"] = rt.num_scheduler_steps
-    engine["iteration_overhead_s"] = rt.iteration_overhead_s
-    engine["request_overhead_s"] = rt.request_overhead_s
-    engine |= overrides
+    engine = deployment_scheduler_fields(spec) | overrides
     kv = int(kv_tokens) if math.isfinite(kv_tokens) else 10**12
     return SchedulerConfig(
         kv_capacity_tokens=max(kv, 1), block_size_tokens=serving.block_size_tokens, **engine

@@ -35,6 +35,7 @@ from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
 from hwsim.serving import simulate as run_simulation
+from hwsim.serving.scheduler import deployment_scheduler_fields
 
 WORKLOAD_SAMPLE = 20_000
 LONGEST_SAMPLED = f"the longest of {WORKLOAD_SAMPLE:,} sampled requests"
@@ -467,18 +468,13 @@ def operating_point_estimate(sc: Scenario, r: CandidateResult, work: Workload) -
 
 
 def scheduler_config(r: CandidateResult, serving: ServingSpec) -> SchedulerConfig:
-    d = r.candidate.deployment
     kv_tokens = r.kv_capacity_tokens
     if not math.isfinite(kv_tokens):
         kv_tokens = 1e12
-    engine = {k: v for k, v in d.model_dump().items() if k in SchedulerConfig.model_fields}
-    engine["max_num_batched_tokens"] = max(d.max_num_batched_tokens, d.max_num_seqs)
-    rt = d.runtime  # the engine runtime the simulator applies (hwsim.profiles.runtime)
-    engine["num_scheduler_steps"] = rt.num_scheduler_steps
-    engine["iteration_overhead_s"] = rt.iteration_overhead_s
-    engine["request_overhead_s"] = rt.request_overhead_s
     return SchedulerConfig(
-        kv_capacity_tokens=int(kv_tokens), block_size_tokens=serving.block_size_tokens, **engine
+        kv_capacity_tokens=int(kv_tokens),
+        block_size_tokens=serving.block_size_tokens,
+        **deployment_scheduler_fields(r.candidate.deployment),
     )
 
 

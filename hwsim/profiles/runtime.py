@@ -24,6 +24,13 @@ admitted and tokens returned. The fields:
     overhead of the hardware profile (``launch_overhead_s`` x kernels, :func:`time_op`) is
     not paid in them; iterations with prefill tokens still are (engines capture decode
     batches only). False: every iteration pays it (today's model).
+``prefill_first``
+    True: an iteration with prefill work runs no decode (SGLang; the simulator's
+    ``prefill_first`` policy, :mod:`hwsim.serving.policies`). False: with chunked prefill,
+    decodes and prefill chunks share one iteration and token budget (vLLM, TensorRT-LLM's
+    in-flight batching; the ``chunked`` policy). Without chunked prefill every engine runs
+    the ``unchunked`` policy, prefill-only iterations first. A scheduling choice: it changes
+    no phase cost of ``estimate`` (whose decode already stretches by the prefill load).
 
 A field left out takes the engine's default (:data:`ENGINE_DEFAULTS`); every default names its
 source. Where no source publishes a number the default is 0 / today's behaviour, and says so.
@@ -41,7 +48,13 @@ from hwsim.profiles.sourced import STRICT
 
 Engine = Literal["vllm", "sglang", "trtllm", "generic"]
 ENGINES: tuple[str, ...] = ("vllm", "sglang", "trtllm", "generic")
-DEFAULTED = ("num_scheduler_steps", "iteration_overhead_s", "request_overhead_s", "cuda_graphs")
+DEFAULTED = (
+    "num_scheduler_steps",
+    "iteration_overhead_s",
+    "request_overhead_s",
+    "cuda_graphs",
+    "prefill_first",
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,9 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
         "request_overhead_s": Default(0.0, "hwsim's kernel-only model: no per-request latency"),
         "cuda_graphs": Default(
             False, "hwsim's kernel-only model: every kernel pays the profile's launch overhead"
+        ),
+        "prefill_first": Default(
+            False, "hwsim's kernel-only model: vLLM's mixed chunked-prefill iterations"
         ),
     },
     "vllm": {
@@ -90,6 +106,15 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "and CUDA graph in hybrid'); vLLM logs 'Capturing cudagraphs for decoding ... To "
             "run the model in eager mode, set enforce_eager=True' (graphs for decode batches)",
         ),
+        "prefill_first": Default(
+            False,
+            "vLLM docs (Performance and Tuning, chunked prefill; quoted in "
+            "github.com/vllm-project/vllm/pull/7874): 'By default, vLLM scheduler "
+            "prioritizes prefills ... Once chunked prefill is enabled, the policy is changed "
+            "to prioritize decode requests': decodes first, then prefill chunks in the same "
+            "token budget (v1's scheduler.py schedules the RUNNING requests, then the WAITING "
+            "ones, from one budget); the prefill-first case is chunked_prefill: false",
+        ),
     },
     "sglang": {
         "num_scheduler_steps": Default(1, _ONE_STEP + " (SGLang has no multi-step option)"),
@@ -108,6 +133,14 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "SGLang docs (CUDA graph): 'SGLang automatically enables CUDA graph for decode by "
             "default' (--disable-cuda-graph turns it off)",
         ),
+        "prefill_first": Default(
+            True,
+            "SGLang scheduler (python/sglang/srt/managers/scheduler.py, get_next_batch_to_run, "
+            "v0.3 to v0.5): builds a prefill batch and returns it if there is one, '# Run "
+            "prefill first if possible', else the decode batch; prefill chunks share a batch "
+            "with decodes only with --enable-mixed-chunk (server_args.py: enable_mixed_chunk "
+            "= False)",
+        ),
     },
     "trtllm": {
         "num_scheduler_steps": Default(1, _ONE_STEP),
@@ -123,6 +156,12 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "not established: TensorRT-LLM's CUDA-graph default differs by backend and "
             "version (DecodeCudaGraphConfig in the LLM API); kept at hwsim's per-kernel "
             "launch overhead (today's model)",
+        ),
+        "prefill_first": Default(
+            False,
+            "TensorRT-LLM docs (Paged Attention, IFB, and Request Scheduling): 'sequences in "
+            "the context phase can be processed together with sequences in the generation "
+            "phase' (in-flight batching)",
         ),
     },
 }
@@ -147,6 +186,9 @@ class RuntimeSpec(BaseModel):
     cuda_graphs: bool = Field(
         default=False, description="decode-only iterations skip the per-kernel launch overhead"
     )
+    prefill_first: bool = Field(
+        default=False, description="iterations with prefill work run no decode (SGLang)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -162,7 +204,8 @@ class RuntimeSpec(BaseModel):
 
     @property
     def is_kernel_only(self) -> bool:
-        """True when the runtime changes nothing (the generic engine's values)."""
+        """True when the runtime changes no phase cost (the generic engine's values;
+        ``prefill_first`` is the simulator's scheduling, not a cost)."""
         return (
             self.num_scheduler_steps == 1
             and self.iteration_overhead_s == 0.0

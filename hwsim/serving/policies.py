@@ -19,6 +19,16 @@ Registered policies:
     iteration (this is the prefill/decode interference chunked prefill removes). Otherwise
     it is a decode-only iteration. A fresh prompt longer than the budget is rejected (vLLM
     refuses it); a preempted sequence whose recompute prompt exceeds the budget runs alone.
+``prefill_first`` (SGLang's default scheduler)
+    Prefill chunks as ``chunked`` schedules them (running partial prefills first, then FCFS
+    admissions, within ``max_num_batched_tokens``, SGLang's ``--chunked-prefill-size``), but
+    an iteration with any prefill chunk runs no decode; only when there is no prefill work
+    does a decode-only iteration run. SGLang's ``get_next_batch_to_run`` builds a prefill
+    batch first and returns it if there is one ("Run prefill first if possible"), else runs
+    the decode batch; prefill and decode share a batch only with ``--enable-mixed-chunk``,
+    default False (sgl-project/sglang python/sglang/srt/managers/scheduler.py and
+    server_args.py, v0.3 to v0.5). Not modelled: SGLang's conservative admission, which
+    also reserves KV for the running requests' future tokens (``new_token_ratio``).
 
 A new policy is one small subclass of :class:`SchedulingPolicy` with a ``name``, a
 ``chunked_prefill`` flag and a ``schedule`` method, decorated with :func:`register_policy`
@@ -115,6 +125,28 @@ def policy_for(name: str) -> type[SchedulingPolicy]:
         ) from None
 
 
+def _prefill_chunks(
+    engine: _Engine, new_buf: np.ndarray, ctx_buf: np.ndarray, first_slot: int, budget: int
+) -> tuple[int, int]:
+    """Running partial prefills (oldest first), then FCFS admissions, each taking a chunk of
+    what is left of ``budget``, into slots from ``first_slot``; return (chunks, tokens)."""
+    slot, budget_left = first_slot, budget
+    prefilling, waiting = engine.prefilling, engine.waiting
+    for ps in prefilling:
+        if budget_left <= 0:
+            break
+        budget_left -= _next_chunk(ps, budget_left, new_buf, ctx_buf, slot)
+        slot += 1
+    max_seqs = engine.config.max_num_seqs
+    while waiting and budget_left > 0 and engine.n_dec + len(prefilling) < max_seqs:
+        admitted = engine.admit_next()
+        if admitted is None:
+            break
+        budget_left -= _next_chunk(admitted, budget_left, new_buf, ctx_buf, slot)
+        slot += 1
+    return slot - first_slot, budget - budget_left
+
+
 def _next_chunk(
     ps: PartialPrefill, budget_left: int, new_buf: np.ndarray, ctx_buf: np.ndarray, slot: int
 ) -> int:
@@ -136,26 +168,9 @@ class ChunkedPrefillPolicy(SchedulingPolicy):
         self, engine: _Engine, new_buf: np.ndarray, ctx_buf: np.ndarray
     ) -> tuple[int, int, int, int]:
         n_dec = engine.schedule_decodes(ctx_buf) if engine.n_dec else 0
-        n_sched = tokens = n_dec
-        budget_left = engine.config.max_num_batched_tokens - n_dec
-        prefilling, waiting = engine.prefilling, engine.waiting
-        for ps in prefilling:
-            if budget_left <= 0:
-                break
-            chunk = _next_chunk(ps, budget_left, new_buf, ctx_buf, n_sched)
-            budget_left -= chunk
-            n_sched += 1
-            tokens += chunk
-        max_seqs = engine.config.max_num_seqs
-        while waiting and budget_left > 0 and engine.n_dec + len(prefilling) < max_seqs:
-            admitted = engine.admit_next()
-            if admitted is None:
-                break
-            chunk = _next_chunk(admitted, budget_left, new_buf, ctx_buf, n_sched)
-            budget_left -= chunk
-            n_sched += 1
-            tokens += chunk
-        return n_sched, tokens, n_dec, n_sched - n_dec
+        budget = engine.config.max_num_batched_tokens - n_dec
+        n_pf, tokens = _prefill_chunks(engine, new_buf, ctx_buf, n_dec, budget)
+        return n_dec + n_pf, n_dec + tokens, n_dec, n_pf
 
 
 @register_policy
@@ -189,5 +204,24 @@ class UnchunkedPrefillFirstPolicy(SchedulingPolicy):
                 break
         if n_sched:
             return n_sched, budget - budget_left, 0, n_sched
+        n_dec = engine.schedule_decodes(ctx_buf) if engine.n_dec else 0
+        return n_dec, n_dec, n_dec, 0
+
+
+@register_policy
+class PrefillFirstPolicy(SchedulingPolicy):
+    """``prefill_first``: a prefill-only iteration of chunks if there is prefill work, else
+    a decode-only iteration (module docstring)."""
+
+    name = "prefill_first"
+    chunked_prefill = True
+
+    def schedule(
+        self, engine: _Engine, new_buf: np.ndarray, ctx_buf: np.ndarray
+    ) -> tuple[int, int, int, int]:
+        budget = engine.config.max_num_batched_tokens
+        n_pf, tokens = _prefill_chunks(engine, new_buf, ctx_buf, 0, budget)
+        if n_pf:
+            return n_pf, tokens, 0, n_pf
         n_dec = engine.schedule_decodes(ctx_buf) if engine.n_dec else 0
         return n_dec, n_dec, n_dec, 0

@@ -2,8 +2,9 @@
 on time.
 
 What one engine iteration runs is the scheduling policy's choice, ``SchedulerConfig.policy``:
-``"chunked"`` (vLLM v1 / v0 with chunked prefill) or ``"unchunked"`` (vLLM v0 default), both
-described in :mod:`hwsim.serving.policies`, or any policy registered there. Left unset it is
+``"chunked"`` (vLLM v1 / v0 with chunked prefill), ``"unchunked"`` (vLLM v0 default) or
+``"prefill_first"`` (SGLang), described in :mod:`hwsim.serving.policies`, or any policy
+registered there. Left unset it is
 ``"chunked"`` if ``chunked_prefill`` else ``"unchunked"``; when it is set, ``chunked_prefill``
 follows it (giving both, they must agree). See :mod:`hwsim.serving.simulator` for the loop.
 
@@ -46,7 +47,7 @@ policy without chunked prefill, its prompt (less any cached prefix) exceeds the 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -54,6 +55,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from hwsim.serving.fields import SPEC_CONFIG
 from hwsim.serving.kv_blocks import blocks_for_tokens
 from hwsim.serving.policies import UnknownPolicyError, policy_for
+
+if TYPE_CHECKING:
+    from hwsim.profiles.deployment import DeploymentSpec
 
 COMPLETED = "completed"
 REJECTED_KV = "rejected_kv_capacity"
@@ -128,6 +132,23 @@ class SchedulerConfig(BaseModel):
     def kv_capacity_blocks(self) -> int:
         """Whole blocks in the KV capacity (a partial block is unusable)."""
         return self.kv_capacity_tokens // self.block_size_tokens
+
+
+def deployment_scheduler_fields(spec: DeploymentSpec) -> dict[str, Any]:
+    """The :class:`SchedulerConfig` fields a deployment sets: its batching settings (the token
+    budget at least one token per sequence), its engine runtime's overheads and steps, and
+    the policy its runtime runs (``prefill_first`` with chunked prefill where the engine
+    runs prefill-only iterations first, :attr:`RuntimeSpec.prefill_first
+    <hwsim.profiles.runtime.RuntimeSpec>`; else from ``chunked_prefill``)."""
+    fields = {k: v for k, v in spec.model_dump().items() if k in SchedulerConfig.model_fields}
+    fields["max_num_batched_tokens"] = max(spec.max_num_batched_tokens, spec.max_num_seqs)
+    rt = spec.runtime
+    fields["num_scheduler_steps"] = rt.num_scheduler_steps
+    fields["iteration_overhead_s"] = rt.iteration_overhead_s
+    fields["request_overhead_s"] = rt.request_overhead_s
+    if rt.prefill_first and spec.chunked_prefill:
+        fields["policy"] = "prefill_first"
+    return fields
 
 
 def effective_cached_tokens(
