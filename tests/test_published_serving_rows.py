@@ -256,3 +256,41 @@ def test_nim_rows_keep_the_engine_unnamed(rows):
             id="x", kind="serving", hardware=None, engine=None, metric="m", unit="ms", published=1
         )
         assert ps._runtime(r, out) == {}  # no engine runtime section: the backend is not stated
+
+
+# -- vLLM V0 scheduling defaults where the row's flags leave them out ------------------------
+def test_v0_rows_with_a_short_max_model_len_run_unchunked_with_vllms_budget(rows):
+    sg = rows["serve-sglang060-a100-llama31-8b-rps4-vllm-tpot"]  # vLLM 0.6.0, --max_model_len 4096
+    assert ps._vllm_v0_defaults(sg, ps._vllm_settings(sg)) == {
+        "chunked_prefill": False,
+        "max_num_batched_tokens": 4096,  # max(4096, 2048)
+    }
+    r1 = rows["serve-dstack-r1-mi300x-vllm-c8-ttft"]  # 0.7.3 dev, --max-model-len 32768
+    assert ps._vllm_v0_defaults(r1, {}) == {
+        "chunked_prefill": False,
+        "max_num_batched_tokens": 32768,
+    }
+    short = sg.model_copy(update={"notes": "launched with --max-model-len 1024"})
+    assert ps._vllm_v0_defaults(short, {})["max_num_batched_tokens"] == 2048
+
+
+def test_v0_defaults_leave_stated_flags_v1_and_long_contexts_alone(rows):
+    sg = rows["serve-sglang060-a100-llama31-8b-rps4-vllm-tpot"]
+    azure = rows["serve-azure-mi300x-llama-70b-tp8-128-128-total-tps"]  # flags stated, no version
+    assert ps._vllm_v0_defaults(azure, ps._vllm_settings(azure)) == {}
+    v1 = sg.model_copy(update={"engine_version": "0.8.5"})
+    assert ps._vllm_v0_defaults(v1, {}) == {}
+    long = sg.model_copy(update={"notes": "--max-model-len 65536"})  # V0 may chunk: not guessed
+    assert ps._vllm_v0_defaults(long, {}) == {}
+    unstated = sg.model_copy(update={"notes": "no flags"})
+    assert ps._vllm_v0_defaults(unstated, {}) == {}
+    chunked = ps._vllm_v0_defaults(unstated, {"chunked_prefill": True})  # V0's chunked budget
+    assert chunked == {"max_num_batched_tokens": 512}
+    sglang = rows["serve-sglang060-a100-llama31-8b-rps4-sglang-tpot"]
+    assert ps._vllm_v0_defaults(sglang, {}) == {}
+
+
+def test_v0_defaults_reach_the_simulated_deployment(rows):
+    p = pe.evaluate_row(rows["serve-sglang060-a100-llama31-8b-rps4-vllm-tpot"], max_requests=20)
+    assert p.ok, p.status
+    assert any(n.startswith(ps.V0_SOURCE) and "chunked_prefill=False" in n for n in p.notes)

@@ -77,6 +77,48 @@ def _vllm_settings(row: PublishedRow) -> dict[str, Any]:
     return out
 
 
+# vLLM V0 (0.5 to 0.7; V1 is the default from 0.8.0, vllm-project/vllm#13726): arg_utils.py leaves
+# enable_chunked_prefill off unless max_model_len > 32K ("Chunked prefill is enabled by default
+# for models with max_model_len > 32K", and only on some platforms and features), and
+# vllm/config.py SchedulerConfig sets max_num_batched_tokens = max(max_model_len, 2048)
+# without chunked prefill ("If max_model_len is too short, use 2048 as the default value for
+# higher throughput"), 512 with it
+V0_AUTO_CHUNKED_ABOVE_TOKENS = 32 * 1024
+V0_MIN_UNCHUNKED_BUDGET_TOKENS = 2048
+V0_CHUNKED_BUDGET_TOKENS = 512
+V0_SOURCE = "vLLM V0 defaults (arg_utils.py EngineArgs, config.py SchedulerConfig, 0.5-0.7)"
+
+
+def _vllm_major_minor(row: PublishedRow) -> tuple[int, int] | None:
+    """The row's vLLM version as (major, minor), where its engine_version states one."""
+    m = re.search(r"(?<![\d.])(\d+)\.(\d+)\.\d+", row.engine_version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _vllm_v0_defaults(row: PublishedRow, stated: dict[str, Any]) -> dict[str, Any]:
+    """A V0 vLLM's own scheduling defaults for what the row's flags leave out: with a stated
+    ``--max-model-len`` of at most 32K, no chunked prefill and a token budget of
+    max(max_model_len, 2048); chunked prefill stated on without a budget, 512. Nothing for
+    V1 versions, unknown versions, or an unstated or longer max_model_len (where V0 turns
+    chunked prefill on by platform and feature)."""
+    version = _vllm_major_minor(row)
+    if row.engine != "vLLM" or version is None or version >= (0, 8):
+        return {}
+    out: dict[str, Any] = {}
+    if stated.get("chunked_prefill") and "max_num_batched_tokens" not in stated:
+        out["max_num_batched_tokens"] = V0_CHUNKED_BUDGET_TOKENS
+    m = re.search(r"--max[-_]model[-_]len[\s=]+(\d+)", row.notes or "")
+    if "chunked_prefill" in stated or m is None:
+        return out
+    max_model_len = int(m.group(1))
+    if max_model_len > V0_AUTO_CHUNKED_ABOVE_TOKENS:
+        return out
+    out["chunked_prefill"] = False
+    if "max_num_batched_tokens" not in stated:
+        out["max_num_batched_tokens"] = max(max_model_len, V0_MIN_UNCHUNKED_BUDGET_TOKENS)
+    return out
+
+
 # The row's engine -> hwsim's runtime model (hwsim.profiles.runtime: each engine's defaults,
 # every one with its source); the flags a row's notes quote for its own engine override them.
 _RUNTIME_ENGINES = {"vLLM": "vllm", "SGLang": "sglang", "TensorRT-LLM": "trtllm"}
@@ -163,6 +205,9 @@ def _deployment(
             "vLLM flags from the row's notes: "
             + ", ".join(f"{k}={v}" for k, v in sorted(vllm.items()))
         )
+    if v0 := _vllm_v0_defaults(row, vllm):
+        dep.update(v0)
+        out.notes.append(f"{V0_SOURCE}: " + ", ".join(f"{k}={v}" for k, v in sorted(v0.items())))
     if "sglang_mem_fraction" in settings:
         # SGLang's mem_fraction_static: the share of memory for weights and KV cache
         dep["memory_utilization"] = settings["sglang_mem_fraction"]
