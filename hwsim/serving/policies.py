@@ -168,6 +168,8 @@ class ChunkedPrefillPolicy(SchedulingPolicy):
         self, engine: _Engine, new_buf: np.ndarray, ctx_buf: np.ndarray
     ) -> tuple[int, int, int, int]:
         n_dec = engine.schedule_decodes(ctx_buf) if engine.n_dec else 0
+        if not (engine.prefilling or engine.waiting):  # decodes only (most iterations)
+            return n_dec, n_dec, n_dec, 0
         budget = engine.config.max_num_batched_tokens - n_dec
         n_pf, tokens = _prefill_chunks(engine, new_buf, ctx_buf, n_dec, budget)
         return n_dec + n_pf, n_dec + tokens, n_dec, n_pf
@@ -219,9 +221,10 @@ class PrefillFirstPolicy(SchedulingPolicy):
     def schedule(
         self, engine: _Engine, new_buf: np.ndarray, ctx_buf: np.ndarray
     ) -> tuple[int, int, int, int]:
-        budget = engine.config.max_num_batched_tokens
-        n_pf, tokens = _prefill_chunks(engine, new_buf, ctx_buf, 0, budget)
-        if n_pf:
-            return n_pf, tokens, 0, n_pf
+        if engine.prefilling or engine.waiting:
+            budget = engine.config.max_num_batched_tokens
+            n_pf, tokens = _prefill_chunks(engine, new_buf, ctx_buf, 0, budget)
+            if n_pf:
+                return n_pf, tokens, 0, n_pf
         n_dec = engine.schedule_decodes(ctx_buf) if engine.n_dec else 0
         return n_dec, n_dec, n_dec, 0
