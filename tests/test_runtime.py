@@ -2,6 +2,7 @@
 scheduling decision and per request, CUDA graphs; in the simulator, the analytic planner, the
 step model and the published-row harness."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -21,6 +22,7 @@ from hwsim.serving import simulate as run_sim
 from hwsim.serving.traffic import ClosedLoopRequests, Requests
 
 DECODE_S, PREFILL_PER_TOKEN_S = 0.01, 1e-4
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 class FakeStep:
@@ -281,3 +283,23 @@ def test_estimate_prices_the_runtime_as_the_planner_does():
     expected = plain.latency.tpot_s - terms.graph_saving_s + 4e-3 / 8
     assert vllm.latency.tpot_s == pytest.approx(expected, rel=1e-12)
     assert vllm.latency.ttft_s == pytest.approx(plain.latency.ttft_s + 0.002, rel=1e-12)
+
+
+def test_the_runtime_describes_itself_with_its_sources():
+    sglang = RuntimeSpec(engine="sglang", cuda_graphs=False).describe()
+    assert sglang.startswith("Engine runtime: sglang: ")
+    assert "prefill_first=True (SGLang scheduler" in sglang  # the default names its source
+    assert "cuda_graphs=False (given)" in sglang  # a value the user changed says so
+    for name in ENGINE_DEFAULTS["sglang"]:
+        assert f"{name}=" in sglang
+    assert "kernel-only" in RuntimeSpec().describe()
+
+
+def test_the_plan_states_its_runtime_and_policy():
+    from hwsim.planner.plan import assumptions, summarise_workload, traffic_of
+
+    sc = load_scenario(EXAMPLES / "chat-service.yaml")
+    sc = sc.model_copy(update={"deployment": DeploymentSpec(runtime={"engine": "sglang"})})
+    notes = assumptions(sc, summarise_workload(traffic_of(sc)))
+    assert any("'prefill_first' scheduling policy" in n for n in notes)
+    assert RuntimeSpec(engine="sglang").describe() in notes

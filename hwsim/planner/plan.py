@@ -536,9 +536,19 @@ def assumptions(sc: Scenario, work: Workload) -> list[str]:
         "memory_utilization where the search varies it).",
         "Replicas = ceil(peak / (per-replica rate at the SLO x (1 - headroom))); cost = GPUs x "
         "price per GPU-hour (hardware profile unless overridden); a month = 730 hours.",
-        "Simulator: vLLM-style continuous batching with paged KV blocks, recompute preemption, "
-        "iteration time from the same op-level engine; one replica at its share of the peak.",
+        "Simulator: continuous batching with paged KV blocks, recompute preemption, the "
+        f"'{_policy_name(sc)}' scheduling policy (hwsim.serving.policies), iteration time from "
+        "the same op-level engine; one replica at its share of the peak.",
+        sc.deployment.runtime.describe(),
     ]
+
+
+def _policy_name(sc: Scenario) -> str:
+    """The scheduling policy the scenario's deployment runs in the simulator."""
+    spec = sc.deployment
+    return deployment_scheduler_fields(spec).get(
+        "policy", "chunked" if spec.chunked_prefill else "unchunked"
+    )
 
 
 def simulate(scenario: str | Path | dict | Scenario, n_requests: int | None = None, seed: int = 0):

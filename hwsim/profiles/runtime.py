@@ -213,6 +213,21 @@ class RuntimeSpec(BaseModel):
             and not self.cuda_graphs
         )
 
+    def describe(self) -> str:
+        """One line for a report: the engine and every field's value with its source (or
+        'given' where it differs from the engine's default)."""
+        if self.engine == "generic":
+            return (
+                "Engine runtime: generic, hwsim's kernel-only model (no host overhead per "
+                "iteration or request, no CUDA graphs, decodes and prefill chunks in one "
+                "iteration); set deployment.runtime.engine to vllm, sglang or trtllm for that "
+                "engine's sourced defaults."
+            )
+        fields = "; ".join(
+            f"{name}={getattr(self, name)} ({self.source_of(name)})" for name in DEFAULTED
+        )
+        return f"Engine runtime: {self.engine}: {fields}."
+
     def source_of(self, name: str) -> str:
         """Where the value of ``name`` comes from: the engine default's source, or 'given'
         where the value differs from the engine's default."""
