@@ -401,6 +401,15 @@ def test_the_runtime_section_reaches_the_engine_flags():
     no_graphs = argv("sglang", {"engine": "sglang", "cuda_graphs": False})
     assert "--disable-cuda-graph" in no_graphs
     assert "--enable-mixed-chunk" not in no_graphs  # SGLang's default: prefill first
+
+    def trt_extra(runtime: dict) -> dict:
+        sc = Scenario.model_validate(
+            {"model": "llama-3.1-8b", "hardware": "h100-sxm", "deployment": {"runtime": runtime}}
+        )
+        return engine_command("trtllm", from_scenario(sc)).extra_options or {}
+
+    assert trt_extra({"engine": "trtllm", "cuda_graphs": False})["cuda_graph_config"] is None
+    assert "cuda_graph_config" not in trt_extra({"engine": "trtllm"})  # TRT-LLM's default
     mixed = argv("sglang", {"engine": "sglang", "prefill_first": False})
     assert "--enable-mixed-chunk" in mixed and "--enable-mixed-chunk" in SGLANG_FLAGS
     for flag in ("--num-scheduler-steps", "--enforce-eager"):

@@ -294,3 +294,15 @@ def test_v0_defaults_reach_the_simulated_deployment(rows):
     p = pe.evaluate_row(rows["serve-sglang060-a100-llama31-8b-rps4-vllm-tpot"], max_requests=20)
     assert p.ok, p.status
     assert any(n.startswith(ps.V0_SOURCE) and "chunked_prefill=False" in n for n in p.notes)
+
+
+def test_trtllm_rows_before_1_0_keep_the_launch_model(rows):
+    # the trtllm preset's CUDA graphs are the PyTorch backend's (1.0 on); every TensorRT-LLM
+    # row here predates it: a stated 0.17, a notes pin of tensorrt_llm==0.15.0, or the
+    # TensorRT-engine benchmark tool
+    trt = [r for r in rows.values() if r.engine == "TensorRT-LLM"]
+    assert len(trt) == 14 and all(ps._trtllm_before_pytorch_backend(r) for r in trt)
+    current = trt[0].model_copy(update={"engine_version": "1.0.0", "notes": "trtllm-serve"})
+    assert not ps._trtllm_before_pytorch_backend(current)
+    p = pe.evaluate_row(rows["serve-dstack-r1-h200-trt-llm-c32-tpot"], max_requests=20)
+    assert any("cuda_graphs=False" in n for n in p.notes)

@@ -247,8 +247,8 @@ def test_published_rows_map_their_engine_and_own_flags_to_the_runtime():
     from validation.published_prediction import Prediction
     from validation.published_serving import _runtime
 
-    def row(engine, notes):
-        return SimpleNamespace(engine=engine, notes=notes)
+    def row(engine, notes, version=None):
+        return SimpleNamespace(engine=engine, notes=notes, engine_version=version)
 
     def out():
         return Prediction("x", "serving", None, None, "m", "ms", 1.0)
@@ -261,6 +261,8 @@ def test_published_rows_map_their_engine_and_own_flags_to_the_runtime():
         "cuda_graphs": False,
     }
     assert _runtime(row("TensorRT-LLM", None), out()) == {"engine": "trtllm"}
+    old_trt = {"engine": "trtllm", "cuda_graphs": False}  # the TensorRT backend (before 1.0)
+    assert _runtime(row("TensorRT-LLM", None, "0.17.post1.dev"), out()) == old_trt
     assert _runtime(row(None, notes), out()) == {}
 
 

@@ -89,8 +89,8 @@ V0_CHUNKED_BUDGET_TOKENS = 512
 V0_SOURCE = "vLLM V0 defaults (arg_utils.py EngineArgs, config.py SchedulerConfig, 0.5-0.7)"
 
 
-def _vllm_major_minor(row: PublishedRow) -> tuple[int, int] | None:
-    """The row's vLLM version as (major, minor), where its engine_version states one."""
+def _major_minor(row: PublishedRow) -> tuple[int, int] | None:
+    """The row's engine version as (major, minor), where its engine_version states X.Y.Z."""
     m = re.search(r"(?<![\d.])(\d+)\.(\d+)\.\d+", row.engine_version or "")
     return (int(m.group(1)), int(m.group(2))) if m else None
 
@@ -101,7 +101,7 @@ def _vllm_v0_defaults(row: PublishedRow, stated: dict[str, Any]) -> dict[str, An
     max(max_model_len, 2048); chunked prefill stated on without a budget, 512. Nothing for
     V1 versions, unknown versions, or an unstated or longer max_model_len (where V0 turns
     chunked prefill on by platform and feature)."""
-    version = _vllm_major_minor(row)
+    version = _major_minor(row)
     if row.engine != "vLLM" or version is None or version >= (0, 8):
         return {}
     out: dict[str, Any] = {}
@@ -131,6 +131,30 @@ _RUNTIME_FLAGS = {
 }
 
 
+# TensorRT-LLM before 1.0 ran its TensorRT backend; hwsim's trtllm CUDA-graph default is the
+# PyTorch backend's (1.0 on, hwsim.profiles.runtime), and the older backend's is not
+# established, so such a row keeps hwsim's per-kernel launch model (cuda_graphs False). The
+# version is the row's engine_version, else a 'tensorrt_llm==X.Y' pin its notes quote; a row
+# measured with benchmarks/python/benchmark.py (a tool that runs built TensorRT engines) is
+# the TensorRT backend whatever its version.
+TRTLLM_PYTORCH_BACKEND_DEFAULT_FROM = (1, 0)
+
+
+def _trtllm_before_pytorch_backend(row: PublishedRow) -> bool:
+    """Whether a TensorRT-LLM row states (or its notes pin) a version before 1.0."""
+    if row.engine != "TensorRT-LLM":
+        return False
+    if "benchmarks/python/benchmark.py" in (row.notes or ""):
+        return True
+    version = _major_minor(row)  # any 'X.Y.Z' in the engine version
+    if version is None:
+        m = re.search(r"tensorrt_llm==(\d+)\.(\d+)", row.notes or "")
+        version = (int(m.group(1)), int(m.group(2))) if m else None
+    if version is None and (m := re.fullmatch(r"(\d+)\.(\d+)\S*", row.engine_version or "")):
+        version = (int(m.group(1)), int(m.group(2)))
+    return version is not None and version < TRTLLM_PYTORCH_BACKEND_DEFAULT_FROM
+
+
 def _runtime(row: PublishedRow, out: Prediction) -> dict[str, Any]:
     """The ``runtime:`` section for the row: its engine's defaults, with the runtime flags the
     row's notes quote for that engine (a note naming another engine's flag is skipped: only
@@ -145,6 +169,8 @@ def _runtime(row: PublishedRow, out: Prediction) -> dict[str, Any]:
         if m is None:
             continue
         runtime[name] = int(m.group(1)) if name == "num_scheduler_steps" else False
+    if _trtllm_before_pytorch_backend(row):
+        runtime["cuda_graphs"] = False
     stated = {k: v for k, v in runtime.items() if k != "engine"}
     out.notes.append(
         f"runtime: {engine} defaults"

@@ -110,6 +110,8 @@ TRTLLM_EXTRA_OPTIONS: dict[str, str] = {
     "(KV reuse across requests sharing a prefix)",
     "kv_cache_config.free_gpu_memory_fraction": "llm_args.py KvCacheConfig."
     "free_gpu_memory_fraction (repeated here: the YAML's kv_cache_config replaces the flag's)",
+    "cuda_graph_config": "tensorrt_llm/llmapi/llm_args.py TorchLlmArgs.cuda_graph_config "
+    "(default CudaGraphConfig(): decode-only batches replay CUDA graphs; null turns them off)",
 }
 
 PREQUANTISED = {
@@ -416,6 +418,8 @@ def trtllm_command(t: LaunchTarget, extra_options_path: str = TRTLLM_EXTRA_PATH)
             "free_gpu_memory_fraction": fraction,
         },
     }
+    if not s.runtime.cuda_graphs and s.runtime.engine == "trtllm":
+        extra["cuda_graph_config"] = None  # eager decode, as the plan was priced
     argv = [*engine.entry, t.model_id, "--backend", "pytorch"]
     argv += ["--tp_size", str(s.tp), "--pp_size", str(s.pp)]
     argv += ["--max_batch_size", str(s.max_num_seqs)]

@@ -152,10 +152,12 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
         ),
         "request_overhead_s": Default(0.0, "no published per-request figure found: default 0"),
         "cuda_graphs": Default(
-            False,
-            "not established: TensorRT-LLM's CUDA-graph default differs by backend and "
-            "version (DecodeCudaGraphConfig in the LLM API); kept at hwsim's per-kernel "
-            "launch overhead (today's model)",
+            True,
+            "TensorRT-LLM LLM API (tensorrt_llm/llmapi/llm_args.py, the PyTorch backend, the "
+            "default backend from 1.0): cuda_graph_config defaults to CudaGraphConfig(), 'use "
+            "CUDA graphs for decoding ... enabled for batches that consist of decoding "
+            "requests *only*' (graphs captured up to batch 128 by default; hwsim replays every "
+            "decode-only iteration). The TensorRT backend before 1.0 is not covered",
         ),
         "prefill_first": Default(
             False,
