@@ -410,6 +410,17 @@ def test_the_runtime_section_reaches_the_engine_flags():
 
     assert trt_extra({"engine": "trtllm", "cuda_graphs": False})["cuda_graph_config"] is None
     assert "cuda_graph_config" not in trt_extra({"engine": "trtllm"})  # TRT-LLM's default
+    for engine, flags in (("vllm", VLLM_FLAGS), ("sglang", SGLANG_FLAGS)):
+        nccl = {"engine": engine, "custom_all_reduce": False}
+        assert "--disable-custom-all-reduce" in flags
+        assert "--disable-custom-all-reduce" not in argv(engine, nccl)  # tp 1: no all-reduce
+        sc = Scenario.model_validate(
+            {"model": "llama-3.1-8b", "hardware": "h100-sxm",
+             "deployment": {"tp": 2, "runtime": nccl}}
+        )  # fmt: skip
+        assert "--disable-custom-all-reduce" in engine_command(engine, from_scenario(sc)).argv
+        sc = sc.model_copy(update={"deployment": sc.deployment.replace(runtime={"engine": engine})})
+        assert "--disable-custom-all-reduce" not in engine_command(engine, from_scenario(sc)).argv
     mixed = argv("sglang", {"engine": "sglang", "prefill_first": False})
     assert "--enable-mixed-chunk" in mixed and "--enable-mixed-chunk" in SGLANG_FLAGS
     for flag in ("--num-scheduler-steps", "--enforce-eager"):

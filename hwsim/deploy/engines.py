@@ -58,6 +58,7 @@ VLLM_FLAGS: dict[str, str] = {
     "--max-model-len": f"{VLLM_DOC} (ModelConfig)",
     "--num-scheduler-steps": f"{VLLM_DOC} (SchedulerConfig; V0 engine, 0.6 - 0.8)",
     "--enforce-eager": f"{VLLM_DOC} (ModelConfig; no CUDA graphs)",
+    "--disable-custom-all-reduce": f"{VLLM_DOC} (ParallelConfig; NCCL for every all-reduce)",
     "--host": "vllm/entrypoints/openai/cli_args.py (make_arg_parser)",
     "--port": "vllm/entrypoints/openai/cli_args.py (make_arg_parser; default 8000)",
     "--kv-transfer-config": "docs/features/nixl_connector_usage.md (vLLM V1: NixlConnector, "
@@ -83,6 +84,7 @@ SGLANG_FLAGS: dict[str, str] = {
     "--disable-radix-cache": f"{SGLANG_DOC} (RadixAttention prefix cache off)",
     "--disable-cuda-graph": SGLANG_DOC,
     "--enable-mixed-chunk": f"{SGLANG_DOC} (prefill chunks share a batch with the decodes)",
+    "--disable-custom-all-reduce": f"{SGLANG_DOC} (NCCL for every all-reduce)",
     "--host": SGLANG_DOC,
     "--port": f"{SGLANG_DOC} (default 30000)",
 }
@@ -272,6 +274,8 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
         argv += ["--num-scheduler-steps", str(runtime.num_scheduler_steps)]
     if not runtime.cuda_graphs and runtime.engine == "vllm":
         argv += ["--enforce-eager"]
+    if not runtime.custom_all_reduce and runtime.engine == "vllm" and s.tp > 1:
+        argv += ["--disable-custom-all-reduce"]
     spec_argv, spec_notes = _vllm_speculative(t)
     argv += spec_argv
     if t.ep > 1:  # vLLM expert parallelism: EP spans TP x DP ranks, attention data-parallel
@@ -366,6 +370,8 @@ def sglang_command(t: LaunchTarget) -> EngineCommand:
     argv += ["--context-length", str(t.max_model_len)]
     if not s.runtime.cuda_graphs and s.runtime.engine == "sglang":
         argv += ["--disable-cuda-graph"]
+    if not s.runtime.custom_all_reduce and s.runtime.engine == "sglang" and s.tp > 1:
+        argv += ["--disable-custom-all-reduce"]
     if s.chunked_prefill and not s.runtime.prefill_first and s.runtime.engine == "sglang":
         argv += ["--enable-mixed-chunk"]  # the mixed iterations the plan was priced with
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]

@@ -109,6 +109,7 @@ def make_forward(dep: Deployment, phase: str, batch, new_tokens, context) -> For
         tp=dep.tp,
         attention_impl=dep.attention_impl,
         sram_bytes=dep.hardware.sram_per_core_bytes,
+        custom_all_reduce=dep.spec.runtime.custom_all_reduce,
     )
 
 

@@ -35,6 +35,8 @@ class Forward:
     tp: int = 1
     attention_impl: Literal["flash", "naive"] = "flash"
     sram_bytes: float = 228 * 1024
+    # TP all-reduces run an engine's custom kernel where it applies (hwsim.perf.custom_allreduce)
+    custom_all_reduce: bool = False
 
     @property
     def tokens(self) -> np.ndarray:

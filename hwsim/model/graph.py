@@ -56,7 +56,8 @@ def _context_free_ops(fw: Forward, pp: int) -> _ContextFree:
     if type(fw.batch) is not float or type(fw.new_tokens) is not float:
         return _build_context_free(fw, pp)
     held = (fw.model, fw.weight, fw.act)
-    key = (fw.phase, fw.batch, fw.new_tokens, fw.tp, pp, fw.compute_dtype, *map(id, held))
+    key = (fw.phase, fw.batch, fw.new_tokens, fw.tp, pp, fw.compute_dtype, fw.custom_all_reduce,
+           *map(id, held))  # fmt: skip
     hit = _CONTEXT_FREE.get(key)
     if hit is not None and all(a is b for a, b in zip(hit[0], held, strict=True)):
         return hit[1]
@@ -136,13 +137,18 @@ def _tp_all_reduces(fw: Forward, mixer) -> list[Op]:
     has_ffn = fw.model.ffn.type != "none" and not fw.model.parallel_attention_mlp
     per_layer = mixer.tp_all_reduces + (1 if has_ffn else 0)
     payload = fw.tokens * fw.model.d_model * fw.act.bytes_per_element
+    if fw.custom_all_reduce:  # the engine's kernel where it applies, else NCCL's model
+        meta, kernel = {"custom_all_reduce": True}, None  # (torch.nccl measurements do not apply)
+    else:
+        meta, kernel = {}, ("all_reduce", {"bytes": payload, "ranks": fw.tp})  # measured rung
     op = Op(
         name="tp.all_reduce",
         op_class="communication",
         comm_bytes=payload,
         collective="all_reduce",
         ranks=fw.tp,
-        kernel=("all_reduce", {"bytes": payload, "ranks": fw.tp}),  # for the measured rung
+        meta=meta,
+        kernel=kernel,
     )
     return [op.times(per_layer)]
 

@@ -24,6 +24,10 @@ admitted and tokens returned. The fields:
     overhead of the hardware profile (``launch_overhead_s`` x kernels, :func:`time_op`) is
     not paid in them; iterations with prefill tokens still are (engines capture decode
     batches only). False: every iteration pays it (today's model).
+``custom_all_reduce``
+    True: tensor-parallel all-reduces inside one fully linked node, up to 1 MiB, run the
+    custom one-shot / two-shot kernel vLLM and SGLang use instead of NCCL
+    (:mod:`hwsim.perf.custom_allreduce`); False: NCCL's model (:mod:`hwsim.perf.collectives`).
 ``prefill_first``
     True: an iteration with prefill work runs no decode (SGLang; the simulator's
     ``prefill_first`` policy, :mod:`hwsim.serving.policies`). False: with chunked prefill,
@@ -53,6 +57,7 @@ DEFAULTED = (
     "iteration_overhead_s",
     "request_overhead_s",
     "cuda_graphs",
+    "custom_all_reduce",
     "prefill_first",
 )
 
@@ -79,6 +84,7 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
         "cuda_graphs": Default(
             False, "hwsim's kernel-only model: every kernel pays the profile's launch overhead"
         ),
+        "custom_all_reduce": Default(False, "hwsim's kernel-only model: NCCL's cost model"),
         "prefill_first": Default(
             False, "hwsim's kernel-only model: vLLM's mixed chunked-prefill iterations"
         ),
@@ -105,6 +111,12 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "vLLM engine args: enforce_eager defaults to False ('If False, will use eager mode "
             "and CUDA graph in hybrid'); vLLM logs 'Capturing cudagraphs for decoding ... To "
             "run the model in eager mode, set enforce_eager=True' (graphs for decode batches)",
+        ),
+        "custom_all_reduce": Default(
+            True,
+            "vLLM engine args: disable_custom_all_reduce defaults to False (ParallelConfig); "
+            "vllm/distributed/device_communicators/custom_all_reduce.py runs it for 2/4/6/8 "
+            "fully linked GPUs and messages under 8 MiB",
         ),
         "prefill_first": Default(
             False,
@@ -133,6 +145,11 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "SGLang docs (CUDA graph): 'SGLang automatically enables CUDA graph for decode by "
             "default' (--disable-cuda-graph turns it off)",
         ),
+        "custom_all_reduce": Default(
+            True,
+            "SGLang server args: disable_custom_all_reduce = False; its kernel began as "
+            "vLLM's (sgl-project/sglang PR #2904 compares the two), priced as vLLM's",
+        ),
         "prefill_first": Default(
             True,
             "SGLang scheduler (python/sglang/srt/managers/scheduler.py, get_next_batch_to_run, "
@@ -158,6 +175,11 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "CUDA graphs for decoding ... enabled for batches that consist of decoding "
             "requests *only*' (graphs captured up to batch 128 by default; hwsim replays every "
             "decode-only iteration). The TensorRT backend before 1.0 is not covered",
+        ),
+        "custom_all_reduce": Default(
+            False,
+            "not modelled: TensorRT-LLM's own all-reduce kernels (AllReduceStrategy AUTO) have "
+            "no published timing found; NCCL's model",
         ),
         "prefill_first": Default(
             False,
@@ -188,6 +210,9 @@ class RuntimeSpec(BaseModel):
     cuda_graphs: bool = Field(
         default=False, description="decode-only iterations skip the per-kernel launch overhead"
     )
+    custom_all_reduce: bool = Field(
+        default=False, description="small TP all-reduces run vLLM's custom kernel, not NCCL"
+    )
     prefill_first: bool = Field(
         default=False, description="iterations with prefill work run no decode (SGLang)"
     )
@@ -213,6 +238,7 @@ class RuntimeSpec(BaseModel):
             and self.iteration_overhead_s == 0.0
             and self.request_overhead_s == 0.0
             and not self.cuda_graphs
+            and not self.custom_all_reduce
         )
 
     def describe(self) -> str:
@@ -221,9 +247,9 @@ class RuntimeSpec(BaseModel):
         if self.engine == "generic":
             return (
                 "Engine runtime: generic, hwsim's kernel-only model (no host overhead per "
-                "iteration or request, no CUDA graphs, decodes and prefill chunks in one "
-                "iteration); set deployment.runtime.engine to vllm, sglang or trtllm for that "
-                "engine's sourced defaults."
+                "iteration or request, no CUDA graphs, NCCL all-reduces, decodes and prefill "
+                "chunks in one iteration); set deployment.runtime.engine to vllm, sglang or "
+                "trtllm for that engine's sourced defaults."
             )
         fields = "; ".join(
             f"{name}={getattr(self, name)} ({self.source_of(name)})" for name in DEFAULTED
