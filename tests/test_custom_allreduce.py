@@ -89,10 +89,26 @@ def test_an_engine_runtime_prices_decode_all_reduces_with_the_kernel():
     )
 
 
-def test_pcie_parts_and_the_generic_engine_keep_nccl():
-    for runtime in ({"engine": "vllm"}, {"engine": "generic"}):
-        dep = make_deployment("llama-3.1-8b", "l40s", tp=4, runtime=runtime)
-        base = make_deployment("llama-3.1-8b", "l40s", tp=4)
-        assert comm_s(decode_step_cost(dep, 8.0, 1000.0)) == pytest.approx(
-            comm_s(decode_step_cost(base, 8.0, 1000.0))
+def test_pcie_parts_and_tpus_keep_their_collective_model():
+    for hw in ("l40s", "tpu-v5e"):  # PCIe only; not a GPU (ICI)
+        assert not eligible(load_hardware(hw), 4)
+        dep = make_deployment("llama-3.1-8b", hw, tp=4, runtime={"engine": "vllm"})
+        base = make_deployment("llama-3.1-8b", hw, tp=4)  # generic: no custom kernel
+        assert comm_s(decode_step_cost(dep, 1.0, 1000.0)) == pytest.approx(
+            comm_s(decode_step_cost(base, 1.0, 1000.0))
         )
+
+
+@pytest.mark.parametrize("hw", ["h100-sxm", "mi300x"])
+def test_the_simulators_fast_path_prices_the_kernel_as_the_reference(hw):
+    from hwsim.planner.step_model import EngineStepModel
+
+    dep = make_deployment("llama-3.1-70b", hw, tp=8, runtime={"engine": "vllm"})
+    fast, ref = EngineStepModel(dep), EngineStepModel(dep, fast=False)
+    assert fast.fast_path_note.startswith("fast path"), fast.fast_path_note
+    for batch in (1, 2, 4, 64):  # messages from 16 KiB (the kernel) to 1 MiB (NCCL's NVLS)
+        new, ctx = np.ones(batch, dtype=np.int64), np.full(batch, 2048, dtype=np.int64)
+        got, want = fast.iteration_time_s(new, ctx), ref.iteration_time_s(new, ctx)
+        assert got == pytest.approx(want, rel=1e-9)
+    chunk = (np.array([1, 1, 700]), np.array([900, 3000, 700]))  # decodes and a prefill chunk
+    assert fast.iteration_time_s(*chunk) == pytest.approx(ref.iteration_time_s(*chunk), rel=1e-9)

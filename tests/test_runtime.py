@@ -295,6 +295,8 @@ def test_the_runtime_describes_itself_with_its_sources():
     for name in ENGINE_DEFAULTS["sglang"]:
         assert f"{name}=" in sglang
     assert "kernel-only" in RuntimeSpec().describe()
+    given = RuntimeSpec(engine="generic", cuda_graphs=True).describe()  # not kernel-only now
+    assert given.startswith("Engine runtime: generic: ") and "cuda_graphs=True (given)" in given
 
 
 def test_the_plan_states_its_runtime_and_policy():
@@ -303,5 +305,5 @@ def test_the_plan_states_its_runtime_and_policy():
     sc = load_scenario(EXAMPLES / "chat-service.yaml")
     sc = sc.model_copy(update={"deployment": DeploymentSpec(runtime={"engine": "sglang"})})
     notes = assumptions(sc, summarise_workload(traffic_of(sc)))
-    assert any("'prefill_first' scheduling policy" in n for n in notes)
+    assert any("the scenario's deployment runs 'prefill_first'" in n for n in notes)
     assert RuntimeSpec(engine="sglang").describe() in notes

@@ -96,8 +96,17 @@ def test_a_scenario_on_sglang_simulates_prefill_first():
         },
     }
     runs = {}
-    for engine in ("sglang", "vllm"):
-        sc = {**scenario, "deployment": {"runtime": {"engine": engine, "cuda_graphs": False}}}
-        runs[engine], _ = plan_simulate(sc, n_requests=80, seed=2)
+    for name, runtime in (
+        ("sglang", {"engine": "sglang"}),
+        ("sglang mixed", {"engine": "sglang", "prefill_first": False}),  # --enable-mixed-chunk
+        ("vllm", {"engine": "vllm"}),
+    ):
+        sc = {**scenario, "deployment": {"runtime": runtime}}
+        runs[name], _ = plan_simulate(sc, n_requests=80, seed=2)
     assert runs["sglang"].config.policy_name == "prefill_first"
+    assert runs["sglang mixed"].config.policy_name == "chunked"
     assert runs["vllm"].config.policy_name == "chunked"
+    # the same engine but for the policy: 2000-token prompts at 6/s overlap running decodes,
+    # and prefill-only iterations stall them
+    first, mixed = runs["sglang"].records, runs["sglang mixed"].records
+    assert np.median(first.tpot_s) > np.median(mixed.tpot_s)

@@ -82,7 +82,8 @@ def _vllm_settings(row: PublishedRow) -> dict[str, Any]:
 # for models with max_model_len > 32K", and only on some platforms and features), and
 # vllm/config.py SchedulerConfig sets max_num_batched_tokens = max(max_model_len, 2048)
 # without chunked prefill ("If max_model_len is too short, use 2048 as the default value for
-# higher throughput"), 512 with it
+# higher throughput"), 512 with it (unless multi-step: then max(max_model_len, 2048) again; a
+# 0.7 V0 log: "Chunked prefill is enabled with max_num_batched_tokens=512")
 V0_AUTO_CHUNKED_ABOVE_TOKENS = 32 * 1024
 V0_MIN_UNCHUNKED_BUDGET_TOKENS = 2048
 V0_CHUNKED_BUDGET_TOKENS = 512
@@ -98,14 +99,17 @@ def _major_minor(row: PublishedRow) -> tuple[int, int] | None:
 def _vllm_v0_defaults(row: PublishedRow, stated: dict[str, Any]) -> dict[str, Any]:
     """A V0 vLLM's own scheduling defaults for what the row's flags leave out: with a stated
     ``--max-model-len`` of at most 32K, no chunked prefill and a token budget of
-    max(max_model_len, 2048); chunked prefill stated on without a budget, 512. Nothing for
+    max(max_model_len, 2048); chunked prefill stated on without a budget (and without
+    multi-step scheduling), 512. Nothing for
     V1 versions, unknown versions, or an unstated or longer max_model_len (where V0 turns
     chunked prefill on by platform and feature)."""
     version = _major_minor(row)
     if row.engine != "vLLM" or version is None or version >= (0, 8):
         return {}
     out: dict[str, Any] = {}
-    if stated.get("chunked_prefill") and "max_num_batched_tokens" not in stated:
+    steps = re.search(r"--num-scheduler-steps[\s=]+(\d+)", row.notes or "")
+    multi_step = steps is not None and int(steps.group(1)) > 1
+    if stated.get("chunked_prefill") and "max_num_batched_tokens" not in stated and not multi_step:
         out["max_num_batched_tokens"] = V0_CHUNKED_BUDGET_TOKENS
     m = re.search(r"--max[-_]model[-_]len[\s=]+(\d+)", row.notes or "")
     if "chunked_prefill" in stated or m is None:
@@ -126,8 +130,13 @@ _RUNTIME_FLAGS = {
     "vLLM": {
         "num_scheduler_steps": r"--num-scheduler-steps[\s=]+(\d+)",
         "cuda_graphs": r"(--enforce-eager)\b",  # eager mode: no CUDA graphs
+        "custom_all_reduce": r"(--disable-custom-all-reduce)\b",
     },
-    "SGLang": {"cuda_graphs": r"(--disable-cuda-graph)\b"},
+    "SGLang": {
+        "cuda_graphs": r"(--disable-cuda-graph)\b",
+        "custom_all_reduce": r"(--disable-custom-all-reduce)\b",
+        "prefill_first": r"(--enable-mixed-chunk)\b",  # prefill chunks share the decodes' batch
+    },
 }
 
 

@@ -284,6 +284,7 @@ def vllm_command(t: LaunchTarget) -> EngineCommand:
         argv += ["--kv-transfer-config", json.dumps(NIXL_KV_TRANSFER, separators=(",", ":"))]
     argv += ["--host", "0.0.0.0", "--port", str(engine.port)]
     notes = _common_notes(engine, t) + spec_notes
+    notes += _prefill_first_note(engine, t)
     if runtime.num_scheduler_steps > 1:
         notes.append(
             "--num-scheduler-steps is the V0 engine's multi-step scheduling (vLLM 0.6 - 0.8; "
@@ -343,6 +344,18 @@ def _one_pool_only(engine: Engine, t: LaunchTarget) -> None:
         )
 
 
+def _prefill_first_note(engine: Engine, t: LaunchTarget) -> list[str]:
+    """A note where the plan was priced with prefill-only iterations that ``engine`` (vLLM,
+    TensorRT-LLM) has no setting for."""
+    if not (t.spec.runtime.prefill_first and t.spec.chunked_prefill):
+        return []
+    return [
+        f"the plan was priced with prefill-only iterations (runtime.prefill_first, SGLang's "
+        f"scheduler); {engine.title} mixes prefill chunks and decodes in one iteration and has "
+        "no setting for it, so its decode latencies will differ from the plan's"
+    ]
+
+
 def sglang_command(t: LaunchTarget) -> EngineCommand:
     engine = ENGINES["sglang"]
     _one_pool_only(engine, t)
@@ -395,7 +408,7 @@ def trtllm_command(t: LaunchTarget, extra_options_path: str = TRTLLM_EXTRA_PATH)
         raise HwsimError(
             f"TensorRT-LLM runs on NVIDIA GPUs only; {t.hardware.id} is {t.hardware.vendor}"
         )
-    notes = _common_notes(engine, t)
+    notes = _common_notes(engine, t) + _prefill_first_note(engine, t)
     if s.weight_dtype == "fp8":
         notes.append(
             "fp8 weights: TensorRT-LLM's PyTorch backend runs FP8 from a pre-quantised "

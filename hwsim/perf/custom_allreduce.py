@@ -5,7 +5,7 @@ node when the GPUs are fully connected and the message is small: each rank reads
 buffers directly (``vllm/distributed/device_communicators/custom_all_reduce.py``,
 ``csrc/custom_all_reduce.cuh``):
 
-* eligible: 2, 4, 6 or 8 ranks (``CustomAllreduce._SUPPORTED_WORLD_SIZES``) in one node, every
+* eligible: GPUs, 2, 4, 6 or 8 ranks (``CustomAllreduce._SUPPORTED_WORLD_SIZES``) in one node, every
   pair linked directly (NVLink / NVSwitch, or AMD's xGMI mesh; "not supported on more than
   two PCIe-only GPUs"; hwsim: an intra-node link whose ``fabric`` is not ``pcie``), messages
   under ``max_size = 8192 * 1024`` bytes;
@@ -38,6 +38,8 @@ latencies are the H100's on every device: no other device's measurement was foun
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hwsim.profiles.hardware import HardwareProfile
@@ -50,34 +52,64 @@ TWO_SHOT_LATENCY_S = 16.03e-6
 PEER_READ_LINK_FRACTION = 64.2e9 / 450e9  # fitted bandwidth over the H100's NVLink
 
 
-def one_shot(ranks: int, nbytes: np.ndarray) -> np.ndarray:
-    """Where vLLM runs its one-shot kernel (module docstring), else the two-shot one."""
+def one_shot_below_bytes(ranks: int) -> float:
+    """Messages under this run vLLM's one-shot kernel, the others two-shot (module docstring)."""
     if ranks == 2:
-        return np.ones(np.shape(nbytes), dtype=bool)
-    limit = 512 * 1024 if ranks <= 4 else 256 * 1024
-    return np.asarray(nbytes) < limit
+        return math.inf
+    return (512 if ranks <= 4 else 256) * 1024
+
+
+def one_shot(ranks: int, nbytes) -> np.ndarray:
+    """Where vLLM runs its one-shot kernel, else the two-shot one."""
+    return np.asarray(nbytes) < one_shot_below_bytes(ranks)
 
 
 def eligible(hw: HardwareProfile, ranks: int) -> bool:
-    """Whether ``ranks`` GPUs of ``hw`` can run the custom kernel: a supported count inside
-    one node whose intra-node link is not PCIe."""
+    """Whether ``ranks`` GPUs of ``hw`` can run the custom kernel: GPUs (the kernel is CUDA /
+    HIP), a supported count inside one node, an intra-node link that is not PCIe."""
+    return _peer_link_bytes_per_s(hw, ranks) is not None
+
+
+def _peer_link_bytes_per_s(hw: HardwareProfile, ranks: int) -> float | None:
+    """The intra-node link's per-direction rate where the kernel applies, else None."""
     ic = hw.interconnect
-    if ic is None or ic.intra_node is None or ranks not in SUPPORTED_RANKS:
-        return False
-    if ranks > ic.devices_per_node.value:
-        return False
-    return ic.intra_node.fabric != "pcie"
+    if hw.kind != "gpu" or ic is None or ic.intra_node is None or ranks not in SUPPORTED_RANKS:
+        return None
+    if ranks > ic.devices_per_node.value or ic.intra_node.fabric == "pcie":
+        return None
+    return float(ic.intra_node.bandwidth_per_direction_bytes_per_s.value)
+
+
+class CustomAllReduce:
+    """The kernel's price for ``ranks`` GPUs of ``hw``, set up once: :meth:`seconds` for one
+    message in Python floats (the step model's fast path prices one per iteration),
+    :func:`custom_all_reduce_s` for arrays. NaN where it does not apply."""
+
+    def __init__(self, hw: HardwareProfile, ranks: int):
+        self.ranks = ranks
+        link = _peer_link_bytes_per_s(hw, ranks)
+        self.applies = link is not None
+        self.bandwidth = (link or 1.0) * PEER_READ_LINK_FRACTION
+        self.one_shot_below = one_shot_below_bytes(ranks)
+
+    def seconds(self, nbytes: float) -> float:
+        if not self.applies or nbytes > MEASURED_MAX_BYTES:
+            return math.nan
+        p = self.ranks
+        two = TWO_SHOT_LATENCY_S + 2.0 * (p - 1) / p * nbytes / self.bandwidth
+        if nbytes < self.one_shot_below:
+            return min(ONE_SHOT_LATENCY_S + (p - 1) * nbytes / self.bandwidth, two)
+        return two
 
 
 def custom_all_reduce_s(hw: HardwareProfile, ranks: int, nbytes) -> np.ndarray:
     """Seconds of the custom all-reduce of ``nbytes`` over ``ranks`` GPUs of ``hw``; NaN where
     it does not apply (ineligible, or a message past the source's measured range)."""
     size = np.asarray(nbytes, dtype=float)
-    if not eligible(hw, ranks):
+    kernel = CustomAllReduce(hw, ranks)
+    if not kernel.applies:
         return np.full(size.shape, np.nan)
-    link = hw.interconnect.intra_node.bandwidth_per_direction_bytes_per_s.value  # type: ignore[union-attr]
-    bandwidth = link * PEER_READ_LINK_FRACTION
-    one = ONE_SHOT_LATENCY_S + (ranks - 1) * size / bandwidth
-    two = TWO_SHOT_LATENCY_S + 2.0 * (ranks - 1) / ranks * size / bandwidth
+    one = ONE_SHOT_LATENCY_S + (ranks - 1) * size / kernel.bandwidth
+    two = TWO_SHOT_LATENCY_S + 2.0 * (ranks - 1) / ranks * size / kernel.bandwidth
     seconds = np.where(one_shot(ranks, size), np.minimum(one, two), two)
     return np.where(size <= MEASURED_MAX_BYTES, seconds, np.nan)

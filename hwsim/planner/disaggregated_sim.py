@@ -174,6 +174,10 @@ def simulate_pools(
         serving,
         prefix_caching=True,
         request_overhead_s=0.0,  # paid on the prefill side
+        # the prompt's KV arrives with the request: its one-token "prefill" rides in a decode
+        # iteration, not in a prefill-only one (whatever the engine's prefill_first)
+        policy="chunked",
+        chunked_prefill=True,
     )
     dec_result = run_simulation(decode_reqs, EngineStepModel(dec), dec_config)
     rec = dec_result.records

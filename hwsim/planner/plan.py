@@ -537,8 +537,9 @@ def assumptions(sc: Scenario, work: Workload) -> list[str]:
         "Replicas = ceil(peak / (per-replica rate at the SLO x (1 - headroom))); cost = GPUs x "
         "price per GPU-hour (hardware profile unless overridden); a month = 730 hours.",
         "Simulator: continuous batching with paged KV blocks, recompute preemption, the "
-        f"'{_policy_name(sc)}' scheduling policy (hwsim.serving.policies), iteration time from "
-        "the same op-level engine; one replica at its share of the peak.",
+        "scheduling policy of each candidate's runtime (hwsim.serving.policies; the scenario's "
+        f"deployment runs '{_policy_name(sc)}'), iteration time from the same op-level engine; "
+        "one replica at its share of the peak.",
         sc.deployment.runtime.describe(),
     ]
 

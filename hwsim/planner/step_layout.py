@@ -17,6 +17,7 @@ import numpy as np
 from hwsim.model.ops import Op
 from hwsim.perf.collectives import CollectiveModel, collective_model
 from hwsim.perf.corrections import side_factors
+from hwsim.perf.custom_allreduce import CustomAllReduce
 from hwsim.perf.roofline import peak_flops_per_s, tile_padding
 from hwsim.planner.step_fit import (
     Field,
@@ -41,8 +42,9 @@ class StepStatics:
         self.overlap_rest = np.zeros(L + 1)
         self.const = 0.0
         self.is_comm = np.zeros(L, dtype=bool)
-        # the collectives: position j, its column of Y (its bytes), count, cost model
-        self.comm: list[tuple[int, int, float, CollectiveModel]] = []
+        # the collectives: position j, its column of Y (its bytes), count, cost model, and the
+        # engine's custom all-reduce where the op runs it (time_op's faster of the two)
+        self.comm: list[tuple[int, int, float, CollectiveModel, CustomAllReduce | None]] = []
         self.comm_col = np.zeros(L, dtype=int)
         self.moe: list[tuple[int, float, float, float]] = []  # (j, E, k, expert bytes x cm)
         for j, op in enumerate(firsts):
@@ -51,7 +53,10 @@ class StepStatics:
                 col = 2 * L + 2 + len(self.comm)
                 self.comm_col[j] = col
                 model = collective_model(hw, op.collective or "p2p", op.ranks)
-                self.comm.append((j, col, float(op.count), model))
+                custom = None
+                if op.meta.get("custom_all_reduce"):
+                    custom = CustomAllReduce(hw, op.ranks)
+                self.comm.append((j, col, float(op.count), model, custom))
                 continue
             curve = hw.efficiency.for_class(op.op_class)
             # a calibrated profile's corrections scale F, B and the fixed costs as in time_op
@@ -85,15 +90,21 @@ class StepStatics:
             return y
         y[:L] = np.where(self.is_comm, 0.0, flops * self.cf)
         y[L + 1 : 2 * L + 1] = np.where(self.is_comm, 0.0, nbytes * self.cm)
-        for j, col, _count, _model in self.comm:
+        for j, col, _count, _model, _custom in self.comm:
             y[col] = comm[j]
         return y
 
     def comm_seconds(self, nbytes: np.ndarray) -> float:
         """Seconds of the K collectives given their bytes (the tail of Y, or of Z)."""
         t = 0.0
-        for k, (_j, _col, count, model) in enumerate(self.comm):
-            t += count * model.seconds(float(nbytes[k]))
+        for k, (_j, _col, count, model, custom) in enumerate(self.comm):
+            b = float(nbytes[k])
+            seconds = model.seconds(b)
+            if custom is not None:
+                kernel = custom.seconds(b)
+                if kernel < seconds:  # False for NaN: where the kernel does not apply
+                    seconds = kernel
+            t += count * seconds
         return t
 
     def seconds(self, y: np.ndarray) -> float:

@@ -244,7 +244,7 @@ class RuntimeSpec(BaseModel):
     def describe(self) -> str:
         """One line for a report: the engine and every field's value with its source (or
         'given' where it differs from the engine's default)."""
-        if self.engine == "generic":
+        if self.engine == "generic" and all(self.source_of(n) != "given" for n in DEFAULTED):
             return (
                 "Engine runtime: generic, hwsim's kernel-only model (no host overhead per "
                 "iteration or request, no CUDA graphs, NCCL all-reduces, decodes and prefill "
