@@ -37,7 +37,7 @@ def _hand_rate_and_tpot(dep, b, step_s, tokens, prefill_s):
     """The analytic model's module docstring, term by term."""
     rt = runtime_terms(dep)
     t_pf = prefill_s + rt.prefill_overhead_s
-    t_dec = rt.decode_step_s(step_s)
+    t_dec = rt.decode_step_s(step_s, b)
     lam = b / (WORK.output_mean / tokens * t_dec + b * t_pf)
     rho = lam * t_pf
     return lam, t_dec / tokens / (1 - rho)

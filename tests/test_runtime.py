@@ -195,6 +195,25 @@ def test_cuda_graphs_drop_the_launch_overhead_of_decode_only_iterations_fast_and
         assert fast == pytest.approx(ref, rel=1e-12)
         want = eager.iteration_time_s(new, ctx) - graphs.graph_saving_s
         assert fast == pytest.approx(want, rel=1e-12)
+    # past the largest captured batch a decode step runs eagerly: the launches are paid
+    capped = EngineStepModel(
+        make_deployment(
+            "llama-2-7b",
+            "a100-80gb-sxm",
+            runtime={"cuda_graphs": True, "cuda_graph_max_batch": 64},
+        )
+    )
+    for b, saved in ((64, True), (65, False)):
+        new, ctx = np.ones(b, dtype=np.int64), np.full(b, 1000, dtype=np.int64)
+        want = eager.iteration_time_s(new, ctx) - (graphs.graph_saving_s if saved else 0.0)
+        assert capped.iteration_time_s(new, ctx) == pytest.approx(want, rel=1e-12)
+        ref = capped._reference_iteration_time_s(new, ctx)
+        assert capped.iteration_time_s(new, ctx) == pytest.approx(ref, rel=1e-12)
+    terms = runtime_terms(capped.dep)
+    np.testing.assert_allclose(
+        terms.decode_step_s(np.array([0.02, 0.02]), np.array([64, 65])),
+        [0.02 - graphs.graph_saving_s, 0.02],
+    )
     new = np.array([1, 1, 300], dtype=np.int64)
     ctx = np.array([500, 900, 300], dtype=np.int64)
     assert graphs.iteration_time_s(new, ctx) == pytest.approx(
@@ -225,7 +244,8 @@ def test_multi_step_analytic_terms_match_the_simulation_at_vanishing_load():
     ]
     np.testing.assert_allclose(rec.e2e_s - rec.ttft_s, sum(decode) + (output - 1) / k * h)
     terms = runtime_terms(dep)
-    analytic_tpot = terms.decode_step_s(float(decode_step_cost(dep, 1, prompt + output / 2).time_s))
+    decode_s = float(decode_step_cost(dep, 1, prompt + output / 2).time_s)
+    analytic_tpot = terms.decode_step_s(decode_s, 1)
     assert float(np.mean(rec.tpot_s)) == pytest.approx(analytic_tpot, rel=2e-3)
     assert terms.ttft_extra_s(analytic_tpot) == pytest.approx(c + k * analytic_tpot / 2)
 
@@ -285,6 +305,14 @@ def test_estimate_prices_the_runtime_as_the_planner_does():
     expected = plain.latency.tpot_s - terms.graph_saving_s + 4e-3 / 8
     assert vllm.latency.tpot_s == pytest.approx(expected, rel=1e-12)
     assert vllm.latency.ttft_s == pytest.approx(plain.latency.ttft_s + 0.002, rel=1e-12)
+    # vLLM captures decode graphs up to batch 256: a batch of 300 pays its launches
+    big = dict(args, batch=np.array([256, 300]))
+    plain_big = hwsim.estimate("llama-3.1-8b", "h100-sxm", **big)
+    vllm_big = hwsim.estimate("llama-3.1-8b", "h100-sxm", runtime=rt, **big)
+    saved = np.array([terms.graph_saving_s, 0.0])
+    np.testing.assert_allclose(
+        vllm_big.latency.tpot_s, plain_big.latency.tpot_s - saved + 4e-3 / 8, rtol=1e-12
+    )
 
 
 def test_the_runtime_describes_itself_with_its_sources():

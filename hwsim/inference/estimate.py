@@ -338,7 +338,7 @@ def _phase_costs(dep: Deployment, b, s, g) -> tuple[PhaseCost, PhaseCost]:
     pre = prefill_cost(dep, b, s)
     dec = mean_decode_cost(dep, b, s, np.maximum(g, 1.0))
     if not dep.spec.runtime.is_kernel_only:  # the engine around the kernels (runtime_terms)
-        pre, dec = with_runtime(dep, pre, dec)
+        pre, dec = with_runtime(dep, pre, dec, b)
     if np.asarray(g == 0).any():
         dec = _without_decode(dec, g == 0)
     return pre, dec

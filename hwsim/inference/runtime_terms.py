@@ -42,11 +42,19 @@ class RuntimeTerms:
     steps: int  # k
     chunked: bool
     request_overhead_s: float
+    graph_max_batch: int  # decode batches above it run eagerly (no saving)
 
-    def decode_step_s(self, kernels_s):
-        """A decode step as the engine runs it: its kernels (less the launches a graph
-        replay saves) plus its share of the host overhead."""
-        return kernels_s - self.graph_saving_s + self.decode_overhead_s
+    def graph_saving_at_s(self, batch):
+        """What a graph replay saves on a decode step of ``batch`` sequences: the launches,
+        up to the largest captured batch; nothing above it."""
+        if not self.graph_saving_s:
+            return 0.0
+        return np.where(np.asarray(batch) <= self.graph_max_batch, self.graph_saving_s, 0.0)
+
+    def decode_step_s(self, kernels_s, batch):
+        """A decode step of ``batch`` sequences as the engine runs it: its kernels (less the
+        launches a graph replay saves) plus its share of the host overhead."""
+        return kernels_s - self.graph_saving_at_s(batch) + self.decode_overhead_s
 
     def ttft_extra_s(self, t_dec):
         """Added to the TTFT: the mean wait for a block boundary (k > 1) and the per-request
@@ -64,21 +72,27 @@ def runtime_terms(dep: Deployment) -> RuntimeTerms:
         ops = forward_ops(make_forward(dep, "decode", 1.0, 1.0, 1.0), dep.pp)
         saving = launch_overhead_s(dep.hardware, ops)
     h, k, chunked = rt.iteration_overhead_s, rt.num_scheduler_steps, dep.spec.chunked_prefill
-    return RuntimeTerms(saving, h / k, 0.0 if chunked else h, k, chunked, rt.request_overhead_s)
+    return RuntimeTerms(
+        saving, h / k, 0.0 if chunked else h, k, chunked, rt.request_overhead_s,
+        rt.cuda_graph_max_batch,
+    )  # fmt: skip
 
 
-def with_runtime(dep: Deployment, pre: PhaseCost, dec: PhaseCost) -> tuple[PhaseCost, PhaseCost]:
-    """``estimate``'s prefill and decode as the engine runs them: each decode step less the
-    launches a graph replay saves plus its share of the host overhead; the prefill plus the
-    request overhead (and the host overhead without chunked prefill). A batch admitted
-    together waits for no block boundary, so k adds nothing to its TTFT."""
+def with_runtime(
+    dep: Deployment, pre: PhaseCost, dec: PhaseCost, batch
+) -> tuple[PhaseCost, PhaseCost]:
+    """``estimate``'s prefill and decode (of ``batch`` sequences) as the engine runs them:
+    each decode step less the launches a graph replay saves plus its share of the host
+    overhead; the prefill plus the request overhead (and the host overhead without chunked
+    prefill). A batch admitted together waits for no block boundary, so k adds nothing to
+    its TTFT."""
     rt = runtime_terms(dep)
     shift_pre = rt.request_overhead_s + rt.prefill_overhead_s
-    shift_dec = rt.decode_overhead_s - rt.graph_saving_s
+    shift_dec = rt.decode_overhead_s - rt.graph_saving_at_s(batch)
     return _shifted(pre, shift_pre), _shifted(dec, shift_dec)
 
 
-def _shifted(cost: PhaseCost, seconds: float) -> PhaseCost:
-    if seconds == 0.0:
+def _shifted(cost: PhaseCost, seconds) -> PhaseCost:
+    if np.ndim(seconds) == 0 and seconds == 0.0:
         return cost
     return replace(cost, time_s=cost.time_s + seconds, band=shifted_band(cost, seconds))

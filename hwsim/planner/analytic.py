@@ -217,7 +217,7 @@ def _steady_state(
                 t = max(t, float(cost.time_s)) if edge == 1 else t
             pfs.append(t + pf)
         t_pf, t_pf_p95, t_pf_p99 = pfs
-        t_dec = rt.decode_step_s(kernels)
+        t_dec = rt.decode_step_s(kernels, b)
         lam = b / (steps * t_dec + b * t_pf)  # per attention replica
         rho = lam * t_pf
         extra = rt.ttft_extra_s(t_dec)
@@ -282,7 +282,7 @@ def _steady_state(
     if has_band:  # the band at the planned load, against the point world's rate
         curves |= {"ttft_low": world(0)[4], "ttft_high": world(1)[4]}
     if step.band_s is not None:
-        low, high = (rt.decode_step_s(x) / per_step for x in step.band_s)
+        low, high = (rt.decode_step_s(x, b) / per_step for x in step.band_s)
         curves |= {"tpot_low": low / (1 - rho), "tpot_high": high / (1 - rho)}
     inside = load / replicas_inside  # what each attention replica serves
     at_load = {k: float(np.interp(inside, lam, v)) for k, v in curves.items()}

@@ -267,7 +267,7 @@ def decode_pool(model, cand: Candidate, work: Workload, slo: SLO, prices) -> _Po
     pool.b = np.arange(1, pool.limit + 1, dtype=float)
     pool.step = decode_step_cost(dep, pool.b, work.prompt_mean + g / 2)
     pool.band_used = edge is not None and pool.step.band_s is not None
-    pool.t_dec = np.asarray(rt.decode_step_s(_edge_time(pool.step, edge)), dtype=float)
+    pool.t_dec = np.asarray(rt.decode_step_s(_edge_time(pool.step, edge), pool.b), dtype=float)
     return pool
 
 

@@ -108,9 +108,10 @@ class EngineStepModel:
     """``iteration_time_s(new_tokens, context_after)`` for one deployment (one replica).
 
     ``fast=False`` prices every iteration by the reference (the op builders and ``time_op``).
-    With the deployment's ``runtime.cuda_graphs`` a decode-only iteration is priced without
-    its per-kernel launch overhead (:func:`launch_overhead_s`; a graph replay launches the
-    step once); iterations with prefill tokens keep it. The runtime's host overheads are the
+    With the deployment's ``runtime.cuda_graphs`` a decode-only iteration of at most
+    ``runtime.cuda_graph_max_batch`` sequences is priced without its per-kernel launch
+    overhead (:func:`launch_overhead_s`; a graph replay launches the step once); larger ones
+    and iterations with prefill tokens keep it. The runtime's host overheads are the
     simulator's (:class:`~hwsim.serving.scheduler.SchedulerConfig`), not this model's."""
 
     def __init__(self, dep: Deployment, *, fast: bool = True):
@@ -129,6 +130,7 @@ class EngineStepModel:
         # decode-only iterations under CUDA graphs skip this (the same for every batch and
         # context: the decode op list's kernels do not change with them)
         self.graph_saving_s = 0.0
+        self.graph_max_batch = dep.spec.runtime.cuda_graph_max_batch  # larger batches: eager
         if dep.spec.runtime.cuda_graphs:
             self.graph_saving_s = launch_overhead_s(
                 dep.hardware, self._decode_ops(1, float(CONTEXT_QUANTUM))
@@ -244,7 +246,7 @@ class EngineStepModel:
         t = fast.decode_only.get(key)
         if t is None:
             t = fast.decode_only_time_s(size, q, windowed)
-        return t - self.graph_saving_s
+        return t - self.graph_saving_s if size <= self.graph_max_batch else t
 
     # -- the definition ------------------------------------------------------------------
     def decode_contexts(self, dec_ctx) -> tuple[int, tuple[int, ...]]:
@@ -271,7 +273,8 @@ class EngineStepModel:
         if n_dec:
             quantised, windowed = self.decode_contexts(ctx[decoding])
             if n_dec == new.size:
-                return self._decode_time(n_dec, quantised, windowed) - self.graph_saving_s
+                t = self._decode_time(n_dec, quantised, windowed)
+                return t - self.graph_saving_s if n_dec <= self.graph_max_batch else t
             parts.append(self._decode_ops(n_dec, quantised, windowed))
         if n_dec < new.size:
             fw = make_forward(self.dep, "prefill", 1.0, new[~decoding], ctx[~decoding])

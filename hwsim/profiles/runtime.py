@@ -24,6 +24,9 @@ admitted and tokens returned. The fields:
     overhead of the hardware profile (``launch_overhead_s`` x kernels, :func:`time_op`) is
     not paid in them; iterations with prefill tokens still are (engines capture decode
     batches only). False: every iteration pays it (today's model).
+``cuda_graph_max_batch``
+    the largest decode batch the engine captured a graph for: a decode-only iteration of more
+    sequences runs eagerly and pays the launch overhead (with ``cuda_graphs``).
 ``custom_all_reduce``
     True: tensor-parallel all-reduces inside one fully linked node, up to 1 MiB, run the
     custom one-shot / two-shot kernel vLLM and SGLang use instead of NCCL
@@ -57,6 +60,7 @@ DEFAULTED = (
     "iteration_overhead_s",
     "request_overhead_s",
     "cuda_graphs",
+    "cuda_graph_max_batch",
     "custom_all_reduce",
     "prefill_first",
 )
@@ -83,6 +87,9 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
         "request_overhead_s": Default(0.0, "hwsim's kernel-only model: no per-request latency"),
         "cuda_graphs": Default(
             False, "hwsim's kernel-only model: every kernel pays the profile's launch overhead"
+        ),
+        "cuda_graph_max_batch": Default(
+            2**31 - 1, "hwsim's kernel-only model: no limit (no graphs unless cuda_graphs)"
         ),
         "custom_all_reduce": Default(False, "hwsim's kernel-only model: NCCL's cost model"),
         "prefill_first": Default(
@@ -111,6 +118,12 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "vLLM engine args: enforce_eager defaults to False ('If False, will use eager mode "
             "and CUDA graph in hybrid'); vLLM logs 'Capturing cudagraphs for decoding ... To "
             "run the model in eager mode, set enforce_eager=True' (graphs for decode batches)",
+        ),
+        "cuda_graph_max_batch": Default(
+            256,
+            "vLLM V0 worker/model_runner.py: '_BATCH_SIZES_TO_CAPTURE = [1, 2, 4] + "
+            "[_BATCH_SIZE_ALIGNMENT * i for i in range(1, 33)]' ('Capture graphs for ... 1, 2, "
+            "4, 8, 16, 24, 32, 40, ..., 256'; V1 captures up to 512)",
         ),
         "custom_all_reduce": Default(
             True,
@@ -145,6 +158,11 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "SGLang docs (CUDA graph): 'SGLang automatically enables CUDA graph for decode by "
             "default' (--disable-cuda-graph turns it off)",
         ),
+        "cuda_graph_max_batch": Default(
+            160,
+            "SGLang server_args.py (0.4): cuda_graph_max_bs is 160 ('the default value 160') "
+            "on GPUs of 25 GB and more (8, or 80 at TP >= 4, below that: not modelled)",
+        ),
         "custom_all_reduce": Default(
             True,
             "SGLang server args: disable_custom_all_reduce = False; its kernel began as "
@@ -175,6 +193,11 @@ ENGINE_DEFAULTS: dict[str, dict[str, Default]] = {
             "CUDA graphs for decoding ... enabled for batches that consist of decoding "
             "requests *only*' (graphs captured up to batch 128 by default; hwsim replays every "
             "decode-only iteration). The TensorRT backend before 1.0 is not covered",
+        ),
+        "cuda_graph_max_batch": Default(
+            128,
+            "TensorRT-LLM llm_args.py BaseCudaGraphConfig: 'If neither is provided, a default "
+            "max_batch_size of 128 is used'",
         ),
         "custom_all_reduce": Default(
             False,
@@ -209,6 +232,9 @@ class RuntimeSpec(BaseModel):
     )
     cuda_graphs: bool = Field(
         default=False, description="decode-only iterations skip the per-kernel launch overhead"
+    )
+    cuda_graph_max_batch: int = Field(
+        default=2**31 - 1, ge=1, description="largest decode batch replayed from a CUDA graph"
     )
     custom_all_reduce: bool = Field(
         default=False, description="small TP all-reduces run vLLM's custom kernel, not NCCL"
