@@ -7,14 +7,18 @@ import time
 
 import pytest
 
+from hwsim.errors import HwsimError
 from validation.harness import (
+    Device,
     EventTimer,
+    GraphReplayTimer,
     InputPool,
     KernelCheckError,
     Timing,
     TimingPolicy,
     WallTimer,
     check_close,
+    make_timer,
     physical_cores,
     pool_bytes_for,
     time_kernel,
@@ -97,6 +101,51 @@ def test_event_timer_uses_events_and_synchronises_before_reading():
     timing = time_kernel(kernel, timer, TimingPolicy(min_sample_s=1e-4, budget_s=0.01, rounds=1))
     assert timing.median_s == pytest.approx(2e-5)
     assert timing.inner == 5
+
+
+def test_graph_replay_timer_times_one_replay_of_the_captured_calls():
+    """Device time only: what the host does per call (here 30 us of dispatch, which eager
+    timing of a 20 us kernel would measure) is paid at capture, never in a reading."""
+    clock = FakeClock()
+    FakeEvent.log = []
+    captures, ran = [], []
+
+    def kernel():
+        ran.append(1)
+
+    def capture(step, calls):
+        captures.append((step, calls))
+        for _ in range(calls):  # recording: the host dispatches every call once
+            clock.now += 3e-5
+            step()
+
+        def replay():  # the device runs the calls back to back, no host in between
+            clock.now += 2e-5 * calls
+
+        return replay
+
+    timer = GraphReplayTimer(lambda: FakeEvent(clock), capture)
+    assert timer.time(kernel, 5) == pytest.approx(1e-4)
+    assert timer.time(kernel, 5) == pytest.approx(1e-4)
+    assert captures == [(kernel, 5)] and len(ran) == 5  # captured once, replayed twice
+    assert FakeEvent.log[-3:] == ["record", "record", "sync"]
+    timing = time_kernel(kernel, timer, TimingPolicy(min_sample_s=1e-4, budget_s=0.01, rounds=1))
+    assert timing.median_s == pytest.approx(2e-5)  # the kernel's 20 us, not the host's 30
+    assert [c for _, c in captures] == [5, 1]  # the warm-up's single call, then its inner 5
+
+    def other():
+        pass
+
+    timer.time(other, 5)  # a new step gets its own graphs; the last step's are dropped
+    assert captures[-1] == (other, 5) and list(timer._replays) == [5]
+
+
+def test_graph_timing_needs_a_cuda_device():
+    with pytest.raises(HwsimError, match="not a CUDA device"):
+        make_timer(Device("cpu", "test"), "graph")
+    with pytest.raises(HwsimError, match="allowed events, graph"):
+        make_timer(Device("cpu", "test"), "wall")
+    assert isinstance(make_timer(Device("cpu", "test")), WallTimer)
 
 
 def test_controlled_sleep_is_timed_within_tolerance():

@@ -5,9 +5,12 @@
 The full CUDA sweep (:func:`validation.suite.plan_cuda`) is run in priority order — library
 GEMMs, decode and prefill attention, bandwidth kernels, the Triton kernels, then the forced
 SDPA backends — and after each group every measurement so far is written under
-``OUT/results/<device>/...`` and packed into ``OUT/results.tgz``. A time limit on the machine
-therefore costs only the tail of the sweep, never what was measured. Fitting needs no GPU:
-unpack the archive into ``validation/results/`` and run
+``OUT/results/<device>/...`` and packed into ``OUT/results.tgz``. ``--timing graph`` times
+every sample as one CUDA-graph replay of the calls (device time, without the host's per-call
+dispatch: :class:`validation.harness.GraphReplayTimer`); such results go beside the eager
+ones, e.g. under ``validation/results/cuda_graph/``, and their metadata says so. A time limit
+on the machine therefore costs only the tail of the sweep, never what was measured. Fitting
+needs no GPU: unpack the archive into ``validation/results/`` and run
 ``hwsim calibrate --from-measurements validation/results/<device>`` anywhere.
 """
 
@@ -64,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=360.0, help="stop starting cases after")
     ap.add_argument("--quick", action="store_true", help="the quick CUDA sweep")
     ap.add_argument("--device", default="cuda")
+    ap.add_argument(
+        "--timing",
+        choices=harness.TIMINGS,
+        default="events",
+        help="events: eager calls between CUDA events; graph: one CUDA-graph replay of the "
+        "calls (device time, no host dispatch); recorded in every metadata.json",
+    )
     args = ap.parse_args(argv)
 
     start = time.perf_counter()
@@ -78,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     base = load_hardware(profile_for_device(dev.kind, dev.name))
     pool = harness.pool_bytes_for_profile(base)
     policy = harness.QUICK
+    timer = harness.make_timer(dev, args.timing)
     cases = suite.plan(dev, args.quick)
     print(f"{dev.name} ({dev.slug}): {len(cases)} cases, budget {args.budget_s:.0f} s", flush=True)
     measured, skipped, log = [], [], []
@@ -90,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             log.append({"group": name, "cases": len(group), "measured": 0, "elapsed_s": 0.0})
             continue
         run = suite.run_suite(
-            group, dev, policy=policy, pool_bytes=pool, progress=False, deadline_s=deadline
+            group,
+            dev,
+            policy=policy,
+            pool_bytes=pool,
+            timer=timer,
+            progress=False,
+            deadline_s=deadline,
         )
         measured += run.measurements
         skipped += run.skipped
@@ -103,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
         }
         log.append(entry)
         print(json.dumps(entry), flush=True)
-        extra = {"sweep": "quick" if args.quick else "full", "pool_bytes": pool}
+        extra = {
+            "sweep": "quick" if args.quick else "full",
+            "pool_bytes": pool,
+            "timing": "cuda_graph" if args.timing == "graph" else "eager_events",
+        }
         results.save(root, dev, measured, run.threads, extra)
         (args.out / "skipped.json").write_text(json.dumps(skipped, indent=1) + "\n")
         (args.out / "groups.json").write_text(json.dumps(log, indent=1) + "\n")

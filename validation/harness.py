@@ -156,11 +156,75 @@ class EventTimer:
         return start.elapsed_time(end) / 1e3
 
 
-def make_timer(device: Device) -> Timer:
+class GraphReplayTimer:
+    """Device time only: ``calls`` back-to-back calls are captured once into a CUDA graph and
+    every reading is one replay between device events, so the host's per-call dispatch (what
+    eager timing measures for a small kernel) is not in it, as in an engine's graph replay.
+
+    ``capture(step, calls)`` records the calls and returns the replay
+    (:func:`torch_graph_capture`); ``event_factory`` as :class:`EventTimer`. The captured calls
+    keep their rotated inputs (each call takes its slot at capture), and only the current
+    step's graphs are held (a new step frees the last one's)."""
+
+    def __init__(
+        self,
+        event_factory: Callable[[], Any],
+        capture: Callable[[Callable[[], Any], int], Callable[[], Any]],
+    ):
+        self.event_factory = event_factory
+        self.capture = capture
+        self._step: Callable[[], Any] | None = None
+        self._replays: dict[int, Callable[[], Any]] = {}
+
+    def time(self, step: Callable[[], Any], calls: int) -> float:
+        if step is not self._step:
+            self._step, self._replays = step, {}
+        replay = self._replays.get(calls)
+        if replay is None:
+            replay = self._replays[calls] = self.capture(step, calls)
+        start, end = self.event_factory(), self.event_factory()
+        start.record()
+        replay()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+
+
+def torch_graph_capture(step: Callable[[], Any], calls: int) -> Callable[[], Any]:
+    """Capture ``calls`` calls of ``step`` into a ``torch.cuda.CUDAGraph`` after a warm-up on
+    a side stream (as ``torch.cuda.graph`` requires); return its ``replay``."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            step()
+    return graph.replay
+
+
+TIMINGS = ("events", "graph")
+"""``events``: eager calls between device events (host dispatch included where it is longer
+than the kernel); ``graph``: :class:`GraphReplayTimer`, device time only (CUDA)."""
+
+
+def make_timer(device: Device, timing: str = "events") -> Timer:
+    if timing not in TIMINGS:
+        raise HwsimError(f"timing {timing!r}: allowed {', '.join(TIMINGS)}")
+    if timing == "graph" and device.kind != "cuda":
+        raise HwsimError(f"graph timing replays CUDA graphs; {device.slug} is not a CUDA device")
     if device.kind == "cuda":
         import torch
 
-        return EventTimer(lambda: torch.cuda.Event(enable_timing=True))
+        events = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
+        if timing == "graph":
+            return GraphReplayTimer(events, torch_graph_capture)
+        return EventTimer(events)
     return WallTimer()
 
 
