@@ -91,8 +91,9 @@ V0_SOURCE = "vLLM V0 defaults (arg_utils.py EngineArgs, config.py SchedulerConfi
 
 
 def _major_minor(row: PublishedRow) -> tuple[int, int] | None:
-    """The row's engine version as (major, minor), where its engine_version states X.Y.Z."""
-    m = re.search(r"(?<![\d.])(\d+)\.(\d+)\.\d+", row.engine_version or "")
+    """The row's engine version as (major, minor), where its engine_version states one
+    (its first X.Y: '0.6.0', '0.17.post1.dev', '... (vLLM 0.6.7 development build)')."""
+    m = re.search(r"(?<![\d.])(\d+)\.(\d+)(?![\d])", row.engine_version or "")
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
@@ -155,12 +156,10 @@ def _trtllm_before_pytorch_backend(row: PublishedRow) -> bool:
         return False
     if "benchmarks/python/benchmark.py" in (row.notes or ""):
         return True
-    version = _major_minor(row)  # any 'X.Y.Z' in the engine version
+    version = _major_minor(row)
     if version is None:
         m = re.search(r"tensorrt_llm==(\d+)\.(\d+)", row.notes or "")
         version = (int(m.group(1)), int(m.group(2))) if m else None
-    if version is None and (m := re.fullmatch(r"(\d+)\.(\d+)\S*", row.engine_version or "")):
-        version = (int(m.group(1)), int(m.group(2)))
     return version is not None and version < TRTLLM_PYTORCH_BACKEND_DEFAULT_FROM
 
 

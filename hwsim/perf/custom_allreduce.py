@@ -44,7 +44,6 @@ import numpy as np
 
 from hwsim.profiles.hardware import HardwareProfile
 
-SOURCE = "SGLang PR #2904 (github.com/sgl-project/sglang/pull/2904): vLLM's kernel on H100"
 SUPPORTED_RANKS = (2, 4, 6, 8)  # vLLM CustomAllreduce._SUPPORTED_WORLD_SIZES
 MEASURED_MAX_BYTES = 1024 * 1024  # the largest message of the source's table
 ONE_SHOT_LATENCY_S = 8.82e-6
@@ -57,6 +56,16 @@ def one_shot_below_bytes(ranks: int) -> float:
     if ranks == 2:
         return math.inf
     return (512 if ranks <= 4 else 256) * 1024
+
+
+def one_shot_s(ranks: int, nbytes, bandwidth: float):
+    """One-shot kernel seconds: every rank reads its p - 1 peers' inputs (floats or arrays)."""
+    return ONE_SHOT_LATENCY_S + (ranks - 1) * nbytes / bandwidth
+
+
+def two_shot_s(ranks: int, nbytes, bandwidth: float):
+    """Two-shot kernel seconds: reduce-scatter and all-gather, 2 (p - 1) / p of the bytes."""
+    return TWO_SHOT_LATENCY_S + 2.0 * (ranks - 1) / ranks * nbytes / bandwidth
 
 
 def one_shot(ranks: int, nbytes) -> np.ndarray:
@@ -95,10 +104,9 @@ class CustomAllReduce:
     def seconds(self, nbytes: float) -> float:
         if not self.applies or nbytes > MEASURED_MAX_BYTES:
             return math.nan
-        p = self.ranks
-        two = TWO_SHOT_LATENCY_S + 2.0 * (p - 1) / p * nbytes / self.bandwidth
+        two = two_shot_s(self.ranks, nbytes, self.bandwidth)
         if nbytes < self.one_shot_below:
-            return min(ONE_SHOT_LATENCY_S + (p - 1) * nbytes / self.bandwidth, two)
+            return min(one_shot_s(self.ranks, nbytes, self.bandwidth), two)
         return two
 
 
@@ -109,7 +117,7 @@ def custom_all_reduce_s(hw: HardwareProfile, ranks: int, nbytes) -> np.ndarray:
     kernel = CustomAllReduce(hw, ranks)
     if not kernel.applies:
         return np.full(size.shape, np.nan)
-    one = ONE_SHOT_LATENCY_S + (ranks - 1) * size / kernel.bandwidth
-    two = TWO_SHOT_LATENCY_S + 2.0 * (ranks - 1) / ranks * size / kernel.bandwidth
+    one = one_shot_s(ranks, size, kernel.bandwidth)
+    two = two_shot_s(ranks, size, kernel.bandwidth)
     seconds = np.where(one_shot(ranks, size), np.minimum(one, two), two)
     return np.where(size <= MEASURED_MAX_BYTES, seconds, np.nan)

@@ -35,7 +35,7 @@ from hwsim.profiles.loader import validate
 from hwsim.profiles.scenario import Scenario, load_scenario
 from hwsim.serving import SchedulerConfig, Slo, TrafficSpec, sample_requests, summarize
 from hwsim.serving import simulate as run_simulation
-from hwsim.serving.scheduler import deployment_scheduler_fields
+from hwsim.serving.scheduler import deployment_policy_name, deployment_scheduler_fields
 
 WORKLOAD_SAMPLE = 20_000
 LONGEST_SAMPLED = f"the longest of {WORKLOAD_SAMPLE:,} sampled requests"
@@ -538,18 +538,10 @@ def assumptions(sc: Scenario, work: Workload) -> list[str]:
         "price per GPU-hour (hardware profile unless overridden); a month = 730 hours.",
         "Simulator: continuous batching with paged KV blocks, recompute preemption, the "
         "scheduling policy of each candidate's runtime (hwsim.serving.policies; the scenario's "
-        f"deployment runs '{_policy_name(sc)}'), iteration time from the same op-level engine; "
-        "one replica at its share of the peak.",
+        f"deployment runs '{deployment_policy_name(sc.deployment)}'), iteration time from the "
+        "same op-level engine; one replica at its share of the peak.",
         sc.deployment.runtime.describe(),
     ]
-
-
-def _policy_name(sc: Scenario) -> str:
-    """The scheduling policy the scenario's deployment runs in the simulator."""
-    spec = sc.deployment
-    return deployment_scheduler_fields(spec).get(
-        "policy", "chunked" if spec.chunked_prefill else "unchunked"
-    )
 
 
 def simulate(scenario: str | Path | dict | Scenario, n_requests: int | None = None, seed: int = 0):

@@ -246,7 +246,11 @@ class EngineStepModel:
         t = fast.decode_only.get(key)
         if t is None:
             t = fast.decode_only_time_s(size, q, windowed)
-        return t - self.graph_saving_s if size <= self.graph_max_batch else t
+        return t - self._graph_saving_s(size)
+
+    def _graph_saving_s(self, size: int) -> float:
+        """What a graph replay saves on a decode-only iteration of ``size`` sequences."""
+        return self.graph_saving_s if size <= self.graph_max_batch else 0.0
 
     # -- the definition ------------------------------------------------------------------
     def decode_contexts(self, dec_ctx) -> tuple[int, tuple[int, ...]]:
@@ -274,7 +278,7 @@ class EngineStepModel:
             quantised, windowed = self.decode_contexts(ctx[decoding])
             if n_dec == new.size:
                 t = self._decode_time(n_dec, quantised, windowed)
-                return t - self.graph_saving_s if n_dec <= self.graph_max_batch else t
+                return t - self._graph_saving_s(n_dec)
             parts.append(self._decode_ops(n_dec, quantised, windowed))
         if n_dec < new.size:
             fw = make_forward(self.dep, "prefill", 1.0, new[~decoding], ctx[~decoding])

@@ -126,12 +126,24 @@ class SchedulerConfig(BaseModel):
         """The scheduling policy this config runs (``policy``, else from chunked_prefill)."""
         if self.policy is not None:
             return self.policy
-        return "chunked" if self.chunked_prefill else "unchunked"
+        return default_policy_name(self.chunked_prefill)
 
     @property
     def kv_capacity_blocks(self) -> int:
         """Whole blocks in the KV capacity (a partial block is unusable)."""
         return self.kv_capacity_tokens // self.block_size_tokens
+
+
+def default_policy_name(chunked_prefill: bool) -> str:
+    """The policy a config without ``policy`` runs."""
+    return "chunked" if chunked_prefill else "unchunked"
+
+
+def deployment_policy_name(spec: DeploymentSpec) -> str:
+    """The scheduling policy the simulator runs for ``spec``."""
+    return deployment_scheduler_fields(spec).get(
+        "policy", default_policy_name(spec.chunked_prefill)
+    )
 
 
 def deployment_scheduler_fields(spec: DeploymentSpec) -> dict[str, Any]:
